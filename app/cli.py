@@ -1,0 +1,193 @@
+"""The ``mecove`` command line: the composition root that wires settings to processes.
+
+Handlers from ``projections`` and ``consumers`` are imported inside the commands that run
+them, so ``app`` itself keeps depending only on ``schema``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from app.settings import Settings, SettingsError, load_settings
+
+GROUPS = ("projector", "replier", "summarizer")
+
+
+def _settings(require_urls: bool = True) -> Settings:
+    try:
+        settings = load_settings(require_urls=require_urls)
+    except SettingsError as exc:
+        print(f"mecove: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    from app.logs import configure_logging
+
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
+    return settings
+
+
+def _run(coro) -> None:  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    settings = _settings()
+    from app.database import run_migrations
+
+    try:
+        _run(run_migrations(settings.database_url))
+    except (OSError, ConnectionError) as exc:
+        print(f"mecove: cannot reach PostgreSQL at DATABASE_URL: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    settings = _settings()
+    import uvicorn
+
+    from app.ingress.app_factory import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def build_handlers(settings: Settings, groups: Sequence[str]):  # type: ignore[no-untyped-def]
+    """Handler objects for the named groups."""
+    handlers = []
+    for group in groups:
+        if group == "projector":
+            from projections.projector import Projector
+
+            handlers.append(Projector(settings.database_url, settings.key_prefix))
+        elif group == "replier":
+            from consumers.replier.reply_handler import build_reply_handler
+
+            handlers.append(build_reply_handler(settings))
+        elif group == "summarizer":
+            from consumers.summarizer.summary_handler import build_summary_handler
+
+            handlers.append(build_summary_handler(settings))
+    return handlers
+
+
+async def consume(settings: Settings, groups: Sequence[str]) -> None:
+    from app.consumer_process import run_until_signalled, runtime_for
+    from app.database import close_database, open_database
+    from app.redis_client import open_redis
+
+    redis = open_redis(settings.redis_url)
+    await open_database(settings.database_url, min_size=1, max_size=5)
+    handlers = build_handlers(settings, groups)
+    try:
+        for handler in handlers:
+            start = getattr(handler, "start", None)
+            if start is not None:
+                await start()
+        await run_until_signalled([runtime_for(settings, redis, h) for h in handlers])
+    finally:
+        for handler in handlers:
+            close = getattr(handler, "close", None)
+            if close is not None:
+                await close()
+        await redis.aclose()
+        await close_database()
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    settings = _settings()
+    groups = GROUPS if args.group == "all" else (args.group,)
+    _run(consume(settings, groups))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Migrations, then the ingress and one process per consumer group, supervised."""
+    settings = _settings()
+    if cmd_migrate(args) != 0:
+        return 1
+    exe = [sys.executable, "-m", "app.cli"]
+    commands = [exe + ["api", "--host", args.host]] + [exe + ["consume", g] for g in args.groups]
+    return supervise(commands, settings)
+
+
+def supervise(commands: list[list[str]], settings: Settings) -> int:
+    """Start every command; the first to exit, or SIGINT / SIGTERM, stops them all."""
+    children = [subprocess.Popen(c, env=os.environ.copy()) for c in commands]
+    print(f"mecove: up — webhook at http://127.0.0.1:{settings.port}/webhooks/whatsapp "
+          f"({len(children)} processes)", file=sys.stderr, flush=True)
+    stopping = False
+
+    def stop_all(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    code = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                print(f"mecove: {' '.join(child.args[3:])} exited with {child.returncode}; "
+                      "stopping the rest", file=sys.stderr, flush=True)
+                code = child.returncode or 1
+                stopping = True
+                break
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="mecove", description="MeCove WhatsApp backend")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    api = sub.add_parser("api", help="run the webhook ingress (port: MECOVE_PORT)")
+    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens on all
+    api.set_defaults(func=cmd_api)
+    consume_p = sub.add_parser("consume", help="run a consumer group")
+    consume_p.add_argument("group", choices=[*GROUPS, "all"])
+    consume_p.set_defaults(func=cmd_consume)
+    up = sub.add_parser("up", help="migrations, ingress and every consumer on this machine")
+    up.add_argument("--host", default="0.0.0.0")  # noqa: S104
+    up.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
+    up.set_defaults(func=cmd_up)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Run consumer groups in this process until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+
+from redis.asyncio import Redis
+
+from app.eventlog.consumer_runtime import ConsumerGroupRuntime, GroupHandler
+from app.eventlog.keys import Keys
+from app.eventlog.retry_policy import RetryPolicy
+from app.settings import Settings
+
+log = logging.getLogger("mecove.consume")
+
+
+def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> ConsumerGroupRuntime:
+    return ConsumerGroupRuntime(
+        redis=redis,
+        redis_url=settings.redis_url,
+        keys=Keys(settings.key_prefix, settings.partitions),
+        handler=handler,
+        consumer_name=settings.consumer_name,
+        policy=RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_delay_ms=settings.retry_base_delay_ms,
+            factor=settings.retry_factor,
+        ),
+        batch_size=settings.batch_size,
+        block_ms=settings.block_ms,
+        visibility_timeout_ms=settings.visibility_timeout_ms,
+    )
+
+
+async def run_until_signalled(
+    runtimes: Sequence[ConsumerGroupRuntime],
+    *,
+    install_signals: bool = True,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Run every runtime; the first SIGTERM / SIGINT stops reading, lets in-flight work end."""
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: [r.request_stop() for r in runtimes])
+    if on_started is not None:
+        on_started()
+    await asyncio.gather(*(r.run() for r in runtimes))

@@ -1,0 +1,50 @@
+"""``create_app``: every route and the lifespan of the ingress, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from app.database import close_database, open_database
+from app.eventlog.append import EventLog
+from app.eventlog.keys import Keys
+from app.ingress.health_routes import HealthController
+from app.ingress.webhook_routes import WhatsAppWebhookController
+from app.redis_client import open_redis
+from app.settings import Settings
+
+
+def event_log_for(settings: Settings, redis) -> EventLog:  # type: ignore[no-untyped-def]
+    return EventLog(
+        redis,
+        Keys(settings.key_prefix, settings.partitions),
+        dedupe_ttl_days=settings.dedupe_ttl_days,
+        tracking_window_ms=settings.tracking_window_ms,
+        context_ttl_seconds=settings.context_ttl_seconds,
+    )
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The ingress application; pools are opened and closed by its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        redis = open_redis(settings.redis_url)
+        pool = await open_database(settings.database_url)
+        app.state.redis = redis
+        app.state.pool = pool
+        app.state.event_log = event_log_for(settings, redis)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await close_database()
+
+    return Litestar(
+        route_handlers=[WhatsAppWebhookController, HealthController],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+    )

@@ -1,0 +1,31 @@
+"""``/health`` (the process answers) and ``/ready`` (Redis and PostgreSQL answer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+
+
+class HealthController(Controller):
+    @get("/health", sync_to_thread=False)
+    def health(self) -> dict[str, bool]:
+        return {"ok": True}
+
+    @get("/ready")
+    async def ready(self, state: State) -> Response[dict[str, object]]:
+        checks: dict[str, object] = {}
+        try:
+            await asyncio.wait_for(state.redis.ping(), timeout=2)
+            checks["redis"] = True
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            checks["redis"] = f"unavailable: {type(exc).__name__}"
+        try:
+            async with state.pool.acquire(timeout=2) as connection:
+                await connection.fetchval("SELECT 1")
+            checks["postgres"] = True
+        except Exception as exc:  # noqa: BLE001
+            checks["postgres"] = f"unavailable: {type(exc).__name__}"
+        ok = checks["redis"] is True and checks["postgres"] is True
+        return Response(content={"ok": ok, **checks}, status_code=200 if ok else 503)

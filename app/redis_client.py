@@ -1,0 +1,31 @@
+"""Redis clients: one pooled client for commands, dedicated ones for blocking reads."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+
+def open_redis(redis_url: str, *, max_connections: int = 64) -> Redis:
+    """A pooled client for short commands (never for blocking reads)."""
+    return Redis.from_url(
+        redis_url,
+        max_connections=max_connections,
+        socket_connect_timeout=2,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+
+
+def open_blocking_reader(redis_url: str, *, block_ms: int) -> Redis:
+    """A single-connection client for one blocking XREADGROUP loop.
+
+    Blocking reads get their own connection: sharing a pooled connection with other
+    commands stalls them for the whole block (see redis-py's asyncio issues).
+    """
+    return Redis.from_url(
+        redis_url,
+        single_connection_client=True,
+        socket_connect_timeout=2,
+        socket_timeout=block_ms / 1000 + 5,
+        socket_keepalive=True,
+    )

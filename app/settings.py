@@ -1,0 +1,165 @@
+"""Typed settings, built once at start-up from the environment (and ``.env``).
+
+Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import msgspec
+
+
+class SettingsError(Exception):
+    """A variable is missing or malformed; the message is one line naming it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    redis_url: str
+    key_prefix: str = "mecove"
+    partitions: int = 1
+    port: int = 8000
+    debug: bool = False
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto | json | text
+    dedupe_ttl_days: int = 8
+    tracking_window_ms: int = 60_000
+    context_ttl_seconds: int = 86_400
+    whatsapp_verify_token: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_permanent_token: str | None = None
+    whatsapp_api_base_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v21.0"
+    groq_api_key: str | None = None
+    groq_base_url: str | None = None
+    llm_config_path: str | None = None
+    retry_max_attempts: int = 3
+    retry_base_delay_ms: int = 1_000
+    retry_factor: float = 2.0
+    visibility_timeout_ms: int = 60_000
+    batch_size: int = 100
+    block_ms: int = 1_000
+    replier_concurrency: int = 32
+    contextual_after_count: int = 1
+    contextual_stale_ms: int = 10_000
+    consumer_name: str = ""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs."""
+        values = (
+            self.whatsapp_app_secret,
+            self.whatsapp_permanent_token,
+            self.whatsapp_verify_token,
+            self.groq_api_key,
+        )
+        return tuple(v for v in values if v)
+
+    @property
+    def whatsapp_dry_run(self) -> bool:
+        return not (self.whatsapp_phone_number_id and self.whatsapp_permanent_token)
+
+
+def _required_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is not set (expected a {schemes[0]}:// URL)")
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname and not parts.path:
+        raise SettingsError(
+            f"{name} is malformed: expected a URL starting with "
+            + " or ".join(s + "://" for s in schemes)
+        )
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} is malformed: expected an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} is malformed: expected a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _opt(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def default_consumer_name() -> str:
+    """Stable per process: host and pid."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> Settings:
+    """Build settings from a mapping of variables; raises SettingsError naming the variable."""
+    if require_urls:
+        database_url = _required_url(env, "DATABASE_URL", ("postgresql", "postgres"))
+        redis_url = _required_url(env, "REDIS_URL", ("redis", "rediss", "unix"))
+    else:
+        database_url = env.get("DATABASE_URL", "")
+        redis_url = env.get("REDIS_URL", "")
+    partitions = _int(env, "MECOVE_PARTITIONS", 1)
+    if partitions < 1:
+        raise SettingsError("MECOVE_PARTITIONS is malformed: expected an integer >= 1")
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        key_prefix=env.get("MECOVE_KEY_PREFIX", "mecove").strip() or "mecove",
+        partitions=partitions,
+        port=_int(env, "MECOVE_PORT", 8000),
+        debug=_bool(env, "MECOVE_DEBUG"),
+        log_level=env.get("MECOVE_LOG_LEVEL", "INFO").upper(),
+        log_format=env.get("MECOVE_LOG_FORMAT", "auto").lower(),
+        whatsapp_verify_token=_opt(env, "WHATSAPP_VERIFY_TOKEN"),
+        whatsapp_app_secret=_opt(env, "WHATSAPP_APP_SECRET"),
+        whatsapp_phone_number_id=_opt(env, "WHATSAPP_PHONE_NUMBER_ID"),
+        whatsapp_permanent_token=_opt(env, "WHATSAPP_PERMANENT_TOKEN"),
+        whatsapp_api_base_url=(
+            _opt(env, "WHATSAPP_API_BASE_URL") or "https://graph.facebook.com"
+        ).rstrip("/"),
+        whatsapp_api_version=_opt(env, "WHATSAPP_API_VERSION") or "v21.0",
+        groq_api_key=_opt(env, "GROQ_API_KEY"),
+        groq_base_url=_opt(env, "GROQ_BASE_URL"),
+        llm_config_path=_opt(env, "MECOVE_LLM_CONFIG"),
+        retry_max_attempts=_int(env, "MECOVE_RETRY_MAX_ATTEMPTS", 3),
+        retry_base_delay_ms=_int(env, "MECOVE_RETRY_BASE_DELAY_MS", 1_000),
+        retry_factor=_float(env, "MECOVE_RETRY_FACTOR", 2.0),
+        visibility_timeout_ms=_int(env, "MECOVE_VISIBILITY_TIMEOUT_MS", 60_000),
+        batch_size=_int(env, "MECOVE_BATCH_SIZE", 100),
+        block_ms=_int(env, "MECOVE_BLOCK_MS", 1_000),
+        replier_concurrency=_int(env, "MECOVE_REPLIER_CONCURRENCY", 32),
+        contextual_after_count=_int(env, "MECOVE_CONTEXTUAL_AFTER_COUNT", 1),
+        contextual_stale_ms=_int(env, "MECOVE_CONTEXTUAL_STALE_MS", 10_000),
+        consumer_name=env.get("MECOVE_CONSUMER_NAME", "").strip() or default_consumer_name(),
+    )
+
+
+def load_settings(*, require_urls: bool = True) -> Settings:
+    """Settings of this process: ``.env`` (if present) under the real environment."""
+    from dotenv import dotenv_values
+
+    merged = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    merged.update(os.environ)
+    return settings_from_env(merged, require_urls=require_urls)

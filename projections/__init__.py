@@ -1,0 +1,1 @@
+"""Event -> row logic, the projector consumer, and replay."""

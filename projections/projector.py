@@ -1,0 +1,159 @@
+"""The projector: applies the log to PostgreSQL, one transaction per batch.
+
+Each transaction writes the rows, archives the events and advances the checkpoint of
+(projector, partition); entries at or below the checkpoint are skipped, so a crash between
+commit and XACK changes nothing. One projector process at a time holds a partition's lease
+(a PostgreSQL advisory lock on the very connection that writes), so batches apply in order
+even with many projector processes; the others stand by and take over when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Sequence
+
+import asyncpg
+
+from app.eventlog.consumer_runtime import Delivery
+from app.eventlog.retry_policy import NonRetryableError
+from projections.row_changes import RowChanges, entry_position
+from projections.write_rows import write_row_changes
+
+log = logging.getLogger("mecove.projector")
+
+PROJECTION = "projector"
+LEASE_POLL_S = 1.0
+
+
+def lease_key(key_prefix: str, partition: int) -> int:
+    """A stable 32-bit advisory lock key for (deployment, partition)."""
+    return zlib.crc32(f"mecove-projector:{key_prefix}:{partition}".encode())
+
+
+async def read_checkpoint(
+    connection: asyncpg.Connection, partition: int, projection: str = PROJECTION
+) -> tuple[int, int]:
+    row = await connection.fetchrow(
+        "SELECT last_ms, last_seq FROM projection_checkpoints "
+        "WHERE projection = $1 AND partition = $2",
+        projection, partition,
+    )
+    return (row["last_ms"], row["last_seq"]) if row else (0, 0)
+
+
+class Projector:
+    """Consumer-group handler that projects events into the live tables."""
+
+    group = "projector"
+    exclusive = True
+
+    def __init__(self, database_url: str, key_prefix: str) -> None:
+        self.database_url = database_url
+        self.key_prefix = key_prefix
+        self._connections: dict[int, asyncpg.Connection] = {}
+
+    async def acquire_partition(self, partition: int, stop: asyncio.Event) -> bool:
+        announced = False
+        while not stop.is_set():
+            try:
+                connection = await asyncpg.connect(self.database_url)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("postgres unavailable, waiting", extra={"fields": {
+                    "error": type(exc).__name__}})
+                await _wait(stop, LEASE_POLL_S)
+                continue
+            if await connection.fetchval(
+                "SELECT pg_try_advisory_lock($1)", lease_key(self.key_prefix, partition)
+            ):
+                self._connections[partition] = connection
+                log.info("projector lease acquired", extra={"fields": {"partition": partition}})
+                return True
+            await connection.close()
+            if not announced:
+                log.info("another projector holds the lease; standing by",
+                         extra={"fields": {"partition": partition}})
+                announced = True
+            await _wait(stop, LEASE_POLL_S)
+        return False
+
+    async def release_partition(self, partition: int) -> None:
+        connection = self._connections.pop(partition, None)
+        if connection is not None:
+            await connection.close()  # closing the session releases the advisory lock
+
+    async def _connection(self, partition: int) -> asyncpg.Connection:
+        connection = self._connections.get(partition)
+        if connection is None or connection.is_closed():
+            # The lease died with the old session: only continue if we get it back.
+            if connection is not None:
+                self._connections.pop(partition, None)
+            fresh = await asyncpg.connect(self.database_url)
+            if not await fresh.fetchval(
+                "SELECT pg_try_advisory_lock($1)", lease_key(self.key_prefix, partition)
+            ):
+                await fresh.close()
+                raise ConnectionError("projector lease lost to another process")
+            self._connections[partition] = fresh
+            connection = fresh
+        return connection
+
+    async def handle(self, deliveries: list[Delivery]) -> Sequence[BaseException | None]:
+        """One transaction: rows, archive and checkpoint for every entry past the checkpoint."""
+        partition = deliveries[0].partition
+        connection = await self._connection(partition)
+        try:
+            async with connection.transaction():
+                checkpoint = await read_checkpoint(connection, partition)
+                changes = RowChanges()
+                last = checkpoint
+                for delivery in deliveries:
+                    position = entry_position(delivery.entry_id)
+                    if position <= checkpoint:
+                        continue
+                    changes.add(partition, delivery.entry_id, delivery.event)
+                    last = max(last, position)
+                if last == checkpoint:
+                    return [None] * len(deliveries)
+                await write_row_changes(connection, changes)
+                await connection.execute(
+                    "INSERT INTO projection_checkpoints (projection, partition, last_ms, last_seq) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, partition) DO UPDATE "
+                    "SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq",
+                    PROJECTION, partition, last[0], last[1],
+                )
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            if len(deliveries) == 1:
+                raise NonRetryableError(f"event cannot be projected: {exc}") from exc
+            return await self._one_by_one(deliveries)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            await self.release_partition(partition)
+            raise ConnectionError(f"postgres unavailable: {type(exc).__name__}") from exc
+        log.debug("batch projected", extra={"fields": {"partition": partition,
+                                                       "count": len(deliveries)}})
+        return [None] * len(deliveries)
+
+    async def _one_by_one(self, deliveries: list[Delivery]) -> list[BaseException | None]:
+        """Find the event a batch cannot take: apply each alone; the bad one dead-letters."""
+        outcomes: list[BaseException | None] = []
+        for delivery in deliveries:
+            try:
+                outcomes.append((await self.handle([delivery]))[0])
+            except NonRetryableError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def on_dead_letter(self, delivery: Delivery, error: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        for partition in list(self._connections):
+            await self.release_partition(partition)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,20 @@
+"""The Piccolo app that owns MeCove's tables and migrations."""
+
+import os
+
+from piccolo.conf.apps import AppConfig
+
+from schema.tables import (
+    EventArchive,
+    Identity,
+    Message,
+    ProjectionCheckpoint,
+    Summary,
+    User,
+)
+
+APP_CONFIG = AppConfig(
+    app_name="mecove",
+    migrations_folder_path=os.path.join(os.path.dirname(__file__), "migrations"),
+    table_classes=[User, Identity, Message, Summary, ProjectionCheckpoint, EventArchive],
+)

@@ -1,0 +1,198 @@
+"""Real servers for the whole suite (SPEC §10), chosen once and printed in the header.
+
+Order: testcontainers when a Docker engine answers; else ``MECOVE_TEST_REDIS_URL`` /
+``MECOVE_TEST_DATABASE_URL``; else the local servers on their default ports; else nothing,
+which fails the run with a clear message (never a silent skip). Each test gets its own
+database (a copy of a migrated template) and its own Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from app.settings import Settings
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass
+class TestServers:
+    kind: str
+    redis_url: str
+    admin_database_url: str  # a database to issue CREATE DATABASE from
+    stop: object = None
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine, no client config, no socket: all "no"
+        return False
+
+
+def _start_containers() -> TestServers:
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    postgres = PostgresContainer("postgres:16-alpine", driver=None).start()
+    redis = RedisContainer("redis:7-alpine").start()
+    redis_url = (f"redis://{redis.get_container_host_ip()}:"
+                 f"{redis.get_exposed_port(6379)}/0")
+
+    def stop() -> None:
+        redis.stop()
+        postgres.stop()
+
+    return TestServers("testcontainers", redis_url, postgres.get_connection_url(), stop)
+
+
+def _discover() -> TestServers:
+    if _docker_answers():
+        return _start_containers()
+    env_redis = os.environ.get("MECOVE_TEST_REDIS_URL")
+    env_db = os.environ.get("MECOVE_TEST_DATABASE_URL")
+    if env_redis and env_db:
+        return TestServers("MECOVE_TEST_* URLs", env_redis, env_db)
+    if _answers("127.0.0.1", 6379) and _answers("127.0.0.1", 5432):
+        return TestServers("local servers", LOCAL_REDIS, LOCAL_POSTGRES)
+    raise pytest.UsageError(
+        "no test servers: no Docker engine answers, MECOVE_TEST_REDIS_URL / "
+        "MECOVE_TEST_DATABASE_URL are not set, and nothing listens on 127.0.0.1:6379 and :5432. "
+        "Start PostgreSQL and Redis (see README) or set the two URLs."
+    )
+
+
+_SERVERS: TestServers | None = None
+
+
+def _servers() -> TestServers:
+    global _SERVERS
+    if _SERVERS is None:
+        _SERVERS = _discover()
+    return _SERVERS
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    servers = _servers()
+    redis = urlsplit(servers.redis_url)
+    db = urlsplit(servers.admin_database_url)
+    return (f"mecove test servers: {servers.kind} — redis {redis.hostname}:{redis.port}, "
+            f"postgres {db.hostname}:{db.port}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SERVERS is not None and callable(_SERVERS.stop):
+        _SERVERS.stop()
+
+
+def database_url_for(admin_url: str, name: str) -> str:
+    parts = urlsplit(admin_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def servers() -> TestServers:
+    return _servers()
+
+
+@pytest.fixture(scope="session")
+async def template_database(servers: TestServers) -> AsyncIterator[str]:
+    """A migrated database that every test's database is copied from."""
+    from app.database import run_migrations
+
+    name = f"mecove_tpl_{os.getpid()}"
+    admin = await asyncpg.connect(servers.admin_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    await run_migrations(database_url_for(servers.admin_database_url, name))
+    yield name
+    admin = await asyncpg.connect(servers.admin_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(servers: TestServers, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    from schema.piccolo_conf import DB
+
+    if DB.pool is not None:  # a test left Piccolo's pool open on the template: close it
+        from app.database import close_database
+
+        await close_database()
+    name = f"mecove_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(servers.admin_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await admin.close()
+    yield database_url_for(servers.admin_database_url, name)
+    admin = await asyncpg.connect(servers.admin_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis(servers: TestServers, key_prefix: str) -> AsyncIterator[Redis]:
+    """A client on the test Redis; every key under this test's prefix is deleted afterwards."""
+    client = Redis.from_url(servers.redis_url)
+    yield client
+    async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(servers: TestServers, database_url: str, key_prefix: str) -> Settings:
+    """Settings of a service under test: fast retries, short blocks, its own keys and DB."""
+    return Settings(
+        database_url=database_url,
+        redis_url=servers.redis_url,
+        key_prefix=key_prefix,
+        retry_base_delay_ms=50,
+        retry_factor=2.0,
+        visibility_timeout_ms=2_000,
+        block_ms=100,
+        consumer_name=f"test-{uuid.uuid4().hex[:6]}",
+        whatsapp_app_secret="test-app-secret",
+        whatsapp_verify_token="test-verify-token",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,121 @@
+"""A signed webhook becomes one event in Redis and then rows in PostgreSQL, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.eventlog.keys import Keys
+from app.settings import Settings
+from projections.projector import Projector
+from tests.service import consumers, eventually, ingress
+from tests.webhooks import delivery, encode, fixture_body, signed_headers, text_message
+
+
+async def _count(database_url: str, table: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
+    finally:
+        await connection.close()
+
+
+async def _stream_length(redis: Redis, settings: Settings) -> int:
+    return int(await redis.xlen(Keys(settings.key_prefix, 1).stream(0)))
+
+
+async def test_signed_text_webhook_ends_as_one_row_each(settings: Settings, redis: Redis) -> None:
+    raw = encode(fixture_body("message.json", "text"))
+    async with ingress(settings) as client:
+        response = await client.post(
+            "/webhooks/whatsapp", content=raw,
+            headers=signed_headers(raw, settings.whatsapp_app_secret or ""),
+        )
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+    assert await _stream_length(redis, settings) == 1
+    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+        await eventually(lambda: _count(settings.database_url, "messages"))
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        message = await connection.fetchrow("SELECT * FROM messages")
+        identity = await connection.fetchrow("SELECT * FROM identities")
+        users = await connection.fetchval("SELECT count(*) FROM users")
+        archived = await connection.fetchval("SELECT count(*) FROM event_archive")
+    finally:
+        await connection.close()
+    assert message["text"] == "Body Text"
+    assert message["source_message_id"] == "wamid.xyzxyz"
+    assert message["content_type"] == "text"
+    assert message["raw_payload"] is not None
+    assert identity["channel"] == "whatsapp"
+    assert identity["channel_user_key"] == "+972987654321"
+    assert message["identity_id"] == identity["id"]
+    assert users == 1
+    assert archived == 1
+
+
+async def test_same_webhook_three_times_appends_one_event_and_one_row(
+    settings: Settings, redis: Redis
+) -> None:
+    raw = encode(delivery(text_message("15550001234", "hello", wamid="wamid.dup3")))
+    headers = signed_headers(raw, settings.whatsapp_app_secret or "")
+    async with ingress(settings) as client:
+        codes = [(await client.post("/webhooks/whatsapp", content=raw, headers=headers)).status_code
+                 for _ in range(3)]
+    assert codes == [200, 200, 200]
+    assert await _stream_length(redis, settings) == 1
+    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+        await eventually(lambda: _count(settings.database_url, "messages"))
+        await asyncio.sleep(0.3)  # would let a second (wrong) row land
+    assert await _count(settings.database_url, "messages") == 1
+
+
+async def test_twenty_concurrent_identical_deliveries_append_one_event(
+    settings: Settings, redis: Redis
+) -> None:
+    raw = encode(delivery(text_message("15550001235", "hi", wamid="wamid.concurrent")))
+    headers = signed_headers(raw, settings.whatsapp_app_secret or "")
+    async with ingress(settings) as client:
+        responses = await asyncio.gather(
+            *(client.post("/webhooks/whatsapp", content=raw, headers=headers) for _ in range(20))
+        )
+    assert [r.status_code for r in responses] == [200] * 20
+    assert await _stream_length(redis, settings) == 1
+
+
+async def test_bad_signature_is_refused_and_appends_nothing(
+    settings: Settings, redis: Redis
+) -> None:
+    raw = encode(delivery(text_message("15550001236", "hi")))
+    async with ingress(settings) as client:
+        wrong = await client.post("/webhooks/whatsapp", content=raw,
+                                  headers=signed_headers(raw, "not-the-secret"))
+        missing = await client.post("/webhooks/whatsapp", content=raw,
+                                    headers={"Content-Type": "application/json"})
+    assert wrong.status_code == 401
+    assert missing.status_code == 401
+    assert await _stream_length(redis, settings) == 0
+
+
+async def test_several_messages_in_one_delivery_keep_their_order(
+    settings: Settings, redis: Redis
+) -> None:
+    messages = [text_message("15550001237", f"m{i}", wamid=f"wamid.order{i}") for i in range(3)]
+    raw = encode(delivery(*messages))
+    async with ingress(settings) as client:
+        response = await client.post("/webhooks/whatsapp", content=raw,
+                                     headers=signed_headers(raw, "test-app-secret"))
+    assert response.status_code == 200
+    keys = Keys(settings.key_prefix, 1)
+    entries = await redis.xrange(keys.stream(0))
+    assert len(entries) == 3
+    user_tracking = [k async for k in redis.scan_iter(match=f"{settings.key_prefix}:*:messages:*")]
+    assert len(user_tracking) == 1
+    scored = await redis.zrange(user_tracking[0], 0, -1, withscores=True)
+    scores = [s for _, s in scored]
+    assert scores == sorted(scores) and len(set(scores)) == 3
+    first_score = scores[0]
+    assert await redis.zcount(user_tracking[0], f"({first_score}", "+inf") == 2

@@ -1,0 +1,61 @@
+"""Running pieces of the service inside a test: the ingress client and consumer groups."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from litestar.testing import AsyncTestClient
+
+from app.consumer_process import runtime_for
+from app.eventlog.consumer_runtime import ConsumerGroupRuntime, GroupHandler
+from app.ingress.app_factory import create_app
+from app.redis_client import open_redis
+from app.settings import Settings
+
+
+@asynccontextmanager
+async def ingress(settings: Settings) -> AsyncIterator[AsyncTestClient]:
+    """The real ingress app with its lifespan (pools open), driven in-process over ASGI."""
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def consumers(
+    settings: Settings, handlers: Sequence[GroupHandler]
+) -> AsyncIterator[list[ConsumerGroupRuntime]]:
+    """Run consumer groups as background tasks; stopped (gracefully) on exit."""
+    redis = open_redis(settings.redis_url)
+    runtimes = [runtime_for(settings, redis, h) for h in handlers]
+    tasks = [asyncio.create_task(r.run()) for r in runtimes]
+    try:
+        yield runtimes
+    finally:
+        for runtime in runtimes:
+            runtime.request_stop()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+        for handler in handlers:
+            close = getattr(handler, "close", None)
+            if close is not None:
+                await close()
+        await redis.aclose()
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[object]], *, timeout: float = 10.0, interval: float = 0.05
+) -> object:
+    """Poll ``check`` until it returns a truthy value; fail with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
