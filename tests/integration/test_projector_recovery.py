@@ -1,0 +1,137 @@
+"""The projector's exactly-once effect: crashes between commit and XACK change nothing."""
+
+from __future__ import annotations
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.eventlog.append import EventLog
+from app.eventlog.consumer_runtime import Delivery, ensure_group
+from app.eventlog.keys import Keys
+from app.ingress.parse_webhook import events_from_texts, parse_webhook
+from app.settings import Settings
+from projections.projector import Projector, read_checkpoint
+from schema.events import ReplySent, SummaryCreated, decode_event
+from schema.ids import event_id_for
+from tests.service import consumers, eventually
+from tests.webhooks import delivery, encode, text_message
+
+
+async def _append_texts(redis: Redis, settings: Settings, count: int, sender: str) -> list:
+    log = EventLog(redis, Keys(settings.key_prefix, 1))
+    messages = [text_message(sender, f"text {i}", wamid=f"wamid.{sender}.{i}")
+                for i in range(count)]
+    events = events_from_texts(parse_webhook(encode(delivery(*messages))).texts, 1_700_000_000_000)
+    await log.append_messages(events)
+    return events
+
+
+async def _rows(database_url: str, sql: str) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await connection.fetch(sql)
+    finally:
+        await connection.close()
+
+
+async def test_projector_dying_after_commit_before_ack_has_no_duplicate_effect(
+    settings: Settings, redis: Redis
+) -> None:
+    await _append_texts(redis, settings, 5, "15550002001")
+    keys = Keys(settings.key_prefix, 1)
+    await ensure_group(redis, keys.stream(0), "projector")
+    # A first projector reads the batch and commits it, then "dies" before XACK.
+    response = await redis.xreadgroup("projector", "doomed", {keys.stream(0): ">"}, count=10)
+    deliveries = [Delivery(0, e[0].decode(), decode_event(e[1]), 1) for e in response[0][1]]
+    doomed = Projector(settings.database_url, settings.key_prefix)
+    await doomed.handle(deliveries)
+    await doomed.close()
+    pending = await redis.xpending(keys.stream(0), "projector")
+    assert pending["pending"] == 5
+    archived_before = await _rows(settings.database_url, "SELECT event_id FROM event_archive")
+
+    # A new projector adopts the dead one's pending entries: skipped by the checkpoint, acked.
+    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+        async def acked() -> bool:
+            return (await redis.xpending(keys.stream(0), "projector"))["pending"] == 0
+        await eventually(acked)
+    messages = await _rows(settings.database_url, "SELECT id FROM messages")
+    archived_after = await _rows(settings.database_url, "SELECT event_id FROM event_archive")
+    assert len(messages) == 5
+    assert sorted(archived_after) == sorted(archived_before)
+
+
+async def test_restarted_projector_resumes_from_its_checkpoint(
+    settings: Settings, redis: Redis
+) -> None:
+    await _append_texts(redis, settings, 3, "15550002002")
+    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+        async def three() -> bool:
+            return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 3
+        await eventually(three)
+    connection = await asyncpg.connect(settings.database_url)
+    first_checkpoint = await read_checkpoint(connection, 0)
+    await connection.close()
+
+    await _append_texts(redis, settings, 4, "15550002003")
+    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+        async def seven() -> bool:
+            return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 7
+        await eventually(seven)
+    connection = await asyncpg.connect(settings.database_url)
+    second_checkpoint = await read_checkpoint(connection, 0)
+    await connection.close()
+    tail = await redis.xrevrange(Keys(settings.key_prefix, 1).stream(0), count=1)
+    last_ms, last_seq = (int(x) for x in tail[0][0].decode().split("-"))
+    assert first_checkpoint < second_checkpoint == (last_ms, last_seq)
+    archived = await _rows(settings.database_url, "SELECT count(*) AS n FROM event_archive")
+    assert archived[0]["n"] == 7
+
+
+async def test_reply_sent_and_summary_created_are_projected(
+    settings: Settings, redis: Redis
+) -> None:
+    events = await _append_texts(redis, settings, 2, "15550002004")
+    log = EventLog(redis, Keys(settings.key_prefix, 1))
+    target = events[0]
+    await log.record_reply(ReplySent(
+        event_id=event_id_for("ReplySent", target.message_id), occurred_at=1_700_000_001_000,
+        message_id=target.message_id, user_id=target.user_id, reply_text="Got it, thanks!",
+        replied_at=1_700_000_001_000, contextual=False, outbound_message_id="wamid.out1",
+        model="openai/gpt-oss-20b", fallback_used=False,
+    ))
+    await log.append(SummaryCreated(
+        event_id=event_id_for("SummaryCreated", "s1"), occurred_at=1_700_000_002_000,
+        summary_id="1b4e28ba-2fa1-41d2-883f-0016d3cca427", user_id=target.user_id,
+        range_start=1_699_395_200_000, range_end=1_700_000_002_000, status="success",
+        summary_text="Two messages.", model_name="openai/gpt-oss-20b", prompt_version="s1",
+        input_messages_count=2, input_hash="ab" * 32, error=None,
+    ), user_id=target.user_id)
+    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+        async def projected() -> bool:
+            rows = await _rows(settings.database_url, "SELECT id FROM summaries")
+            return len(rows) == 1
+        await eventually(projected)
+    replied = await _rows(settings.database_url,
+                          "SELECT id, reply_text, replied_at FROM messages WHERE replied_at "
+                          "IS NOT NULL")
+    summary = (await _rows(settings.database_url, "SELECT * FROM summaries"))[0]
+    assert [(str(r["id"]), r["reply_text"]) for r in replied] == [
+        (target.message_id, "Got it, thanks!")]
+    assert summary["input_messages_count"] == 2
+    assert summary["summary_text"] == "Two messages."
+    assert summary["prompt_version"] == "s1"
+
+
+async def test_second_projector_stands_by_while_the_first_holds_the_lease(
+    settings: Settings, redis: Redis
+) -> None:
+    await _append_texts(redis, settings, 4, "15550002005")
+    first = Projector(settings.database_url, settings.key_prefix)
+    second = Projector(settings.database_url, settings.key_prefix)
+    async with consumers(settings, [first, second]):
+        async def four() -> bool:
+            return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 4
+        await eventually(four)
+        holders = [p for p in (first, second) if p._connections]
+        assert len(holders) == 1
