@@ -15,6 +15,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+import asyncpg
+from redis.asyncio import Redis
+
 from app.settings import Settings, SettingsError, load_settings
 
 GROUPS = ("projector", "replier", "summarizer")
@@ -72,7 +75,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_handlers(settings: Settings, groups: Sequence[str]):  # type: ignore[no-untyped-def]
+def build_handlers(  # type: ignore[no-untyped-def]
+    settings: Settings, groups: Sequence[str], pool: asyncpg.Pool, redis: Redis
+):
     """Handler objects for the named groups."""
     handlers = []
     for group in groups:
@@ -83,22 +88,22 @@ def build_handlers(settings: Settings, groups: Sequence[str]):  # type: ignore[n
         elif group == "replier":
             from consumers.replier.reply_handler import build_reply_handler
 
-            handlers.append(build_reply_handler(settings))
+            handlers.append(build_reply_handler(settings, pool, redis))
         elif group == "summarizer":
             from consumers.summarizer.summary_handler import build_summary_handler
 
-            handlers.append(build_summary_handler(settings))
+            handlers.append(build_summary_handler(settings, pool, redis))
     return handlers
 
 
 async def consume(settings: Settings, groups: Sequence[str]) -> None:
     from app.consumer_process import run_until_signalled, runtime_for
-    from app.database import close_database, open_database
+    from app.database import open_database
     from app.redis_client import open_redis
 
     redis = open_redis(settings.redis_url)
-    await open_database(settings.database_url, min_size=1, max_size=5)
-    handlers = build_handlers(settings, groups)
+    pool = await open_database(settings.database_url, min_size=1, max_size=5)
+    handlers = build_handlers(settings, groups, pool, redis)
     try:
         for handler in handlers:
             start = getattr(handler, "start", None)
@@ -111,7 +116,7 @@ async def consume(settings: Settings, groups: Sequence[str]) -> None:
             if close is not None:
                 await close()
         await redis.aclose()
-        await close_database()
+        await pool.close()
 
 
 def cmd_consume(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The PostgreSQL pool. Piccolo's engine owns it, so Piccolo queries and raw asyncpg share it."""
+"""PostgreSQL: the connection pool of a process, and migrations (Piccolo)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,12 @@ from schema.piccolo_conf import DB
 async def open_database(
     database_url: str, *, min_size: int = 1, max_size: int = 10
 ) -> asyncpg.Pool:
-    """Point Piccolo's engine at ``database_url`` and open its pool."""
-    await close_database()
-    DB.config = {"dsn": database_url}
-    await DB.start_connection_pool(min_size=min_size, max_size=max_size)
-    assert DB.pool is not None
-    return DB.pool
-
-
-async def close_database() -> None:
-    if DB.pool is not None:
-        await DB.close_connection_pool()
-        DB.pool = None
+    """An asyncpg pool owned by the caller (closed with ``await pool.close()``)."""
+    pool = await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, command_timeout=30
+    )
+    assert pool is not None
+    return pool
 
 
 async def run_migrations(database_url: str) -> None:

@@ -120,6 +120,9 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
     else:
         database_url = env.get("DATABASE_URL", "")
         redis_url = env.get("REDIS_URL", "")
+    port = _int(env, "MECOVE_PORT", 8000)
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"MECOVE_PORT is malformed: {port} is not a TCP port")
     partitions = _int(env, "MECOVE_PARTITIONS", 1)
     if partitions < 1:
         raise SettingsError("MECOVE_PARTITIONS is malformed: expected an integer >= 1")
@@ -128,7 +131,7 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         redis_url=redis_url,
         key_prefix=env.get("MECOVE_KEY_PREFIX", "mecove").strip() or "mecove",
         partitions=partitions,
-        port=_int(env, "MECOVE_PORT", 8000),
+        port=port,
         debug=_bool(env, "MECOVE_DEBUG"),
         log_level=env.get("MECOVE_LOG_LEVEL", "INFO").upper(),
         log_format=env.get("MECOVE_LOG_FORMAT", "auto").lower(),

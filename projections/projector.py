@@ -144,7 +144,7 @@ class Projector:
                 outcomes.append(exc)
         return outcomes
 
-    async def on_dead_letter(self, delivery: Delivery, error: str) -> None:
+    async def on_dead_letter(self, delivery: Delivery, error: BaseException | str) -> None:
         return None
 
     async def close(self) -> None:

@@ -140,12 +140,6 @@ async def template_database(servers: TestServers) -> AsyncIterator[str]:
 @pytest.fixture
 async def database_url(servers: TestServers, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    from schema.piccolo_conf import DB
-
-    if DB.pool is not None:  # a test left Piccolo's pool open on the template: close it
-        from app.database import close_database
-
-        await close_database()
     name = f"mecove_t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(servers.admin_database_url)
     try:

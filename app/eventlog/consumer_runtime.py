@@ -59,7 +59,7 @@ class GroupHandler(Protocol):
         """Handle a batch; one outcome per delivery (None = done). May raise for all."""
         ...
 
-    async def on_dead_letter(self, delivery: Delivery, error: str) -> None:
+    async def on_dead_letter(self, delivery: Delivery, error: BaseException | str) -> None:
         """Called once an entry is given up on (e.g. the replier appends ReplyFailed)."""
         ...
 
@@ -275,7 +275,7 @@ class ConsumerGroupRuntime:
         if self.policy.gives_up_after(delivery.attempt, error):
             await self._dead_letter(delivery.partition, delivery.entry_id, fields,
                                     delivery.attempt, reason)
-            await self.handler.on_dead_letter(delivery, reason)
+            await self.handler.on_dead_letter(delivery, error)
             return
         due = self.clock_ms() + self.policy.delay_ms(delivery.attempt)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -375,11 +375,17 @@ class ConsumerGroupRuntime:
                                               self.visibility_timeout_ms, [entry_id])
             if claimed and claimed[0][0] is not None:
                 fields = claimed[0][1] or {}
-                reason = await self.redis.hget(self.keys.last_error(partition, self.group),
-                                               entry_id)
-                await self._dead_letter(
-                    partition, entry_id, fields, int(item["times_delivered"]),  # type: ignore[call-overload]
-                    _text(reason) if reason else "consumer died on its last attempt",
+                raw_reason = await self.redis.hget(self.keys.last_error(partition, self.group),
+                                                   entry_id)
+                reason = _text(raw_reason) if raw_reason else "consumer died on its last attempt"
+                attempts = int(item["times_delivered"])  # type: ignore[call-overload]
+                await self._dead_letter(partition, entry_id, fields, attempts, reason)
+                try:
+                    event = decode_event(fields)
+                except UndecodableEvent:
+                    continue
+                await self.handler.on_dead_letter(
+                    Delivery(partition, entry_id, event, attempts), reason
                 )
         rest = [p for p in candidates if p not in exhausted]
         if rest:

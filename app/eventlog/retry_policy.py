@@ -22,7 +22,8 @@ class RetryPolicy:
 
     def delay_ms(self, attempt: int) -> int:
         """Delay before the attempt after ``attempt`` (1-based): base * factor^(attempt-1)."""
-        return min(self.max_delay_ms, int(self.base_delay_ms * self.factor ** (attempt - 1)))
+        exponent = min(max(attempt - 1, 0), 64)  # beyond 2^64 the cap applies anyway
+        return min(self.max_delay_ms, int(self.base_delay_ms * self.factor**exponent))
 
     def gives_up_after(self, attempt: int, error: BaseException) -> bool:
         """True when ``attempt`` failing with ``error`` must go to the dead-letter stream."""

@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
+from redis.asyncio import Redis
 
-from app.database import close_database, open_database
+from app.database import open_database
 from app.eventlog.append import EventLog
 from app.eventlog.keys import Keys
 from app.ingress.health_routes import HealthController
@@ -17,7 +18,7 @@ from app.redis_client import open_redis
 from app.settings import Settings
 
 
-def event_log_for(settings: Settings, redis) -> EventLog:  # type: ignore[no-untyped-def]
+def event_log_for(settings: Settings, redis: Redis) -> EventLog:
     return EventLog(
         redis,
         Keys(settings.key_prefix, settings.partitions),
@@ -41,7 +42,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await redis.aclose()
-            await close_database()
+            await pool.close()
 
     return Litestar(
         route_handlers=[WhatsAppWebhookController, HealthController],

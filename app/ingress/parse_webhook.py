@@ -55,8 +55,15 @@ def _client_timestamp(raw: str | None) -> int | None:
 def parse_webhook(body: bytes) -> ParsedWebhook:
     """Every text message of every entry and change; counts what is ignored.
 
-    Raises MalformedWebhook when the body is not JSON.
+    Raises MalformedWebhook when the body is not JSON (or nests deeper than we decode).
     """
+    try:
+        return _parse(body)
+    except RecursionError as exc:
+        raise MalformedWebhook("JSON nested too deeply") from exc
+
+
+def _parse(body: bytes) -> ParsedWebhook:
     try:
         webhook = _body_decoder.decode(body)
     except msgspec.ValidationError:

@@ -14,10 +14,12 @@ def normalise_e164(raw: str) -> str:
     international prefix is removed. E.164 allows at most 15 digits and never a leading 0.
     """
     text = raw.strip()
-    if text.startswith("00"):
+    if text.startswith("+"):
+        text = text[1:]
+    elif text.startswith("00"):
         text = text[2:]
-    digits = "".join(ch for ch in text if ch.isdigit())
-    stripped = "".join(ch for ch in text if ch not in "+-. ()")
+    digits = "".join(ch for ch in text if ch in "0123456789")
+    stripped = "".join(ch for ch in text if ch not in "-. ()")
     if stripped != digits or not 6 <= len(digits) <= 15 or digits[0] == "0":
         raise InvalidPhoneNumber(f"not an E.164 number: {raw!r}")
     return "+" + digits

@@ -432,24 +432,29 @@ def start_standalone(module: str) -> tuple[subprocess.Popen[str], str]:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 15)
-    if not ready:
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 15)
+        assert ready, f"{module} printed nothing within 15s"
+        line = process.stdout.readline().strip()
+        assert line.startswith("listening http://127.0.0.1:"), line
+    except BaseException:
         process.kill()
-        raise AssertionError(f"{module} printed nothing within 15s")
-    line = process.stdout.readline().strip()
-    assert line.startswith("listening http://127.0.0.1:"), line
+        process.communicate()
+        raise
     return process, line.removeprefix("listening ")
 
 
 def stop_standalone(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, expect a clean exit 0; ``communicate`` also closes the pipes."""
     process.terminate()
     try:
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _, stderr = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    assert process.returncode == 0, stderr
 
 
 @pytest.mark.slow

@@ -1,0 +1,70 @@
+"""Chat completions through the official ``groq`` SDK, with the fallback rule built in."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import groq
+
+from consumers.llm.llm_config import LlmConfig
+
+log = logging.getLogger("mecove.llm")
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    model: str | None  # None when the fallback was used
+    fallback_used: bool
+    error: str | None
+    latency_ms: float
+
+
+class ChatClient:
+    """One AsyncGroq client per process. No key → every call falls back."""
+
+    def __init__(self, config: LlmConfig, api_key: str | None, base_url: str | None) -> None:
+        self.config = config
+        self._client: groq.AsyncGroq | None = None
+        if api_key:
+            self._client = groq.AsyncGroq(
+                api_key=api_key,
+                base_url=base_url,
+                timeout=config.timeout_seconds,
+                max_retries=0,  # the consumer runtime owns retries; the LLM gets one try
+            )
+        else:
+            log.warning("GROQ_API_KEY is not set: every reply is the fallback text")
+
+    async def complete(self, system_prompt: str, user_content: str, fallback: str) -> Completion:
+        """The model's answer, or ``fallback`` on no key, an error, a timeout or empty content."""
+        started = time.perf_counter()
+        if self._client is None:
+            return Completion(fallback, None, True, "no GROQ_API_KEY", 0.0)
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.config.model,
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+                messages=[
+                    {"role": "system", "content": system_prompt},
+                    {"role": "user", "content": user_content},
+                ],
+            )
+            content = (response.choices[0].message.content or "").strip() if response.choices \
+                else ""
+        except (groq.APIError, ValueError, TypeError) as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.warning("LLM call failed, using the fallback",
+                        extra={"fields": {"error": type(exc).__name__}})
+            return Completion(fallback, None, True, f"{type(exc).__name__}: {exc}"[:300], elapsed)
+        elapsed = (time.perf_counter() - started) * 1000
+        if not content:
+            return Completion(fallback, None, True, "empty content", elapsed)
+        return Completion(content, self.config.model, False, None, elapsed)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()

@@ -1,0 +1,65 @@
+"""The user's recent turns, read from Redis (written atomically with each event), so the
+context is right even while the projector lags; PostgreSQL is the fallback once the Redis
+copy has expired.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.eventlog.keys import Keys
+from consumers.replier.conversation_prompt import CONTEXT_MESSAGES, Turn
+from schema.events import MessageReceived
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class ConversationStore:
+    def __init__(self, redis: Redis, keys: Keys, pool: asyncpg.Pool) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.pool = pool
+
+    async def turns_up_to(self, message: MessageReceived) -> list[Turn]:
+        """The last turns of the user up to and including ``message``, oldest first."""
+        partition = self.keys.partition_of(message.user_id)
+        ids = [_text(i) for i in await self.redis.lrange(
+            self.keys.recent(partition, message.user_id), 0, -1)]
+        if message.message_id in ids:
+            window = ids[: ids.index(message.message_id) + 1][-CONTEXT_MESSAGES:]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for message_id in window:
+                    pipe.hmget(self.keys.turn(partition, message_id or ""), "t", "r")
+                rows = await pipe.execute()
+            if all(row[0] is not None for row in rows):
+                return [Turn(mid or "", _text(t) or "", _text(r))
+                        for mid, (t, r) in zip(window, rows, strict=True)]
+        return await self._from_database(message)
+
+    async def _from_database(self, message: MessageReceived) -> list[Turn]:
+        async with self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                "SELECT id, text, reply_text FROM messages WHERE user_id = $1 AND id <> $2 "
+                "AND created_at <= to_timestamp($3 / 1000.0) "
+                "ORDER BY created_at DESC LIMIT $4",
+                message.user_id, message.message_id, message.received_at, CONTEXT_MESSAGES - 1,
+            )
+        earlier = [Turn(str(r["id"]), r["text"] or "", r["reply_text"]) for r in reversed(rows)]
+        return [*earlier, Turn(message.message_id, message.text, None)]
+
+    async def messages_after(self, message: MessageReceived) -> int:
+        """How many of the user's tracked messages came after this one."""
+        partition = self.keys.partition_of(message.user_id)
+        return int(await self.redis.zcount(
+            self.keys.tracking(partition, message.user_id), f"({message.tracking_score}", "+inf"
+        ))
+
+    async def already_replied_in_database(self, message_id: str) -> bool:
+        async with self.pool.acquire() as connection:
+            return bool(await connection.fetchval(
+                "SELECT replied_at IS NOT NULL FROM messages WHERE id = $1", message_id))

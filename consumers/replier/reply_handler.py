@@ -1,0 +1,220 @@
+"""The replier: every inbound text gets one LLM-written reply, plain or contextual.
+
+Per message: skip if it already has a reply; build the conversation; ask the LLM (fallback
+``Noted.``); decide contextual or standalone at send time; send; record ReplySent. A user's
+messages of one batch are handled in order, different users concurrently.
+
+At most one confirmed send per message: before calling the Graph API the replier takes the
+message's outcome key (``SET NX`` = ``sending:<consumer>``); a definite failure releases it;
+a 200 turns it into ``sent:<wamid>`` in the same Lua step that appends ReplySent. A redelivery
+that finds ``sending:`` left by a crashed attempt cannot know whether Meta got the message, so
+it does not resend: the entry is dead-lettered as "in doubt" (see docs/decisions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.eventlog.append import EventLog
+from app.eventlog.consumer_runtime import Delivery
+from app.eventlog.retry_policy import NonRetryableError
+from app.settings import Settings
+from consumers.llm.chat_client import ChatClient
+from consumers.llm.llm_config import LlmConfig
+from consumers.replier.conversation_prompt import format_conversation
+from consumers.replier.conversation_store import ConversationStore
+from consumers.replier.reply_mode import ReplyMode, ReplyModeRule, decide_reply_mode
+from consumers.whatsapp.graph_client import GraphClient
+from schema.events import MessageReceived, ReplyFailed, ReplySent
+from schema.ids import event_id_for
+
+log = logging.getLogger("mecove.replier")
+
+
+class ReplyInDoubt(NonRetryableError):
+    """A previous attempt died while sending: resending could deliver the reply twice."""
+
+
+class ReplyHandler:
+    group = "replier"
+    exclusive = False
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        event_log: EventLog,
+        store: ConversationStore,
+        chat: ChatClient,
+        llm: LlmConfig,
+        graph: GraphClient | None,
+        rule: ReplyModeRule,
+        consumer_name: str,
+        concurrency: int = 32,
+        dedupe_ttl_s: int = 8 * 86_400,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.redis = redis
+        self.event_log = event_log
+        self.keys = event_log.keys
+        self.store = store
+        self.chat = chat
+        self.llm = llm
+        self.graph = graph
+        self.rule = rule
+        self.consumer_name = consumer_name
+        self.clock_ms = clock_ms
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self._slots = asyncio.Semaphore(concurrency)
+        if graph is None:
+            log.warning("DRY-RUN: WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_PERMANENT_TOKEN not set; "
+                        "replies are recorded but NOT sent to WhatsApp")
+
+    async def acquire_partition(self, partition: int, stop: asyncio.Event) -> bool:
+        return True
+
+    async def release_partition(self, partition: int) -> None:
+        return None
+
+    async def handle(self, deliveries: list[Delivery]) -> Sequence[BaseException | None]:
+        outcomes: dict[str, BaseException | None] = {}
+        by_user: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            if isinstance(delivery.event, MessageReceived):
+                by_user[delivery.event.user_id].append(delivery)
+            else:
+                outcomes[delivery.entry_id] = None  # not a replier's event
+
+        async def one_user(items: list[Delivery]) -> None:
+            async with self._slots:
+                for delivery in items:
+                    try:
+                        await self.reply_to(delivery)
+                        outcomes[delivery.entry_id] = None
+                    except Exception as exc:  # noqa: BLE001 - an outcome for the runtime
+                        outcomes[delivery.entry_id] = exc
+
+        await asyncio.gather(*(one_user(items) for items in by_user.values()))
+        return [outcomes[d.entry_id] for d in deliveries]
+
+    async def reply_to(self, delivery: Delivery) -> None:
+        message = delivery.event
+        assert isinstance(message, MessageReceived)
+        fields = {"event_id": message.event_id, "message_id": message.message_id,
+                  "attempt": delivery.attempt}
+        outcome_key = self.keys.reply_outcome(self.keys.partition_of(message.user_id),
+                                              message.message_id)
+        outcome = await self.redis.get(outcome_key)
+        if outcome is not None:
+            state = outcome.decode()
+            if state.startswith("sent:") or state == "failed":
+                log.info("already replied; skipped", extra={"fields": fields})
+                return
+            raise ReplyInDoubt(f"reply in doubt: an earlier attempt ({state}) stopped while "
+                               "sending; not resent so the user never gets it twice")
+        if await self.store.already_replied_in_database(message.message_id):
+            log.info("already replied (database); skipped", extra={"fields": fields})
+            return
+
+        turns = await self.store.turns_up_to(message)
+        completion = await self.chat.complete(
+            self.llm.reply.system_prompt, format_conversation(turns), self.llm.reply.fallback_text
+        )
+        messages_after = await self.store.messages_after(message)
+        now = self.clock_ms()
+        mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
+        contextual = mode is ReplyMode.CONTEXTUAL
+        outbound_id: str | None = None
+        if self.graph is not None:
+            marker = f"sending:{self.consumer_name}:{now}"
+            if not await self.redis.set(outcome_key, marker, nx=True, ex=self.dedupe_ttl_s):
+                raise ReplyInDoubt("reply in doubt: another attempt holds the send")
+            try:
+                outbound_id = await self.graph.send_text(
+                    message.channel_user_key, completion.text,
+                    message.source_message_id if contextual else None,
+                )
+            except BaseException:
+                # Meta answered with an error or never got the request: nothing was sent.
+                await self._release(outcome_key, marker)
+                raise
+        replied_at = self.clock_ms()
+        await self.event_log.record_reply(ReplySent(
+            event_id=event_id_for("ReplySent", message.message_id),
+            occurred_at=replied_at,
+            message_id=message.message_id,
+            user_id=message.user_id,
+            reply_text=completion.text,
+            replied_at=replied_at,
+            contextual=contextual,
+            outbound_message_id=outbound_id,
+            model=completion.model,
+            fallback_used=completion.fallback_used,
+            dry_run=self.graph is None,
+        ))
+        log.info("reply sent" if self.graph else "reply recorded (dry-run)", extra={"fields": {
+            **fields, "mode": mode.value, "fallback": completion.fallback_used,
+            "latency_ms": replied_at - message.received_at}})
+
+    async def _release(self, key: str, marker: str) -> None:
+        if (await self.redis.get(key)) == marker.encode():
+            await self.redis.delete(key)
+
+    async def on_dead_letter(self, delivery: Delivery, error: BaseException | str) -> None:
+        """Given up on: record ReplyFailed (not for "in doubt", which a human must judge)."""
+        message = delivery.event
+        if not isinstance(message, MessageReceived) or isinstance(error, ReplyInDoubt):
+            return
+        await self.event_log.record_reply(ReplyFailed(
+            event_id=event_id_for("ReplyFailed", message.message_id),
+            occurred_at=self.clock_ms(),
+            message_id=message.message_id,
+            user_id=message.user_id,
+            attempts=delivery.attempt,
+            error=str(error)[:500],
+            retryable=not isinstance(error, NonRetryableError),
+        ))
+
+    async def close(self) -> None:
+        await self.chat.close()
+        if self.graph is not None:
+            await self.graph.close()
+
+
+def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> ReplyHandler:
+    """The replier wired from settings (dry-run without WhatsApp credentials)."""
+    from app.eventlog.keys import Keys
+    from consumers.llm.llm_config import load_llm_config
+
+    keys = Keys(settings.key_prefix, settings.partitions)
+    llm = load_llm_config(settings.llm_config_path)
+    graph = None
+    if not settings.whatsapp_dry_run:
+        graph = GraphClient(
+            base_url=settings.whatsapp_api_base_url,
+            version=settings.whatsapp_api_version,
+            phone_number_id=settings.whatsapp_phone_number_id or "",
+            token=settings.whatsapp_permanent_token or "",
+        )
+    event_log = EventLog(redis, keys, dedupe_ttl_days=settings.dedupe_ttl_days,
+                         tracking_window_ms=settings.tracking_window_ms,
+                         context_ttl_seconds=settings.context_ttl_seconds)
+    return ReplyHandler(
+        redis=redis,
+        event_log=event_log,
+        store=ConversationStore(redis, keys, pool),
+        chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url),
+        llm=llm,
+        graph=graph,
+        rule=ReplyModeRule(settings.contextual_after_count, settings.contextual_stale_ms),
+        consumer_name=settings.consumer_name,
+        concurrency=settings.replier_concurrency,
+        dedupe_ttl_s=settings.dedupe_ttl_days * 86_400,
+    )

@@ -1,0 +1,27 @@
+"""Helpers for consumer tests: building handlers and reading what they appended."""
+
+from __future__ import annotations
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.eventlog.keys import Keys
+from app.settings import Settings
+from consumers.replier.reply_handler import ReplyHandler, build_reply_handler
+from schema.events import decode_event
+
+GRAPH_TOKEN = "test-permanent-token-0123456789"
+GROQ_KEY = "gsk_test_key_0123456789"
+
+
+def replier(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> ReplyHandler:
+    return build_reply_handler(settings, pool=pool, redis=redis)
+
+
+async def events_of_type(redis: Redis, settings: Settings, kind: str) -> list:
+    entries = await redis.xrange(Keys(settings.key_prefix, 1).stream(0))
+    return [decode_event(f) for _, f in entries if f.get(b"type") == kind.encode()]
+
+
+async def dead_letters(redis: Redis, settings: Settings) -> list[dict[bytes, bytes]]:
+    return [f for _, f in await redis.xrange(Keys(settings.key_prefix, 1).dead_letters(0))]

@@ -1,0 +1,163 @@
+"""Events <-> stream entry fields (encode_event / decode_event)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schema.events import (
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    MessageReceived,
+    ReplyFailed,
+    ReplySent,
+    SummaryCreated,
+    SummaryRequested,
+    UndecodableEvent,
+    decode_body,
+    decode_event,
+    encode_body,
+    encode_event,
+    event_type_name,
+)
+
+AT = 1_700_000_000_123
+
+EVENTS = [
+    MessageReceived(
+        event_id="e-1", occurred_at=AT, user_id="u-1", identity_id="i-1", message_id="m-1",
+        channel="whatsapp", channel_user_key="+919130099484", source_message_id="wamid.1",
+        content_type="text", text="héllo 👋", client_timestamp=1_700_000_000,
+        received_at=AT, tracking_score=AT + 3 / 1024,
+        raw_payload={"from": "919130099484", "nested": {"list": [1, 2.5, None, True]}},
+    ),
+    ReplySent(
+        event_id="e-2", occurred_at=AT + 1, message_id="m-1", user_id="u-1",
+        reply_text="Hi!", replied_at=AT + 1, contextual=True,
+        outbound_message_id="wamid.out", model="llama", fallback_used=False, dry_run=True,
+    ),
+    ReplyFailed(
+        event_id="e-3", occurred_at=AT + 2, message_id="m-1", user_id="u-1", attempts=3,
+        error="timeout", retryable=True,
+    ),
+    SummaryRequested(event_id="e-4", occurred_at=AT + 3, user_id="u-1"),
+    SummaryCreated(
+        event_id="e-5", occurred_at=AT + 4, summary_id="s-1", user_id="u-1",
+        range_start=AT - 7 * 86_400_000, range_end=AT, status="ok", summary_text="All good.",
+        model_name="llama", prompt_version="v1", input_messages_count=12,
+        input_hash="abc123", error=None,
+    ),
+]
+EVENT_IDS = [type(e).__name__ for e in EVENTS]
+
+
+def _fields(event: object = EVENTS[0]) -> dict[bytes, bytes]:
+    return encode_event(event)  # type: ignore[arg-type]
+
+
+def test_the_examples_cover_every_event_type() -> None:
+    assert {type(e) for e in EVENTS} == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
+def test_every_event_type_round_trips_through_the_stream_fields(event: object) -> None:
+    decoded = decode_event(encode_event(event))  # type: ignore[arg-type]
+
+    assert decoded == event
+    assert type(decoded) is type(event)
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
+def test_the_stream_fields_carry_type_version_id_time_and_body(event: object) -> None:
+    fields = encode_event(event)  # type: ignore[arg-type]
+
+    assert set(fields) == {b"type", b"v", b"id", b"at", b"body"}
+    assert fields[b"type"] == type(event).__name__.encode()
+    assert fields[b"v"] == str(SCHEMA_VERSION).encode()
+    assert fields[b"id"] == event.event_id.encode()  # type: ignore[attr-defined]
+    assert fields[b"at"] == str(event.occurred_at).encode()  # type: ignore[attr-defined]
+    assert fields[b"body"] == encode_body(event)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
+def test_an_archived_body_decodes_back_to_its_event(event: object) -> None:
+    assert decode_body(encode_body(event)) == event  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
+def test_the_type_name_is_the_tag(event: object) -> None:
+    assert event_type_name(event) == type(event).__name__  # type: ignore[arg-type]
+
+
+def test_a_summary_request_defaults_to_the_last_seven_days() -> None:
+    assert SummaryRequested(event_id="e", occurred_at=AT, user_id="u").range == "last_7_days"
+
+
+def test_unknown_fields_in_a_body_are_ignored() -> None:
+    fields = _fields(EVENTS[3])
+    fields[b"body"] = fields[b"body"][:-1] + b',"added_later":1}'
+
+    assert decode_event(fields) == EVENTS[3]
+
+
+@pytest.mark.parametrize("version", [b"2", b"0", b"-1", b"999"])
+def test_an_unknown_schema_version_is_undecodable(version: bytes) -> None:
+    fields = _fields()
+    fields[b"v"] = version
+
+    with pytest.raises(UndecodableEvent, match="schema version"):
+        decode_event(fields)
+
+
+def test_a_missing_schema_version_is_undecodable() -> None:
+    fields = _fields()
+    del fields[b"v"]
+
+    with pytest.raises(UndecodableEvent):
+        decode_event(fields)
+
+
+@pytest.mark.parametrize("version", [b"one", b"", b"1.0", b"v1"])
+def test_a_non_numeric_schema_version_is_undecodable(version: bytes) -> None:
+    fields = _fields()
+    fields[b"v"] = version
+
+    with pytest.raises(UndecodableEvent, match="not a number"):
+        decode_event(fields)
+
+
+def test_a_missing_body_is_undecodable() -> None:
+    fields = _fields()
+    del fields[b"body"]
+
+    with pytest.raises(UndecodableEvent, match="no body"):
+        decode_event(fields)
+
+
+def test_an_unknown_type_tag_in_the_body_is_undecodable() -> None:
+    fields = _fields(EVENTS[3])
+    fields[b"body"] = fields[b"body"].replace(b'"SummaryRequested"', b'"SomethingNew"')
+
+    with pytest.raises(UndecodableEvent):
+        decode_event(fields)
+
+
+def test_a_body_without_a_type_tag_is_undecodable() -> None:
+    fields = _fields()
+    fields[b"body"] = b'{"event_id": "e", "occurred_at": 1}'
+
+    with pytest.raises(UndecodableEvent):
+        decode_event(fields)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"\xff\xfe\x00", b"[]", b"null", b'{"type": "ReplyFailed"}',
+     b'{"type": "SummaryRequested", "event_id": 5, "occurred_at": 1, "user_id": "u"}'],
+    ids=["empty", "text", "bytes", "list", "null", "missing-fields", "wrong-field-type"],
+)
+def test_a_garbage_body_is_undecodable(body: bytes) -> None:
+    fields = _fields()
+    fields[b"body"] = body
+
+    with pytest.raises(UndecodableEvent, match="does not decode"):
+        decode_event(fields)

@@ -1,0 +1,226 @@
+"""Events -> the row changes the projector writes (no database involved)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from projections.row_changes import RowChanges, columns, entry_position, ms_to_datetime
+from schema.events import (
+    SCHEMA_VERSION,
+    MessageReceived,
+    ReplyFailed,
+    ReplySent,
+    SummaryCreated,
+    SummaryRequested,
+    encode_body,
+)
+
+AT = 1_700_000_000_123
+AT_DT = datetime(2023, 11, 14, 22, 13, 20, 123_000, tzinfo=UTC)
+
+
+def _received(n: int = 1, *, user: str = "u-1", identity: str = "i-1",
+              client_timestamp: int | None = 1_700_000_000,
+              raw: dict[str, object] | None = None) -> MessageReceived:
+    return MessageReceived(
+        event_id=f"e-m{n}", occurred_at=AT, user_id=user, identity_id=identity,
+        message_id=f"m-{n}", channel="whatsapp", channel_user_key="+919130099484",
+        source_message_id=f"wamid.{n}", content_type="text", text=f"text {n}",
+        client_timestamp=client_timestamp, received_at=AT, tracking_score=float(AT),
+        raw_payload=raw if raw is not None else {"id": f"wamid.{n}"},
+    )
+
+
+def _reply(message: str = "m-1", text: str = "reply", at: int = AT + 500) -> ReplySent:
+    return ReplySent(
+        event_id=f"e-r-{message}-{at}", occurred_at=at, message_id=message, user_id="u-1",
+        reply_text=text, replied_at=at, contextual=False, outbound_message_id="wamid.out",
+        model="m", fallback_used=False,
+    )
+
+
+def _summary(summary_id: str = "s-1", text: str = "summary") -> SummaryCreated:
+    return SummaryCreated(
+        event_id=f"e-{summary_id}", occurred_at=AT, summary_id=summary_id, user_id="u-1",
+        range_start=AT - 1_000, range_end=AT, status="ok", summary_text=text,
+        model_name="llama", prompt_version="v1", input_messages_count=4, input_hash="h",
+        error=None,
+    )
+
+
+def test_ms_to_datetime_is_utc_with_milliseconds() -> None:
+    assert ms_to_datetime(AT) == AT_DT
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "position"),
+    [("1700000000000-3", (1_700_000_000_000, 3)), ("1700000000000-0", (1_700_000_000_000, 0)),
+     ("1700000000000", (1_700_000_000_000, 0)), ("0-1", (0, 1))],
+)
+def test_entry_position_splits_a_stream_id_into_milliseconds_and_sequence(
+    entry_id: str, position: tuple[int, int]
+) -> None:
+    assert entry_position(entry_id) == position
+
+
+def test_entry_positions_compare_in_stream_order() -> None:
+    ids = ["1700000000000-10", "1700000000000-9", "1700000000001-0", "999999999999-5"]
+
+    assert sorted(ids, key=entry_position) == [
+        "999999999999-5", "1700000000000-9", "1700000000000-10", "1700000000001-0",
+    ]
+
+
+def test_a_message_received_gives_one_user_one_identity_and_one_message_row() -> None:
+    changes = RowChanges()
+    changes.add(0, "1700000000000-0", _received(raw={"id": "wamid.1", "x": [1]}))
+
+    assert changes.users == {"u-1": AT_DT}
+    assert changes.identities == {"i-1": ("u-1", "whatsapp", "+919130099484", AT_DT)}
+    assert list(changes.messages) == ["m-1"]
+    user, identity, received, client, content_type, text, raw, wamid = changes.messages["m-1"]
+    assert (user, identity, received) == ("u-1", "i-1", AT_DT)
+    assert client == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert (content_type, text, wamid) == ("text", "text 1", "wamid.1")
+    assert json.loads(raw) == {"id": "wamid.1", "x": [1]}
+    assert changes.replies == {}
+    assert changes.summaries == {}
+
+
+def test_a_message_without_client_timestamp_or_raw_payload_leaves_them_empty() -> None:
+    event = MessageReceived(
+        event_id="e", occurred_at=AT, user_id="u", identity_id="i", message_id="m",
+        channel="whatsapp", channel_user_key="+1555000111", source_message_id="w",
+        content_type="text", text="t", client_timestamp=None, received_at=AT,
+        tracking_score=float(AT),
+    )
+    changes = RowChanges()
+    changes.add(0, "1-0", event)
+
+    row = changes.messages["m"]
+    assert row[3] is None
+    assert row[6] is None
+
+
+def test_duplicate_messages_within_a_batch_collapse_to_one_row_each() -> None:
+    changes = RowChanges()
+    changes.add(0, "1700000000000-0", _received(1))
+    changes.add(0, "1700000000000-1", _received(1))
+    changes.add(0, "1700000000000-2", _received(2))
+
+    assert list(changes.messages) == ["m-1", "m-2"]
+    assert list(changes.users) == ["u-1"]
+    assert list(changes.identities) == ["i-1"]
+
+
+def test_the_first_sighting_of_a_user_in_a_batch_is_kept() -> None:
+    later = MessageReceived(
+        event_id="e-late", occurred_at=AT + 9_000, user_id="u-1", identity_id="i-1",
+        message_id="m-late", channel="whatsapp", channel_user_key="+919130099484",
+        source_message_id="wamid.late", content_type="text", text="later",
+        client_timestamp=None, received_at=AT + 9_000, tracking_score=float(AT + 9_000),
+    )
+    changes = RowChanges()
+    changes.add(0, "1-0", _received(1))
+    changes.add(0, "1-1", later)
+
+    assert changes.users == {"u-1": AT_DT}
+    assert changes.identities["i-1"][3] == AT_DT
+    assert len(changes.messages) == 2
+
+
+def test_a_reply_sent_gives_a_reply_update_of_its_message() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _reply("m-1", "hello back", AT + 500))
+
+    assert changes.replies == {"m-1": (ms_to_datetime(AT + 500), "hello back")}
+    assert changes.messages == {}
+    assert changes.users == {}
+
+
+def test_the_later_reply_of_a_batch_wins() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _reply("m-1", "first", AT + 1))
+    changes.add(0, "1-1", _reply("m-1", "second", AT + 2))
+
+    assert changes.replies == {"m-1": (ms_to_datetime(AT + 2), "second")}
+
+
+def test_a_summary_created_gives_a_summary_row() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _summary())
+
+    assert changes.summaries == {
+        "s-1": ("u-1", ms_to_datetime(AT - 1_000), AT_DT, AT_DT, "ok", "summary", "llama",
+                "v1", 4, "h", None),
+    }
+    assert changes.messages == {}
+    assert changes.replies == {}
+
+
+def test_duplicate_summaries_within_a_batch_collapse_to_the_first() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _summary("s-1", "first"))
+    changes.add(0, "1-1", _summary("s-1", "second"))
+
+    assert list(changes.summaries) == ["s-1"]
+    assert changes.summaries["s-1"][5] == "first"
+
+
+def test_reply_failed_and_summary_requested_change_no_table() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", ReplyFailed(event_id="e-f", occurred_at=AT, message_id="m-1",
+                                      user_id="u-1", attempts=3, error="x", retryable=False))
+    changes.add(0, "1-1", SummaryRequested(event_id="e-q", occurred_at=AT, user_id="u-1"))
+
+    assert (changes.users, changes.identities, changes.messages, changes.replies,
+            changes.summaries) == ({}, {}, {}, {}, {})
+    assert len(changes.archive) == 2
+
+
+def test_every_event_is_archived_with_its_position_type_version_and_body() -> None:
+    events = [
+        _received(1),
+        _received(1),
+        _reply(),
+        ReplyFailed(event_id="e-f", occurred_at=AT, message_id="m-1", user_id="u-1",
+                    attempts=1, error="x", retryable=True),
+        SummaryRequested(event_id="e-q", occurred_at=AT, user_id="u-1"),
+        _summary(),
+    ]
+    changes = RowChanges()
+    for seq, event in enumerate(events):
+        changes.add(2, f"1700000000000-{seq}", event)
+
+    assert changes.archive == [
+        (e.event_id, 2, 1_700_000_000_000, seq, type(e).__name__, SCHEMA_VERSION,
+         e.occurred_at, encode_body(e))
+        for seq, e in enumerate(events)
+    ]
+
+
+def test_columns_turn_rows_into_one_list_per_column_led_by_the_ids() -> None:
+    rows = {"a": (1, "x"), "b": (2, "y"), "c": (3, "z")}
+
+    assert columns(rows) == [["a", "b", "c"], [1, 2, 3], ["x", "y", "z"]]
+
+
+def test_columns_of_no_rows_is_empty() -> None:
+    assert columns({}) == []
+
+
+def test_columns_of_message_rows_line_up_with_their_ids() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _received(1))
+    changes.add(0, "1-1", _received(2))
+
+    cols = columns(changes.messages)
+
+    assert len(cols) == 1 + 8
+    assert cols[0] == ["m-1", "m-2"]
+    assert cols[6] == ["text 1", "text 2"]
+    assert cols[8] == ["wamid.1", "wamid.2"]
+    assert all(len(c) == 2 for c in cols)

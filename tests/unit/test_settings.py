@@ -1,0 +1,168 @@
+"""Settings built from a mapping of environment variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings import SettingsError, settings_from_env
+
+DATABASE_URL = "postgresql://mecove:pw@db.example:5432/mecove"
+REDIS_URL = "redis://cache.example:6379/0"
+BASE = {"DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL}
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    return {**BASE, **overrides}
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "REDIS_URL"])
+def test_a_missing_url_is_an_error_naming_the_variable(name: str) -> None:
+    env = dict(BASE)
+    del env[name]
+
+    with pytest.raises(SettingsError, match=name):
+        settings_from_env(env)
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "REDIS_URL"])
+def test_a_blank_url_is_an_error_naming_the_variable(name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        settings_from_env(_env(**{name: "   "}))
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "REDIS_URL"])
+@pytest.mark.parametrize("value", ["mysql://x", "not a url", "http://host/db", "postgresql://",
+                                   "redis://", "localhost:5432"])
+def test_a_malformed_url_is_an_error_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        settings_from_env(_env(**{name: value}))
+
+
+def test_the_error_message_is_one_line() -> None:
+    with pytest.raises(SettingsError) as raised:
+        settings_from_env(_env(DATABASE_URL="mysql://x"))
+
+    assert "\n" not in str(raised.value)
+
+
+def test_a_database_url_is_not_accepted_as_the_redis_url() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        settings_from_env(_env(REDIS_URL=DATABASE_URL))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DATABASE_URL", "postgres://db.example/mecove"),
+     ("DATABASE_URL", "postgresql:///mecove"),
+     ("REDIS_URL", "rediss://cache.example:6380"),
+     ("REDIS_URL", "unix:///tmp/redis.sock")],
+)
+def test_the_accepted_url_schemes_are_kept_as_given(name: str, value: str) -> None:
+    settings = settings_from_env(_env(**{name: value}))
+
+    assert getattr(settings, name.lower()) == value
+
+
+def test_urls_are_not_required_when_told_so() -> None:
+    settings = settings_from_env({}, require_urls=False)
+
+    assert settings.database_url == ""
+    assert settings.redis_url == ""
+
+
+@pytest.mark.parametrize("value", ["eighty", "80.5", "8000x", "0x1F40"])
+def test_a_non_integer_port_is_an_error_naming_it(value: str) -> None:
+    with pytest.raises(SettingsError, match="MECOVE_PORT"):
+        settings_from_env(_env(MECOVE_PORT=value))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["MECOVE_PARTITIONS", "MECOVE_BATCH_SIZE", "MECOVE_RETRY_MAX_ATTEMPTS",
+     "MECOVE_VISIBILITY_TIMEOUT_MS", "MECOVE_REPLIER_CONCURRENCY"],
+)
+def test_any_non_integer_number_is_an_error_naming_its_variable(name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        settings_from_env(_env(**{name: "lots"}))
+
+
+def test_a_non_numeric_retry_factor_is_an_error_naming_it() -> None:
+    with pytest.raises(SettingsError, match="MECOVE_RETRY_FACTOR"):
+        settings_from_env(_env(MECOVE_RETRY_FACTOR="double"))
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_fewer_than_one_partition_is_an_error_naming_it(value: str) -> None:
+    with pytest.raises(SettingsError, match="MECOVE_PARTITIONS"):
+        settings_from_env(_env(MECOVE_PARTITIONS=value))
+
+
+def test_defaults_apply_when_only_the_urls_are_set() -> None:
+    settings = settings_from_env(BASE)
+
+    assert settings.database_url == DATABASE_URL
+    assert settings.redis_url == REDIS_URL
+    assert settings.port == 8000
+    assert settings.partitions == 1
+    assert settings.whatsapp_api_base_url == "https://graph.facebook.com"
+    assert settings.whatsapp_api_version == "v21.0"
+    assert settings.key_prefix == "mecove"
+    assert settings.debug is False
+    assert settings.log_level == "INFO"
+    assert settings.retry_max_attempts == 3
+    assert settings.retry_base_delay_ms == 1_000
+    assert settings.retry_factor == 2.0
+    assert settings.consumer_name
+
+
+def test_blank_numbers_fall_back_to_their_defaults() -> None:
+    settings = settings_from_env(_env(MECOVE_PORT="", MECOVE_PARTITIONS="  "))
+
+    assert settings.port == 8000
+    assert settings.partitions == 1
+
+
+def test_given_values_override_the_defaults() -> None:
+    settings = settings_from_env(_env(
+        MECOVE_PORT="9001", MECOVE_PARTITIONS="4", MECOVE_KEY_PREFIX="test",
+        MECOVE_DEBUG="yes", MECOVE_LOG_LEVEL="debug", MECOVE_RETRY_FACTOR="1.5",
+        WHATSAPP_API_BASE_URL="http://127.0.0.1:9999/", MECOVE_CONSUMER_NAME="worker-1",
+    ))
+
+    assert settings.port == 9001
+    assert settings.partitions == 4
+    assert settings.key_prefix == "test"
+    assert settings.debug is True
+    assert settings.log_level == "DEBUG"
+    assert settings.retry_factor == 1.5
+    assert settings.whatsapp_api_base_url == "http://127.0.0.1:9999"
+    assert settings.consumer_name == "worker-1"
+
+
+def test_secrets_lists_every_configured_secret_value() -> None:
+    settings = settings_from_env(_env(
+        WHATSAPP_APP_SECRET="app-secret", WHATSAPP_PERMANENT_TOKEN="perm-token",
+        WHATSAPP_VERIFY_TOKEN="verify-token", GROQ_API_KEY="groq-key",
+        WHATSAPP_PHONE_NUMBER_ID="106540352242922",
+    ))
+
+    assert set(settings.secrets) == {"app-secret", "perm-token", "verify-token", "groq-key"}
+
+
+def test_secrets_leaves_out_what_is_not_configured() -> None:
+    assert settings_from_env(BASE).secrets == ()
+    assert settings_from_env(_env(GROQ_API_KEY="groq-key", WHATSAPP_APP_SECRET="  ")).secrets \
+        == ("groq-key",)
+
+
+def test_whatsapp_is_dry_run_without_phone_number_id_and_token() -> None:
+    assert settings_from_env(BASE).whatsapp_dry_run
+    assert settings_from_env(_env(WHATSAPP_PHONE_NUMBER_ID="1065")).whatsapp_dry_run
+    assert settings_from_env(_env(WHATSAPP_PERMANENT_TOKEN="tok")).whatsapp_dry_run
+
+
+def test_whatsapp_sends_for_real_with_phone_number_id_and_token() -> None:
+    settings = settings_from_env(_env(WHATSAPP_PHONE_NUMBER_ID="1065",
+                                      WHATSAPP_PERMANENT_TOKEN="tok"))
+
+    assert not settings.whatsapp_dry_run
