@@ -38,10 +38,10 @@ def _settings(require_urls: bool = True) -> Settings:
 def _run(coro) -> None:  # type: ignore[no-untyped-def]
     try:
         import uvloop
-
-        uvloop.run(coro)
     except ImportError:
         asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:

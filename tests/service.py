@@ -29,6 +29,10 @@ async def consumers(
 ) -> AsyncIterator[list[ConsumerGroupRuntime]]:
     """Run consumer groups as background tasks; stopped (gracefully) on exit."""
     redis = open_redis(settings.redis_url)
+    for handler in handlers:
+        start = getattr(handler, "start", None)
+        if start is not None:
+            await start()
     runtimes = [runtime_for(settings, redis, h) for h in handlers]
     tasks = [asyncio.create_task(r.run()) for r in runtimes]
     try:

@@ -366,6 +366,8 @@ class ConsumerGroupRuntime:
         scheduled = self.keys.retry_schedule(partition, self.group)
         candidates = []
         for item in pending:
+            if _text(item["consumer"]) == self.consumer:
+                continue  # our own in-flight work, or a failure already in the retry schedule
             if await self.redis.zscore(scheduled, item["message_id"]) is None:
                 candidates.append(item)
         exhausted = [p for p in candidates if int(p["times_delivered"]) >= self.policy.max_attempts]  # type: ignore[call-overload]

@@ -54,5 +54,17 @@ class Keys:
         """Hash entry id -> last error of a failed attempt."""
         return f"{self._tag(partition)}:errors:{group}"
 
+    def summary_cooldown(self, partition: int, user_id: str) -> str:
+        """Until when (ms) the user's next summary waits: at most one per window."""
+        return f"{self._tag(partition)}:summary:cooldown:{user_id}"
+
+    def summary_hash(self, partition: int, user_id: str) -> str:
+        """The input hash of the user's latest summary (read before PostgreSQL has it)."""
+        return f"{self._tag(partition)}:summary:hash:{user_id}"
+
+    def summary_deferred(self, partition: int) -> str:
+        """ZSET user id -> when a coalesced trigger becomes a SummaryRequested."""
+        return f"{self._tag(partition)}:summary:deferred"
+
     def pattern(self) -> str:
         return f"{self.prefix}:*"

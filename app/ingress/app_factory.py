@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from app.database import open_database
 from app.eventlog.append import EventLog
 from app.eventlog.keys import Keys
+from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
 from app.redis_client import open_redis
@@ -44,8 +45,11 @@ def create_app(settings: Settings) -> Litestar:
             await redis.aclose()
             await pool.close()
 
+    handlers: list[type] = [WhatsAppWebhookController, HealthController]
+    if settings.debug:
+        handlers.append(DebugController)
     return Litestar(
-        route_handlers=[WhatsAppWebhookController, HealthController],
+        route_handlers=handlers,
         lifespan=[lifespan],
         state=State({"settings": settings}),
     )
