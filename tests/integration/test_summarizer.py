@@ -141,7 +141,8 @@ async def test_llm_down_writes_the_seed_text_with_fallback_status_and_the_error(
         await eventually(lambda: _summaries(pool))
     [summary] = await _summaries(pool)
     assert summary["status"] == "fallback"
-    assert summary["summary_text"] == f"Summary generated for {summary['input_messages_count']} messages."
+    count = summary["input_messages_count"]
+    assert summary["summary_text"] == f"Summary generated for {count} messages."
     assert "503" in summary["error"] or "InternalServer" in summary["error"] or \
         "APIStatusError" in summary["error"]
     assert summary["model_name"] is None
