@@ -122,6 +122,9 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
     else:
         database_url = env.get("DATABASE_URL", "")
         redis_url = env.get("REDIS_URL", "")
+    log_level = env.get("MECOVE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise SettingsError(f"MECOVE_LOG_LEVEL is malformed: {log_level!r} is not a log level")
     port = _int(env, "MECOVE_PORT", 8000)
     if not 1 <= port <= 65535:
         raise SettingsError(f"MECOVE_PORT is malformed: {port} is not a TCP port")
@@ -135,7 +138,10 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         partitions=partitions,
         port=port,
         debug=_bool(env, "MECOVE_DEBUG"),
-        log_level=env.get("MECOVE_LOG_LEVEL", "INFO").upper(),
+        log_level=log_level,
+        dedupe_ttl_days=_int(env, "MECOVE_DEDUPE_TTL_DAYS", 8),
+        tracking_window_ms=_int(env, "MECOVE_TRACKING_WINDOW_MS", 60_000),
+        context_ttl_seconds=_int(env, "MECOVE_CONTEXT_TTL_SECONDS", 86_400),
         log_format=env.get("MECOVE_LOG_FORMAT", "auto").lower(),
         whatsapp_verify_token=_opt(env, "WHATSAPP_VERIFY_TOKEN"),
         whatsapp_app_secret=_opt(env, "WHATSAPP_APP_SECRET"),

@@ -51,5 +51,6 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
+        logging_config=None,  # keep our structured, secret-scrubbing handler
         state=State({"settings": settings}),
     )

@@ -12,6 +12,9 @@ from consumers.llm.llm_config import LlmConfig
 
 log = logging.getLogger("mecove.llm")
 
+# Passed explicitly: the SDK would otherwise read GROQ_BASE_URL itself, even when empty.
+DEFAULT_BASE_URL = "https://api.groq.com"
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:
@@ -31,7 +34,7 @@ class ChatClient:
         if api_key:
             self._client = groq.AsyncGroq(
                 api_key=api_key,
-                base_url=base_url,
+                base_url=base_url or DEFAULT_BASE_URL,
                 timeout=config.timeout_seconds,
                 max_retries=0,  # the consumer runtime owns retries; the LLM gets one try
             )
