@@ -101,6 +101,10 @@ async def consume(settings: Settings, groups: Sequence[str]) -> None:
     from app.database import open_database
     from app.redis_client import open_redis
 
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
     redis = open_redis(settings.redis_url)
     pool = await open_database(settings.database_url, min_size=1, max_size=5)
     handlers = build_handlers(settings, groups, pool, redis)
@@ -138,7 +142,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def supervise(commands: list[list[str]], settings: Settings) -> int:
     """Start every command; the first to exit, or SIGINT / SIGTERM, stops them all."""
-    children = [subprocess.Popen(c, env=os.environ.copy()) for c in commands]
+    children = []
+    for index, command in enumerate(commands):
+        env = os.environ.copy()
+        if settings.metrics_port:  # each consumer process gets its own metrics port
+            env["MECOVE_METRICS_PORT"] = str(settings.metrics_port + index)
+        children.append(subprocess.Popen(command, env=env))
     print(f"mecove: up — webhook at http://127.0.0.1:{settings.port}/webhooks/whatsapp "
           f"({len(children)} processes)", file=sys.stderr, flush=True)
     stopping = False

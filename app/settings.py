@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replier_concurrency: int = 32
     contextual_after_count: int = 1
     contextual_stale_ms: int = 10_000
+    metrics_port: int = 0  # consumer processes serve /metrics here when set
     summary_window_ms: int = 30_000
     summary_wait_projection_ms: int = 10_000
     consumer_name: str = ""
@@ -163,6 +164,7 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         replier_concurrency=_int(env, "MECOVE_REPLIER_CONCURRENCY", 32),
         contextual_after_count=_int(env, "MECOVE_CONTEXTUAL_AFTER_COUNT", 1),
         contextual_stale_ms=_int(env, "MECOVE_CONTEXTUAL_STALE_MS", 10_000),
+        metrics_port=_int(env, "MECOVE_METRICS_PORT", 0),
         summary_window_ms=_int(env, "MECOVE_SUMMARY_WINDOW_MS", 30_000),
         summary_wait_projection_ms=_int(env, "MECOVE_SUMMARY_WAIT_PROJECTION_MS", 10_000),
         consumer_name=env.get("MECOVE_CONSUMER_NAME", "").strip() or default_consumer_name(),

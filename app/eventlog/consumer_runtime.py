@@ -27,6 +27,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from app.eventlog.keys import Keys
 from app.eventlog.retry_policy import NonRetryableError, RetryPolicy
+from app.metrics import (
+    DEAD_LETTERED,
+    FAILED,
+    GROUP_LAG,
+    GROUP_PENDING,
+    HANDLER_SECONDS,
+    PROCESSED,
+    RETRIED,
+)
 from app.redis_client import open_blocking_reader
 from schema.events import AnyEvent, UndecodableEvent, decode_event
 
@@ -114,8 +123,7 @@ class ConsumerGroupRuntime:
                 lambda p=partition: ensure_group(self.redis, self.keys.stream(p), self.group)
             )
         tasks = [asyncio.create_task(self._partition_loop(p)) for p in range(self.keys.partitions)]
-        if not self.handler.exclusive:
-            tasks.append(asyncio.create_task(self._maintenance_loop()))
+        tasks.append(asyncio.create_task(self._maintenance_loop()))
         log.info("consumer started", extra={"fields": {"group": self.group,
                                                         "consumer": self.consumer}})
         try:
@@ -233,11 +241,16 @@ class ConsumerGroupRuntime:
                 continue
             deliveries.append(Delivery(partition, entry_id, event, attempt))
         while deliveries and not (self.handler.exclusive and self.stop.is_set()):
+            started = time.perf_counter()
             outcomes = await self._handle(deliveries)
+            HANDLER_SECONDS.labels(self.group).observe(time.perf_counter() - started)
             done = [d.entry_id for d, o in zip(deliveries, outcomes, strict=True) if o is None]
             if done:
                 await self.redis.xack(stream, self.group, *done)
+                PROCESSED.labels(self.group).inc(len(done))
             failed = [(d, o) for d, o in zip(deliveries, outcomes, strict=True) if o is not None]
+            if failed:
+                FAILED.labels(self.group).inc(len(failed))
             deliveries = []
             for delivery, error in failed:
                 if self.handler.exclusive and not isinstance(error, NonRetryableError):
@@ -284,6 +297,7 @@ class ConsumerGroupRuntime:
             pipe.zadd(self.keys.retry_schedule(delivery.partition, self.group),
                       {delivery.entry_id: due})
             await pipe.execute()
+        RETRIED.labels(self.group).inc()
         log.warning("attempt failed, retry scheduled",
                     extra={"fields": {"group": self.group, "entry_id": delivery.entry_id,
                                       "event_id": delivery.event.event_id,
@@ -312,6 +326,7 @@ class ConsumerGroupRuntime:
             pipe.hdel(self.keys.last_error(partition, self.group), entry_id)
             pipe.zrem(self.keys.retry_schedule(partition, self.group), entry_id)
             await pipe.execute()
+        DEAD_LETTERED.labels(self.group).inc()
         log.error("dead-lettered", extra={"fields": {"group": self.group, "entry_id": entry_id,
                                                      "attempts": attempts, "error": reason}})
 
@@ -319,12 +334,16 @@ class ConsumerGroupRuntime:
 
     async def _maintenance_loop(self) -> None:
         tick = min(0.25, self.policy.base_delay_ms / 4000)
-        last_cleanup = 0.0
+        last_cleanup = last_gauges = 0.0
         while not self.stop.is_set():
             try:
-                for partition in range(self.keys.partitions):
-                    await self._run_due_retries(partition)
-                    await self._reclaim_abandoned(partition)
+                if not self.handler.exclusive:
+                    for partition in range(self.keys.partitions):
+                        await self._run_due_retries(partition)
+                        await self._reclaim_abandoned(partition)
+                if time.monotonic() - last_gauges > 5:
+                    last_gauges = time.monotonic()
+                    await self._update_gauges()
                 if time.monotonic() - last_cleanup > 60:
                     last_cleanup = time.monotonic()
                     for partition in range(self.keys.partitions):
@@ -394,6 +413,16 @@ class ConsumerGroupRuntime:
             log.warning("reclaiming entries of a dead consumer",
                         extra={"fields": {"group": self.group, "count": len(rest)}})
             await self._claim_and_process(partition, rest, min_idle_ms=self.visibility_timeout_ms)
+
+    async def _update_gauges(self) -> None:
+        lag = pending = 0
+        for partition in range(self.keys.partitions):
+            for info in await self.redis.xinfo_groups(self.keys.stream(partition)):
+                if _text(info["name"]) == self.group:
+                    pending += int(info.get("pending") or 0)
+                    lag += int(info.get("lag") or 0)  # absent on Redis 6.2: reported as 0
+        GROUP_LAG.labels(self.group).set(lag)
+        GROUP_PENDING.labels(self.group).set(pending)
 
     async def _remove_dead_consumers(self, partition: int) -> None:
         """Forget consumers that own nothing and have been silent for ten visibility timeouts."""

@@ -6,9 +6,15 @@ import asyncio
 
 from litestar import Controller, Response, get
 from litestar.datastructures import State
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 
 class HealthController(Controller):
+    @get("/metrics", sync_to_thread=False, media_type=CONTENT_TYPE_LATEST)
+    def metrics(self) -> Response[bytes]:
+        """Prometheus text exposition of this process's metrics."""
+        return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     @get("/health", sync_to_thread=False)
     def health(self) -> dict[str, bool]:
         return {"ok": True}

@@ -7,6 +7,7 @@ import time
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_400_BAD_REQUEST,
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 from app.eventlog.append import EventLog
 from app.ingress.parse_webhook import MalformedWebhook, events_from_texts, parse_webhook
 from app.ingress.signature import signature_is_valid, tokens_match
+from app.metrics import APPEND_SECONDS, WEBHOOKS
 from app.settings import Settings
 
 log = logging.getLogger("mecove.ingress")
@@ -63,31 +65,43 @@ class WhatsAppWebhookController(Controller):
     async def receive(self, request: Request, state: State) -> Response[bytes]:
         """Append one MessageReceived per new text message; 200 only once they are in the log."""
         settings: Settings = state.settings
-        body = await request.body()
+        try:
+            body = await request.body()
+        except RequestEntityTooLarge:
+            WEBHOOKS.labels("too_large").inc()
+            raise
         if settings.whatsapp_app_secret and not signature_is_valid(
             body, request.headers.get("x-hub-signature-256"), settings.whatsapp_app_secret
         ):
+            WEBHOOKS.labels("rejected").inc()
             log.warning("webhook rejected: bad or missing signature")
             return _error(HTTP_401_UNAUTHORIZED, "invalid signature")
         try:
             parsed = parse_webhook(body)
         except MalformedWebhook:
+            WEBHOOKS.labels("malformed").inc()
             log.warning("webhook rejected: body is not JSON",
                         extra={"fields": {"bytes": len(body)}})
             return _error(HTTP_400_BAD_REQUEST, "malformed JSON")
         if parsed.unknown_shape:
+            WEBHOOKS.labels("ignored").inc()
             log.info("webhook ignored: not a WhatsApp webhook shape")
             return _json(HTTP_200_OK, OK_BODY)
         if not parsed.texts:
+            WEBHOOKS.labels("ignored").inc()
             return _json(HTTP_200_OK, OK_BODY)
         events = events_from_texts(parsed.texts, received_at_ms=time.time_ns() // 1_000_000)
         event_log: EventLog = state.event_log
+        started = time.perf_counter()
         try:
             entry_ids = await event_log.append_messages(events)
         except (RedisError, OSError) as exc:
+            WEBHOOKS.labels("unavailable").inc()
             log.error("event log unavailable: answering 503 so Meta redelivers",
                       extra={"fields": {"error": type(exc).__name__}})
             return _error(HTTP_503_SERVICE_UNAVAILABLE, "event log unavailable")
+        APPEND_SECONDS.observe(time.perf_counter() - started)
+        WEBHOOKS.labels("accepted" if any(entry_ids) else "duplicate").inc()
         for event, entry_id in zip(events, entry_ids, strict=True):
             log.info(
                 "message appended" if entry_id else "duplicate delivery ignored",

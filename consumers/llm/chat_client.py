@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import groq
 
+from app.metrics import LLM_FALLBACKS, LLM_SECONDS
 from consumers.llm.llm_config import LlmConfig
 
 log = logging.getLogger("mecove.llm")
@@ -41,8 +42,18 @@ class ChatClient:
         else:
             log.warning("GROQ_API_KEY is not set: every reply is the fallback text")
 
-    async def complete(self, system_prompt: str, user_content: str, fallback: str) -> Completion:
+    async def complete(
+        self, system_prompt: str, user_content: str, fallback: str, purpose: str = "reply"
+    ) -> Completion:
         """The model's answer, or ``fallback`` on no key, an error, a timeout or empty content."""
+        completion = await self._complete(system_prompt, user_content, fallback)
+        if completion.latency_ms:
+            LLM_SECONDS.labels(purpose).observe(completion.latency_ms / 1000)
+        if completion.fallback_used:
+            LLM_FALLBACKS.labels(purpose).inc()
+        return completion
+
+    async def _complete(self, system_prompt: str, user_content: str, fallback: str) -> Completion:
         started = time.perf_counter()
         if self._client is None:
             return Completion(fallback, None, True, "no GROQ_API_KEY", 0.0)

@@ -24,7 +24,8 @@ from redis.asyncio import Redis
 
 from app.eventlog.append import EventLog
 from app.eventlog.consumer_runtime import Delivery
-from app.eventlog.retry_policy import NonRetryableError
+from app.eventlog.retry_policy import NonRetryableError, RetryableError
+from app.metrics import GRAPH_SENDS
 from app.settings import Settings
 from consumers.llm.chat_client import ChatClient
 from consumers.llm.llm_config import LlmConfig
@@ -141,10 +142,15 @@ class ReplyHandler:
                     message.channel_user_key, completion.text,
                     message.source_message_id if contextual else None,
                 )
-            except BaseException:
+            except BaseException as exc:
                 # Meta answered with an error or never got the request: nothing was sent.
+                GRAPH_SENDS.labels("retryable_error" if isinstance(exc, RetryableError)
+                                   else "permanent_error").inc()
                 await self._release(outcome_key, marker)
                 raise
+            GRAPH_SENDS.labels("sent").inc()
+        else:
+            GRAPH_SENDS.labels("dry_run").inc()
         replied_at = self.clock_ms()
         await self.event_log.record_reply(ReplySent(
             event_id=event_id_for("ReplySent", message.message_id),

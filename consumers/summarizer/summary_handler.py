@@ -162,7 +162,8 @@ class SummaryHandler:
             log.info("summary skipped: input unchanged", extra={"fields": fields})
             return
         completion = await self.chat.complete(
-            self.llm.summary.system_prompt, summary_prompt(inputs), fallback_text(len(inputs))
+            self.llm.summary.system_prompt, summary_prompt(inputs), fallback_text(len(inputs)),
+            purpose="summary",
         )
         summary_id = str(uuid.uuid5(NAMESPACE, f"summary:{user_id}:{digest}"))
         created = SummaryCreated(
