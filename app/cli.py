@@ -195,6 +195,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="0.0.0.0")  # noqa: S104
     up.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
     up.set_defaults(func=cmd_up)
+    from app import ops_commands
+
+    ops_commands.register(sub, _settings)
     return top
 
 

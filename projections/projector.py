@@ -24,6 +24,8 @@ from projections.write_rows import write_row_changes
 log = logging.getLogger("mecove.projector")
 
 PROJECTION = "projector"
+# Held shared by every projector batch and exclusively by replay's swap (projections/replay.py).
+SWAP_LOCK_KEY = zlib.crc32(b"mecove-projection-swap")
 LEASE_POLL_S = 1.0
 
 
@@ -105,6 +107,7 @@ class Projector:
         connection = await self._connection(partition)
         try:
             async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK_KEY)
                 checkpoint = await read_checkpoint(connection, partition)
                 changes = RowChanges()
                 last = checkpoint

@@ -52,6 +52,7 @@ class Delivery:
     entry_id: str
     event: AnyEvent
     attempt: int
+    operator_retry: bool = False  # put back by `mecove dlq retry`
 
 
 class GroupHandler(Protocol):
@@ -234,12 +235,17 @@ class ConsumerGroupRuntime:
             if not fields:
                 await self.redis.xack(stream, self.group, entry_id)
                 continue
+            only_group = fields.get(b"only_group")
+            if only_group is not None and only_group.decode() != self.group:
+                await self.redis.xack(stream, self.group, entry_id)  # a retry for another group
+                continue
             try:
                 event = decode_event(fields)
             except UndecodableEvent as exc:
                 await self._dead_letter(partition, entry_id, fields, attempt, f"undecodable: {exc}")
                 continue
-            deliveries.append(Delivery(partition, entry_id, event, attempt))
+            deliveries.append(Delivery(partition, entry_id, event, attempt,
+                                       operator_retry=only_group is not None))
         while deliveries and not (self.handler.exclusive and self.stop.is_set()):
             started = time.perf_counter()
             outcomes = await self._handle(deliveries)

@@ -113,6 +113,12 @@ class ReplyHandler:
         outcome_key = self.keys.reply_outcome(self.keys.partition_of(message.user_id),
                                               message.message_id)
         outcome = await self.redis.get(outcome_key)
+        if outcome is not None and delivery.operator_retry and not outcome.startswith(b"sent:"):
+            # An operator chose to retry a failed or in-doubt reply: they accepted the risk.
+            log.warning("operator retry: clearing the previous outcome",
+                        extra={"fields": {**fields, "previous": outcome.decode()}})
+            await self.redis.delete(outcome_key)
+            outcome = None
         if outcome is not None:
             state = outcome.decode()
             if state.startswith("sent:") or state == "failed":

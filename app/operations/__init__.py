@@ -1,0 +1,1 @@
+"""Operating the log: status, dead letters, retention."""

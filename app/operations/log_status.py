@@ -1,0 +1,126 @@
+"""``mecove status``: per group lag, pending, oldest pending age, consumers; DLQ size;
+projector checkpoint against the stream tail. Works on Redis 6.2 (no ``lag`` field) and 7.x.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+from redis.asyncio import Redis
+
+from app.eventlog.keys import Keys
+
+LAG_COUNT_CAP = 100_000
+
+
+class ConsumerStatus(msgspec.Struct):
+    name: str
+    pending: int
+    idle_ms: int
+
+
+class GroupStatus(msgspec.Struct):
+    group: str
+    partition: int
+    lag: int | None
+    pending: int
+    oldest_pending_age_ms: int | None
+    last_delivered_id: str
+    consumers: list[ConsumerStatus]
+
+
+class PartitionStatus(msgspec.Struct):
+    partition: int
+    stream: str
+    length: int
+    tail_id: str | None
+    projector_checkpoint: str | None
+    dead_letters: int
+
+
+class LogStatus(msgspec.Struct):
+    partitions: list[PartitionStatus]
+    groups: list[GroupStatus]
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _lag(redis: Redis, stream: str, info: dict) -> int | None:
+    if info.get("lag") is not None:
+        return int(info["lag"])
+    # Redis 6.2: count the entries after last-delivered-id, capped.
+    last = _text(info["last-delivered-id"]) or "0-0"
+    entries = await redis.xrange(stream, min=f"({last}", max="+", count=LAG_COUNT_CAP)
+    return len(entries)
+
+
+async def read_status(redis: Redis, keys: Keys, database_url: str | None) -> LogStatus:
+    checkpoints: dict[int, str] = {}
+    if database_url:
+        connection = await asyncpg.connect(database_url)
+        try:
+            for row in await connection.fetch(
+                "SELECT partition, last_ms, last_seq FROM projection_checkpoints "
+                "WHERE projection = 'projector'"
+            ):
+                checkpoints[row["partition"]] = f"{row['last_ms']}-{row['last_seq']}"
+        finally:
+            await connection.close()
+    partitions: list[PartitionStatus] = []
+    groups: list[GroupStatus] = []
+    for partition in range(keys.partitions):
+        stream = keys.stream(partition)
+        exists = await redis.exists(stream)
+        tail = await redis.xrevrange(stream, count=1) if exists else []
+        partitions.append(PartitionStatus(
+            partition=partition, stream=stream,
+            length=int(await redis.xlen(stream)) if exists else 0,
+            tail_id=_text(tail[0][0]) if tail else None,
+            projector_checkpoint=checkpoints.get(partition),
+            dead_letters=int(await redis.xlen(keys.dead_letters(partition))),
+        ))
+        if not exists:
+            continue
+        for info in await redis.xinfo_groups(stream):
+            name = _text(info["name"]) or ""
+            oldest_age = None
+            if int(info["pending"]):
+                first = await redis.xpending_range(stream, name, min="-", max="+", count=1)
+                if first:
+                    oldest_age = int(first[0]["time_since_delivered"])
+            consumers = [
+                ConsumerStatus(name=_text(c["name"]) or "", pending=int(c["pending"]),
+                               idle_ms=int(c["idle"]))
+                for c in await redis.xinfo_consumers(stream, name)
+            ]
+            groups.append(GroupStatus(
+                group=name, partition=partition, lag=await _lag(redis, stream, info),
+                pending=int(info["pending"]), oldest_pending_age_ms=oldest_age,
+                last_delivered_id=_text(info["last-delivered-id"]) or "0-0",
+                consumers=consumers,
+            ))
+    return LogStatus(partitions=partitions, groups=groups)
+
+
+def format_status(status: LogStatus) -> str:
+    """A human-readable table."""
+    lines = []
+    for p in status.partitions:
+        lines.append(
+            f"partition {p.partition}  stream {p.stream}  length {p.length}  tail {p.tail_id}  "
+            f"projector checkpoint {p.projector_checkpoint}  dead letters {p.dead_letters}")
+    lines.append("")
+    header = f"{'group':<12} {'part':>4} {'lag':>8} {'pending':>8} {'oldest ms':>10}  consumers"
+    lines.append(header)
+    for g in status.groups:
+        consumers = ", ".join(f"{c.name} (pending {c.pending}, idle {c.idle_ms} ms)"
+                              for c in g.consumers) or "-"
+        oldest = "-" if g.oldest_pending_age_ms is None else str(g.oldest_pending_age_ms)
+        lag = "?" if g.lag is None else str(g.lag)
+        lines.append(f"{g.group:<12} {g.partition:>4} {lag:>8} {g.pending:>8} {oldest:>10}  "
+                     f"{consumers}")
+    return "\n".join(lines)

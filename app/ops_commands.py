@@ -1,0 +1,168 @@
+"""The operator's commands: ``replay``, ``trim``, ``status``, ``dlq``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import msgspec
+
+from app.eventlog.keys import Keys
+from app.settings import Settings
+
+
+def _keys(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix, settings.partitions)
+
+
+def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type: ignore[type-arg,no-untyped-def]
+    """Add the operator's subcommands to the ``mecove`` parser."""
+
+    def run(coro_factory):  # type: ignore[no-untyped-def]
+        def command(args: argparse.Namespace) -> int:
+            settings = settings_loader()
+            return asyncio.run(coro_factory(settings, args))
+        return command
+
+    replay = sub.add_parser("replay", help="rebuild every projection from the log, live")
+    replay.add_argument("--dry-run", action="store_true", help="print counts, change nothing")
+    replay.add_argument("--batch-size", type=int, default=5_000)
+    replay.set_defaults(func=run(_replay))
+
+    sub.add_parser("trim", help="delete stream entries archived and acked by every group"
+                   ).set_defaults(func=run(_trim))
+
+    status = sub.add_parser("status", help="lag, pending and consumers per group; DLQ size")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=run(_status))
+
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, retry, drop")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    actions.add_parser("list").set_defaults(func=run(_dlq_list))
+    show = actions.add_parser("show")
+    show.add_argument("id")
+    show.set_defaults(func=run(_dlq_show))
+    for name, handler in (("retry", _dlq_retry), ("drop", _dlq_drop)):
+        action = actions.add_parser(name)
+        target = action.add_mutually_exclusive_group(required=True)
+        target.add_argument("id", nargs="?")
+        target.add_argument("--all", action="store_true")
+        action.set_defaults(func=run(handler))
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from app.redis_client import open_redis
+    from projections.replay import replay
+
+    redis = open_redis(settings.redis_url)
+    try:
+        report = await replay(settings.database_url, redis, _keys(settings),
+                              dry_run=args.dry_run, batch_size=args.batch_size)
+    except KeyboardInterrupt:
+        print("mecove: replay interrupted; live tables unchanged", file=sys.stderr)
+        return 130
+    finally:
+        await redis.aclose()
+    types = ", ".join(f"{k} {v}" for k, v in report.events_by_type.items()) or "none"
+    if args.dry_run:
+        print(f"replay (dry run): would rebuild users, identities, messages, summaries from "
+              f"{report.archived_events} archived events ({types}) and {report.tail_events} "
+              f"stream entries past the projector checkpoint, then swap them in atomically.")
+        return 0
+    print(f"replay: applied {report.applied} events in {report.seconds:.2f}s "
+          f"({types}); tables swapped")
+    return 0
+
+
+async def _trim(settings: Settings, args: argparse.Namespace) -> int:
+    from app.operations.retention import trim
+    from app.redis_client import open_redis
+
+    redis = open_redis(settings.redis_url)
+    try:
+        deleted = await trim(redis, _keys(settings), settings.database_url)
+    finally:
+        await redis.aclose()
+    print(f"trim: deleted {deleted} entries")
+    return 0
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from app.operations.log_status import format_status, read_status
+    from app.redis_client import open_redis
+
+    redis = open_redis(settings.redis_url)
+    try:
+        status = await read_status(redis, _keys(settings), settings.database_url)
+    finally:
+        await redis.aclose()
+    print(msgspec.json.encode(status).decode() if args.json else format_status(status))
+    return 0
+
+
+async def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    from app.operations.dead_letters import list_dead_letters
+    from app.redis_client import open_redis
+
+    redis = open_redis(settings.redis_url)
+    try:
+        letters = await list_dead_letters(redis, _keys(settings))
+    finally:
+        await redis.aclose()
+    if not letters:
+        print("no dead letters")
+    for d in letters:
+        print(f"{d.dlq_id}  group={d.group}  entry={d.entry_id}  type={d.event_type}  "
+              f"attempts={d.attempts}  error={d.error}")
+    return 0
+
+
+async def _dlq_show(settings: Settings, args: argparse.Namespace) -> int:
+    from app.operations.dead_letters import show_dead_letter
+    from app.redis_client import open_redis
+
+    redis = open_redis(settings.redis_url)
+    try:
+        found = await show_dead_letter(redis, _keys(settings), args.id)
+    finally:
+        await redis.aclose()
+    if found is None:
+        print(f"mecove: no dead letter {args.id}", file=sys.stderr)
+        return 1
+    for key, value in found.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+async def _each_target(settings: Settings, args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped-def]
+    from app.operations.dead_letters import list_dead_letters
+    from app.redis_client import open_redis
+
+    redis = open_redis(settings.redis_url)
+    keys = _keys(settings)
+    try:
+        ids = [d.dlq_id for d in await list_dead_letters(redis, keys)] if args.all else [args.id]
+        missing = 0
+        for dlq_id in ids:
+            result = await action(redis, keys, dlq_id)
+            if not result:
+                missing += 1
+                print(f"mecove: no dead letter {dlq_id}", file=sys.stderr)
+            else:
+                print(f"{dlq_id}: {result if isinstance(result, str) else 'done'}")
+    finally:
+        await redis.aclose()
+    return 1 if missing else 0
+
+
+async def _dlq_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from app.operations.dead_letters import retry_dead_letter
+
+    return await _each_target(settings, args, retry_dead_letter)
+
+
+async def _dlq_drop(settings: Settings, args: argparse.Namespace) -> int:
+    from app.operations.dead_letters import drop_dead_letter
+
+    return await _each_target(settings, args, drop_dead_letter)

@@ -1,0 +1,223 @@
+"""Rebuild every projection from the log while the service runs, then swap atomically.
+
+1. Fresh ``*_rebuild`` tables (same columns, keys and indexes as the live ones) are filled from
+   the event archive, in log order, with the projector's own row logic. Live tables are not
+   touched, so an interrupted replay changes nothing (its leftovers are dropped next time).
+2. One transaction takes the projection swap lock exclusively (every projector batch holds
+   it shared, so in-flight batches finish and new ones wait), applies what was archived since
+   step 1 plus the stream tail beyond the projector's checkpoint (archiving it and advancing
+   the checkpoint, exactly as the projector would), renames live → ``*_replaced`` and
+   rebuild → live, drops the replaced tables, and commits. Readers see the old tables until
+   the commit and the new ones after it; never a partial state.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.eventlog.keys import Keys
+from projections.projector import PROJECTION, SWAP_LOCK_KEY, read_checkpoint
+from projections.row_changes import RowChanges, entry_position
+from projections.write_rows import TableSet, write_row_changes
+from schema.events import UndecodableEvent, decode_body, decode_event
+
+log = logging.getLogger("mecove.replay")
+
+LIVE = ("users", "identities", "messages", "summaries")
+REBUILD = TableSet(users="users_rebuild", identities="identities_rebuild",
+                   messages="messages_rebuild", summaries="summaries_rebuild", archive=None)
+FOREIGN_KEYS = (
+    ("identities", "user_id", "users"),
+    ("messages", "user_id", "users"),
+    ("messages", "identity_id", "identities"),
+    ("summaries", "user_id", "users"),
+)
+
+Position = tuple[int, int, int]  # partition, entry ms, entry seq
+
+
+@dataclass
+class ReplayReport:
+    archived_events: int = 0
+    events_by_type: dict[str, int] = field(default_factory=dict)
+    tail_events: int = 0
+    applied: int = 0
+    seconds: float = 0.0
+    swapped: bool = False
+
+
+class Progress:
+    """A tqdm bar on a terminal, a log line every 10 % otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self._next_log = 0.1
+        self._bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="ev", desc="replay", file=sys.stderr)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self._bar is not None:
+            self._bar.update(count)
+        elif self.done / self.total >= self._next_log:
+            log.info("replay progress", extra={"fields": {"done": self.done,
+                                                          "total": self.total}})
+            while self._next_log <= self.done / self.total:
+                self._next_log += 0.1
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+async def _count_archive(connection: asyncpg.Connection) -> dict[str, int]:
+    rows = await connection.fetch(
+        "SELECT event_type, count(*) AS n FROM event_archive GROUP BY event_type ORDER BY 1")
+    return {r["event_type"]: int(r["n"]) for r in rows}
+
+
+async def _tail(redis: Redis, keys: Keys, connection: asyncpg.Connection, partition: int
+                ) -> list[tuple[str, dict[bytes, bytes]]]:
+    """Stream entries past the projector's checkpoint in one partition."""
+    ms, seq = await read_checkpoint(connection, partition)
+    entries = await redis.xrange(keys.stream(partition), min=f"({ms}-{seq}", max="+")
+    return [(e[0].decode() if isinstance(e[0], bytes) else e[0], e[1]) for e in entries]
+
+
+async def _drop_rebuild_tables(connection: asyncpg.Connection) -> None:
+    for name in reversed(LIVE):
+        await connection.execute(f"DROP TABLE IF EXISTS {name}_rebuild CASCADE")  # noqa: S608
+
+
+async def _create_rebuild_tables(connection: asyncpg.Connection) -> None:
+    await _drop_rebuild_tables(connection)
+    for name in LIVE:
+        await connection.execute(
+            f"CREATE TABLE {name}_rebuild (LIKE {name} INCLUDING ALL)")  # noqa: S608
+    for table, column, target in FOREIGN_KEYS:
+        await connection.execute(
+            f"ALTER TABLE {table}_rebuild ADD FOREIGN KEY ({column}) "  # noqa: S608
+            f"REFERENCES {target}_rebuild (id)")
+
+
+async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_size: int,
+                         progress: Progress | None) -> tuple[Position, int]:
+    """Apply archived events after ``after`` to the rebuild tables; returns the new position."""
+    applied = 0
+    while True:
+        rows = await connection.fetch(
+            "SELECT partition, entry_ms, entry_seq, body FROM event_archive "
+            "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) "
+            "ORDER BY partition, entry_ms, entry_seq LIMIT $4",
+            after[0], after[1], after[2], batch_size,
+        )
+        if not rows:
+            return after, applied
+        changes = RowChanges()
+        for row in rows:
+            changes.add(row["partition"], f"{row['entry_ms']}-{row['entry_seq']}",
+                        decode_body(row["body"]))
+        async with connection.transaction():
+            await write_row_changes(connection, changes, REBUILD)
+        last = rows[-1]
+        after = (last["partition"], last["entry_ms"], last["entry_seq"])
+        applied += len(rows)
+        if progress is not None:
+            progress.advance(len(rows))
+
+
+async def replay(
+    database_url: str,
+    redis: Redis,
+    keys: Keys,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 5_000,
+    before_swap: Callable[[], object] | None = None,
+) -> ReplayReport:
+    """Rebuild users, identities, messages and summaries from the log and swap them in."""
+    started = time.monotonic()
+    report = ReplayReport()
+    connection = await asyncpg.connect(database_url)
+    try:
+        report.events_by_type = await _count_archive(connection)
+        report.archived_events = sum(report.events_by_type.values())
+        tails = {p: await _tail(redis, keys, connection, p) for p in range(keys.partitions)}
+        report.tail_events = sum(len(t) for t in tails.values())
+        if dry_run:
+            return report
+        progress = Progress(report.archived_events)
+        try:
+            await _create_rebuild_tables(connection)
+            position, report.applied = await _apply_archive(
+                connection, (-1, 0, 0), batch_size, progress)
+        finally:
+            progress.close()
+        if before_swap is not None:
+            before_swap()
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK_KEY)
+            position, caught_up = await _apply_archive(connection, position, batch_size, None)
+            report.applied += caught_up
+            report.applied += await _apply_tail(connection, redis, keys)
+            for name in LIVE:
+                await connection.execute(
+                    f"ALTER TABLE {name} RENAME TO {name}_replaced")  # noqa: S608
+                await connection.execute(
+                    f"ALTER TABLE {name}_rebuild RENAME TO {name}")  # noqa: S608
+            for name in reversed(LIVE):
+                await connection.execute(f"DROP TABLE {name}_replaced CASCADE")  # noqa: S608
+        report.swapped = True
+    except BaseException:
+        if not connection.is_closed():
+            try:
+                await _drop_rebuild_tables(connection)
+            except (asyncpg.PostgresError, OSError):
+                log.warning("could not drop the rebuild tables; the next replay will")
+        raise
+    finally:
+        report.seconds = time.monotonic() - started
+        await connection.close()
+    return report
+
+
+async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys) -> int:
+    """Under the swap lock: project the stream beyond the checkpoint, as the projector would."""
+    tables = TableSet(users=REBUILD.users, identities=REBUILD.identities,
+                      messages=REBUILD.messages, summaries=REBUILD.summaries,
+                      archive="event_archive")
+    applied = 0
+    for partition in range(keys.partitions):
+        tail = await _tail(redis, keys, connection, partition)
+        if not tail:
+            continue
+        changes = RowChanges()
+        last = (0, 0)
+        for entry_id, fields in tail:
+            last = max(last, entry_position(entry_id))
+            if b"only_group" in fields:
+                continue  # a dead-letter retry aimed at another group
+            try:
+                changes.add(partition, entry_id, decode_event(fields))
+            except UndecodableEvent:
+                continue  # the projector dead-letters it
+            applied += 1
+        await write_row_changes(connection, changes, tables)
+        await connection.execute(
+            "INSERT INTO projection_checkpoints (projection, partition, last_ms, last_seq) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, partition) DO UPDATE "
+            "SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq",
+            PROJECTION, partition, last[0], last[1],
+        )
+    return applied
