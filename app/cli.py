@@ -181,6 +181,27 @@ def supervise(commands: list[list[str]], settings: Settings) -> int:
     return code
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Like ``up``, on embedded PostgreSQL and Redis (in ``--data-dir``) unless URLs are set."""
+    settings = _settings(require_urls=False)
+    from pathlib import Path
+
+    from app.dev.dev_command import run_dev
+
+    exe = [sys.executable, "-m", "app.cli"]
+    commands = [exe + ["api", "--host", args.host]] + [exe + ["consume", g] for g in args.groups]
+    return run_dev(settings, Path(args.data_dir), commands, supervise)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Realistic signed webhook traffic; the conversation printed as the replies arrive."""
+    settings = _settings(require_urls=False)
+    from app.simulate.simulate_command import run_simulate
+    from app.simulate.simulate_options import SimulateOptions
+
+    return run_simulate(settings, SimulateOptions.from_args(args))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mecove", description="MeCove WhatsApp backend")
     sub = top.add_subparsers(dest="command", required=True)
@@ -195,6 +216,16 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="0.0.0.0")  # noqa: S104
     up.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
     up.set_defaults(func=cmd_up)
+    dev = sub.add_parser("dev", help="up, on embedded PostgreSQL and Redis unless URLs are set")
+    dev.add_argument("--data-dir", default=".mecove", help="embedded servers' data folder")
+    dev.add_argument("--host", default="127.0.0.1", help="address the ingress listens on")
+    dev.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
+    dev.set_defaults(func=cmd_dev)
+    from app.simulate.simulate_options import add_simulate_arguments
+
+    simulate = sub.add_parser("simulate", help="signed webhook traffic, conversation printed")
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
     from app import ops_commands
 
     ops_commands.register(sub, _settings)

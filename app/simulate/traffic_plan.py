@@ -1,0 +1,180 @@
+"""Who sends what, when: a simulated run planned up front, and Meta's webhook bodies for it.
+
+Pure: the plan comes from the options and a seeded ``random.Random``, so a run can be
+replayed with ``--seed``. Each delivery is one user's burst of messages in a single webhook
+(as Meta posts several messages of one sender together): in a burst of three the first has
+two after it, so its reply is contextual. A fraction of deliveries is posted a second time,
+byte for byte, as Meta does when it retries; the service must append and answer nothing new.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+from dataclasses import dataclass
+
+import msgspec
+
+# Fictional numbers (NANP 555-01xx) and first names for the simulated users.
+_NAMES = ("Asha", "Ben", "Chen", "Dara", "Elif", "Farid", "Gita", "Hugo", "Ines", "Jon",
+          "Kemi", "Luca", "Mei", "Nia", "Omar", "Priya")
+_TEXTS = (
+    "hi", "hello there", "are you open today?", "I ordered on Monday",
+    "order #4411 still hasn't arrived", "can you check the status?", "thanks!",
+    "do you deliver on Sundays?", "how much is the large one?", "ok", "never mind, found it",
+    "my card was charged twice", "can I change the delivery address?",
+    "it's 21 Baker Street", "how long does shipping take?", "great 👍",
+    "is there a discount for students?", "one more thing", "sorry, wrong chat", "perfect",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficOptions:
+    users: int = 5
+    rate: float = 2.0  # messages per second, all users together
+    burst: int = 3  # messages per delivery: one user's burst
+    duplicates: float = 0.1  # fraction of deliveries that Meta posts twice
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedUser:
+    phone: str  # Meta's "from": digits, no "+"
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    wamid: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    """One webhook POST ``at_s`` seconds into the run; ``duplicate`` repeats ``number``."""
+
+    at_s: float
+    number: int
+    user: SimulatedUser
+    messages: tuple[PlannedMessage, ...]
+    duplicate: bool = False
+
+
+class OptionsError(ValueError):
+    """An option is out of range; the message names it."""
+
+
+def check_options(options: TrafficOptions) -> None:
+    if options.users < 1:
+        raise OptionsError("--users must be at least 1")
+    if options.rate <= 0:
+        raise OptionsError("--rate must be a positive number of messages per second")
+    if options.burst < 1:
+        raise OptionsError("--burst must be at least 1")
+    if not 0 <= options.duplicates <= 1:
+        raise OptionsError("--duplicates must be a fraction between 0 and 1")
+    if options.seconds <= 0:
+        raise OptionsError("--seconds must be positive")
+
+
+def simulated_users(count: int) -> list[SimulatedUser]:
+    """``count`` users with fictional numbers (+1 202 555 01xx, the next area code per 100)."""
+    users = []
+    for i in range(count):
+        suffix = f" {i // len(_NAMES) + 1}" if i >= len(_NAMES) else ""
+        users.append(SimulatedUser(phone=f"1{202 + i // 100}55501{i % 100:02d}",
+                                   name=_NAMES[i % len(_NAMES)] + suffix))
+    return users
+
+
+def new_wamid(rng: random.Random) -> str:
+    """A Meta-looking message id: ``wamid.`` and base64 (the real ones encode the chat)."""
+    return "wamid.HBgL" + base64.b64encode(rng.randbytes(30)).decode()
+
+
+def plan_traffic(options: TrafficOptions, rng: random.Random) -> list[PlannedDelivery]:
+    """Deliveries every ``burst / rate`` seconds, users in turn, duplicates mixed in."""
+    check_options(options)
+    users = simulated_users(options.users)
+    interval = options.burst / options.rate
+    count = max(1, math.ceil(options.seconds / interval - 1e-9))  # every k·interval < seconds
+    plan: list[PlannedDelivery] = []
+    for number in range(count):
+        at_s = number * interval
+        texts = (rng.sample(_TEXTS, options.burst) if options.burst <= len(_TEXTS)
+                 else rng.choices(_TEXTS, k=options.burst))
+        messages = tuple(PlannedMessage(new_wamid(rng), text) for text in texts)
+        original = PlannedDelivery(at_s, number, users[number % len(users)], messages)
+        plan.append(original)
+        if rng.random() < options.duplicates:
+            retry_at = at_s + rng.uniform(0.2, 2.0)
+            plan.append(PlannedDelivery(retry_at, number, original.user, messages,
+                                        duplicate=True))
+    plan.sort(key=lambda d: d.at_s)
+    return plan
+
+
+# Meta's webhook body, only the fields a real delivery of text messages carries.
+
+class _Text(msgspec.Struct):
+    body: str
+
+
+class _Message(msgspec.Struct, kw_only=True, rename={"sender": "from"}):
+    sender: str
+    id: str
+    timestamp: str
+    text: _Text
+    type: str = "text"
+
+
+class _Profile(msgspec.Struct):
+    name: str
+
+
+class _Contact(msgspec.Struct):
+    profile: _Profile
+    wa_id: str
+
+
+class _Metadata(msgspec.Struct):
+    display_phone_number: str
+    phone_number_id: str
+
+
+class _Value(msgspec.Struct, kw_only=True):
+    messaging_product: str = "whatsapp"
+    metadata: _Metadata
+    contacts: list[_Contact]
+    messages: list[_Message]
+
+
+class _Change(msgspec.Struct, kw_only=True):
+    value: _Value
+    field: str = "messages"
+
+
+class _Entry(msgspec.Struct):
+    id: str
+    changes: list[_Change]
+
+
+class _Webhook(msgspec.Struct, kw_only=True):
+    object: str = "whatsapp_business_account"
+    entry: list[_Entry]
+
+
+def webhook_body(delivery: PlannedDelivery, *, phone_number_id: str,
+                 display_phone_number: str, business_account_id: str,
+                 timestamp: int) -> bytes:
+    """The JSON Meta posts for ``delivery`` (``timestamp``: the sender's clock, seconds)."""
+    user = delivery.user
+    value = _Value(
+        metadata=_Metadata(display_phone_number, phone_number_id),
+        contacts=[_Contact(_Profile(user.name), user.phone)],
+        messages=[_Message(sender=user.phone, id=m.wamid, timestamp=str(timestamp),
+                           text=_Text(m.text)) for m in delivery.messages],
+    )
+    return msgspec.json.encode(_Webhook(entry=[_Entry(business_account_id,
+                                                      [_Change(value=value)])]))

