@@ -75,6 +75,7 @@ async def test_a_burst_of_five_messages_ends_with_a_summary_covering_all_five(
                 _summarizer(settings, pool, redis, clock)]
     async with consumers(settings, handlers):
         await eventually(lambda: _drained(redis, settings, "summarizer"))
+        await eventually(lambda: _drained(redis, settings, "projector"))  # SummaryCreated in
         first = await _summaries(pool)
         assert len(first) == 1  # the rest of the burst was folded into the user's window
         clock.advance(settings.summary_window_ms + 1)  # the window ends: deferred trigger fires
