@@ -150,6 +150,7 @@ class FakeGraphApi:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # answer without waiting for a delayed ACK
             protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects of Meta
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 
 def open_redis(redis_url: str, *, max_connections: int = 64) -> Redis:
-    """A pooled client for short commands (never for blocking reads)."""
-    return Redis.from_url(
+    """A pooled client for short commands (never for blocking reads).
+
+    The pool blocks (up to 5 s) for a free connection instead of refusing: a burst of more
+    concurrent webhooks than connections must queue, not turn into 503s.
+    """
+    pool = BlockingConnectionPool.from_url(
         redis_url,
         max_connections=max_connections,
+        timeout=5,
         socket_connect_timeout=2,
         socket_keepalive=True,
         health_check_interval=30,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 def open_blocking_reader(redis_url: str, *, block_ms: int) -> Redis:

@@ -208,6 +208,7 @@ def json_response(
 
 
 class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many clients connect at once in load tests
     daemon_threads = True
     block_on_close = False
 
@@ -244,6 +245,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # headers and body go out separately: no delayed-ACK wait
     protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs; every answer has a length
     server: _Server
 

@@ -84,3 +84,12 @@ def test_ids_of_different_kinds_about_the_same_text_do_not_collide() -> None:
     ids = {identity, user_id_for(identity), message, event_id_for("MessageReceived", message)}
 
     assert len(ids) == 4
+
+
+def test_the_fast_ids_equal_the_standard_library_uuid5() -> None:
+    import uuid
+
+    from schema.ids import NAMESPACE, identity_id_for
+
+    for key in ("+919130099484", "+15550001111", "+4915123456789"):
+        assert identity_id_for("whatsapp", key) == str(uuid.uuid5(NAMESPACE, f"whatsapp:{key}"))
