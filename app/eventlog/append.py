@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from app.eventlog.keys import Keys
 from schema.events import Event, MessageReceived, ReplyFailed, ReplySent, encode_event
 
 RECENT_KEPT = 20
+MAX_COALESCED = 64  # deliveries sharing one script call
 
 # KEYS: stream, then per message: dedupe, tracking zset, recent list, turn hash.
 # ARGV: dedupe ttl s, window ms, context ttl s, recent kept, then per message:
@@ -82,13 +84,55 @@ class EventLog:
         self._window_ms = tracking_window_ms
         self._context_ttl_s = context_ttl_seconds
         self._append_messages = redis.register_script(APPEND_MESSAGES_LUA)
+        self._pending: list[tuple[list[MessageReceived], asyncio.Future[list[str | None]]]] = []
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Future[None]] = set()
         self._record_reply = redis.register_script(RECORD_REPLY_LUA)
 
     async def append_messages(self, events: Sequence[MessageReceived]) -> list[str | None]:
-        """Append received messages; one atomic step per partition touched.
-
-        Returns, in input order, each new entry id, or None for a duplicate delivery.
+        """Append received messages; returns, in input order, each new entry id, or None for a
+        duplicate. Deliveries that arrive in the same event-loop turn share one script call
+        per partition (one round trip for many webhooks); each caller still gets its answer
+        only once its own messages are in the log, and every message stays atomic on its own.
         """
+        if not events:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str | None]] = loop.create_future()
+        self._pending.append((list(events), future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending[:MAX_COALESCED], self._pending[MAX_COALESCED:]
+        if self._pending:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        task = asyncio.ensure_future(self._flush(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(
+        self, batch: list[tuple[list[MessageReceived], asyncio.Future[list[str | None]]]]
+    ) -> None:
+        try:
+            ids = await self._append_now([e for events, _ in batch for e in events])
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        offset = 0
+        for events, future in batch:
+            if not future.done():
+                future.set_result(ids[offset:offset + len(events)])
+            offset += len(events)
+
+    async def _append_now(self, events: Sequence[MessageReceived]) -> list[str | None]:
+        """One atomic script call per partition touched."""
         by_partition: dict[int, list[int]] = defaultdict(list)
         for index, event in enumerate(events):
             by_partition[self.keys.partition_of(event.user_id)].append(index)

@@ -119,3 +119,27 @@ async def test_several_messages_in_one_delivery_keep_their_order(
     assert scores == sorted(scores) and len(set(scores)) == 3
     first_score = scores[0]
     assert await redis.zcount(user_tracking[0], f"({first_score}", "+inf") == 2
+
+
+async def test_concurrent_deliveries_sharing_one_script_call_each_get_their_own_answer(
+    settings: Settings, redis: Redis
+) -> None:
+    from app.eventlog.append import EventLog
+    from app.ingress.parse_webhook import events_from_texts, parse_webhook
+    from schema.events import decode_event
+
+    log = EventLog(redis, Keys(settings.key_prefix, 1))
+    deliveries = []
+    for i in range(80):  # more than one coalesced call holds
+        wamid = f"wamid.co{i % 60}"  # the last 20 repeat earlier wamids
+        parsed = parse_webhook(encode(delivery(text_message(f"1555000{i % 60:04d}", f"t{i}",
+                                                            wamid=wamid))))
+        deliveries.append(events_from_texts(parsed.texts, 1_700_000_000_000 + i))
+    results = await asyncio.gather(*(log.append_messages(d) for d in deliveries))
+    appended = [r[0] for r in results if r[0] is not None]
+    assert len(appended) == 60
+    assert all(r[0] is None for r in results[60:])
+    for events, [entry_id] in zip(deliveries[:60], results[:60], strict=True):
+        [(_, fields)] = await redis.xrange(Keys(settings.key_prefix, 1).stream(0),
+                                          min=entry_id, max=entry_id)
+        assert decode_event(fields).event_id == events[0].event_id
