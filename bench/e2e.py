@@ -1,0 +1,494 @@
+"""End to end: webhook → log → replier → Graph API, with zero-latency fakes of Graph and Groq.
+
+**Latency** — signed webhooks at a fixed rate (default 200/s for 30 s, after a warm-up at the
+same rate) into ``mecove api``, with one projector and ``--latency-repliers`` replier
+processes running. Every message has its own sender, so the fake Graph API's record of each
+send (``to``, ``received_at``) pairs with the moment its webhook was posted. The sender is
+open-loop: a slow answer never delays the next webhook.
+
+**Throughput** — 1, 2 and 4 replier processes (distinct ``MECOVE_CONSUMER_NAME``), started
+and idle; a backlog of ``--backlog`` messages is appended to the log (as the ingress would,
+one Lua step per batch) and the clock runs until the fake has the last send.
+
+The fakes are the test suite's (``tests/fakes``), each in its own process so its threads do
+not share a GIL with the load, launched by ``bench/fake_apis.py`` with TCP_NODELAY (else each
+answer waits ~40 ms for a delayed ACK, which no real API does).
+
+``python -m bench.e2e --rate 200 --seconds 30``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+from redis.asyncio import Redis
+
+from app.eventlog.append import EventLog
+from app.eventlog.keys import Keys
+from bench import event_loop
+from bench.figures import Check, Figure, Target, percentile, render_table
+from bench.processes import (
+    BenchError,
+    ProcessSet,
+    Service,
+    clean_env,
+    cpu_seconds,
+    free_port,
+    mecove_command,
+    read_listening_line,
+    rss_mb,
+    wait_for_http,
+    work_directory,
+)
+from bench.raw_http import HttpError, RawHttpClient
+from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
+from bench.webhook_bodies import (
+    APP_SECRET,
+    PHONE_NUMBER_ID,
+    WEBHOOK_PATH,
+    SignedBody,
+    received_events,
+    signed_bodies,
+)
+
+GRAPH_TOKEN = "bench-graph-token"
+GROQ_KEY = "bench-groq-key"
+STARTED_LINE = "consumer started"  # logged by the consumer runtime as it starts reading
+APPEND_CHUNK = 100  # messages per Lua step when appending a backlog
+
+
+@dataclass(frozen=True, slots=True)
+class E2eOptions:
+    rate: float = 200.0
+    seconds: float = 30.0
+    warmup_seconds: float = 3.0
+    latency_repliers: int = 1
+    backlog: int = 2_000
+    replier_counts: tuple[int, ...] = (1, 2, 4)
+    rounds: int = 2
+    stall_timeout_s: float = 60.0  # a drain that makes no progress this long fails
+    admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    to: str  # the sender, as the reply's ``to`` (E.164 with +)
+    at: float  # wall clock just before the request went out
+    status: int  # 0 when the request failed
+    response_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyRun:
+    round: int
+    posted: int
+    achieved_rate: float
+    non2xx: int
+    statuses: dict[int, int]  # answers by HTTP status (0: the request failed)
+    latencies_ms: list[float]  # sorted; one per delivered measured message
+    response_p99_ms: float
+    rss_max_mb: dict[str, float]
+
+    @property
+    def missing(self) -> int:
+        """Webhooks accepted (2xx) whose reply never reached the Graph API."""
+        return self.posted - self.non2xx - len(self.latencies_ms)
+
+    def p(self, fraction: float) -> float:
+        return percentile(self.latencies_ms, fraction)
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRun:
+    round: int
+    processes: int
+    messages: int
+    seconds: float
+    cpu_s: float  # CPU time of all replier processes during the run
+
+    @property
+    def cpu_ms_per_reply(self) -> float:
+        return self.cpu_s / self.messages * 1000 if self.messages else 0.0
+
+    @property
+    def per_s(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Record(msgspec.Struct):
+    body: dict[str, object] | None
+    received_at: float
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class _Bench:
+    options: E2eOptions
+    scratch: ScratchSpace
+    processes: ProcessSet
+    graph_url: str
+    groq_url: str
+    next_message: int = 0
+    rss: dict[str, float] = field(default_factory=dict)
+
+    def mecove_env(self, database_url: str, prefix: str, **extra: str) -> dict[str, str]:
+        return clean_env({
+            "DATABASE_URL": database_url,
+            "REDIS_URL": self.options.redis_url,
+            "MECOVE_KEY_PREFIX": prefix,
+            "WHATSAPP_APP_SECRET": APP_SECRET,
+            "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+            "WHATSAPP_PERMANENT_TOKEN": GRAPH_TOKEN,
+            "WHATSAPP_API_BASE_URL": self.graph_url,
+            "GROQ_API_KEY": GROQ_KEY,
+            "GROQ_BASE_URL": self.groq_url,
+            **extra,
+        })
+
+    def take_bodies(self, count: int) -> list[SignedBody]:
+        """Bodies with senders never used before in this run (one sender per message)."""
+        bodies = list(signed_bodies(self.scratch.tag, self.next_message, count))
+        self.next_message += count
+        return bodies
+
+    async def start_consumers(
+        self, database_url: str, prefix: str, group: str, count: int
+    ) -> list[Service]:
+        services = []
+        for index in range(count):
+            name = f"{group}-{index + 1}"
+            env = self.mecove_env(database_url, prefix,
+                                  MECOVE_CONSUMER_NAME=f"bench-{name}-{prefix}")
+            services.append(await self.processes.start(name, mecove_command("consume", group),
+                                                       env))
+        return services
+
+    async def wait_for_consumers(
+        self, redis: Redis, stream: str, wanted: dict[str, int], services: Sequence[Service]
+    ) -> None:
+        """Until every consumer process is reading.
+
+        Redis 7.2+ lists a consumer as soon as it blocks on XREADGROUP; 7.0 only once it has
+        read something, so there the "consumer started" log line of each process counts.
+        """
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for service in services:
+                service.ensure_running()
+            if all(STARTED_LINE in s.log_path.read_text(errors="replace") for s in services):
+                await asyncio.sleep(0.3)  # from the log line to the first blocking read
+                return
+            if await redis.exists(stream):
+                groups = {g["name"].decode(): int(g["consumers"])
+                          for g in await redis.xinfo_groups(stream)}
+                if all(groups.get(g, 0) >= n for g, n in wanted.items()):
+                    return
+            await asyncio.sleep(0.05)
+        raise BenchError(f"consumers {wanted} did not start reading {stream} within 60s")
+
+    async def fake_records(self) -> list[_Record]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            response = await client.get(f"{self.graph_url}/_fake/requests")
+            response.raise_for_status()
+        return msgspec.json.decode(response.content, type=list[_Record])
+
+    async def forget_sends(self) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            (await client.post(f"{self.graph_url}/_fake/forget")).raise_for_status()
+
+    async def sample_rss(self, services: Sequence[Service], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for service in services:
+                value = rss_mb(service.pid)
+                if value is not None:
+                    self.rss[service.name] = max(self.rss.get(service.name, 0.0), value)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            except TimeoutError:
+                pass
+
+
+async def wait_for_log_length(
+    redis: Redis, stream: str, length: int, stall_s: float, services: Sequence[Service]
+) -> None:
+    """Each reply appends ReplySent after its send: the stream length says all were sent.
+
+    A slow drain is a result, not an error: give up only when nothing moves for ``stall_s``.
+    """
+    have = await redis.xlen(stream)
+    moved = time.monotonic()
+    while have < length:
+        for service in services:
+            service.ensure_running()
+        if time.monotonic() - moved > stall_s:
+            raise BenchError(f"{stream} stuck at {have} entries for {stall_s:g}s, expected "
+                             f"{length}: replies are missing")
+        await asyncio.sleep(0.05)
+        now = await redis.xlen(stream)
+        if now != have:
+            have, moved = now, time.monotonic()
+
+
+async def post_at_rate(url: str, bodies: Sequence[SignedBody], rate: float) -> list[Posted]:
+    """Open loop: body i goes out at start + i / rate, whatever earlier answers are doing."""
+    parts = urlsplit(url)
+    async with RawHttpClient(parts.hostname or "127.0.0.1", parts.port or 80) as client:
+        async def post(item: SignedBody) -> Posted:
+            sent_at = time.time()
+            started = time.perf_counter()
+            try:
+                status = await client.post(parts.path, item.body, {
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": item.signature})
+            except (OSError, HttpError):
+                status = 0
+            return Posted("+" + item.sender, sent_at, status, time.perf_counter() - started)
+
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tasks: list[asyncio.Task[Posted]] = []
+        for index, item in enumerate(bodies):
+            delay = start + index / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(item)))
+        return list(await asyncio.gather(*tasks))
+
+
+async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
+    options = bench.options
+    database_url = await bench.scratch.fresh_database("e2e")
+    prefix = bench.scratch.key_prefix("lat")
+    stream = Keys(prefix, 1).stream(0)
+    port = free_port()
+    redis = Redis.from_url(options.redis_url)
+    services: list[Service] = []
+    stop_sampling = asyncio.Event()
+    try:
+        api = await bench.processes.start(
+            "api", mecove_command("api", "--host", "127.0.0.1"),
+            bench.mecove_env(database_url, prefix, MECOVE_PORT=str(port)))
+        services.append(api)
+        services += await bench.start_consumers(database_url, prefix, "projector", 1)
+        services += await bench.start_consumers(database_url, prefix, "replier",
+                                                options.latency_repliers)
+        await wait_for_http(api, f"http://127.0.0.1:{port}/health")
+        await bench.wait_for_consumers(
+            redis, stream, {"projector": 1, "replier": options.latency_repliers}, services[1:])
+        await bench.forget_sends()
+        url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+        warmup = bench.take_bodies(round(options.rate * options.warmup_seconds))
+        measured = bench.take_bodies(round(options.rate * options.seconds))
+        warm_posted = await post_at_rate(url, warmup, options.rate)
+        warm_accepted = sum(200 <= p.status < 300 for p in warm_posted)
+        await wait_for_log_length(redis, stream, 2 * warm_accepted, options.stall_timeout_s,
+                                  services)  # measure from an idle, warmed-up pipeline
+        bench.rss = {}
+        sampler = asyncio.create_task(bench.sample_rss(services, stop_sampling))
+        started = time.perf_counter()
+        posted = await post_at_rate(url, measured, options.rate)
+        sending_s = time.perf_counter() - started
+        accepted = sum(200 <= p.status < 300 for p in [*warm_posted, *posted])
+        await wait_for_log_length(redis, stream, 2 * accepted, options.stall_timeout_s,
+                                  services)
+        stop_sampling.set()
+        await sampler
+        records = await bench.fake_records()
+    finally:
+        stop_sampling.set()
+        for service in services:
+            await bench.processes.stop(service)
+        await redis.aclose()
+        await bench.scratch.drop_database(database_url)
+    first_send: dict[str, float] = {}
+    for record in records:
+        to = record.body.get("to") if record.body else None
+        if record.status == 200 and isinstance(to, str):
+            first_send.setdefault(to, record.received_at)
+    latencies = sorted((first_send[p.to] - p.at) * 1000 for p in posted if p.to in first_send)
+    responses = sorted(p.response_s * 1000 for p in posted)
+    return LatencyRun(
+        round=round_,
+        posted=len(posted),
+        achieved_rate=len(posted) / sending_s if sending_s > 0 else 0.0,
+        non2xx=sum(not 200 <= p.status < 300 for p in posted),
+        statuses=dict(Counter(p.status for p in posted)),
+        latencies_ms=latencies,
+        response_p99_ms=percentile(responses, 0.99),
+        rss_max_mb=dict(bench.rss),
+    )
+
+
+async def measure_throughput(bench: _Bench, round_: int, count: int,
+                             database_url: str) -> ThroughputRun:
+    options = bench.options
+    prefix = bench.scratch.key_prefix(f"tp{count}")
+    keys = Keys(prefix, 1)
+    stream = keys.stream(0)
+    redis = Redis.from_url(options.redis_url)
+    services: list[Service] = []
+    try:
+        services = await bench.start_consumers(database_url, prefix, "replier", count)
+        await bench.wait_for_consumers(redis, stream, {"replier": count}, services)
+        events = await asyncio.to_thread(received_events, bench.scratch.tag,
+                                         bench.next_message, options.backlog)
+        bench.next_message += options.backlog
+        await bench.forget_sends()
+        event_log = EventLog(redis, keys)
+        cpu_before = sum(cpu_seconds(s.pid) or 0.0 for s in services)
+        started = time.time()
+        for start in range(0, len(events), APPEND_CHUNK):
+            await event_log.append_messages(events[start:start + APPEND_CHUNK])
+        await wait_for_log_length(redis, stream, 2 * len(events), options.stall_timeout_s,
+                                  services)
+        cpu = sum(cpu_seconds(s.pid) or 0.0 for s in services) - cpu_before
+        records = await bench.fake_records()
+    finally:
+        for service in services:
+            await bench.processes.stop(service)
+        await redis.aclose()
+    wanted = {e.channel_user_key for e in events}
+    sends = [r.received_at for r in records
+             if r.status == 200 and r.body and r.body.get("to") in wanted]
+    if len(sends) < len(events):
+        raise BenchError(f"{len(events) - len(sends)} of {len(events)} replies never reached "
+                         "the fake Graph API")
+    return ThroughputRun(round_, count, len(events), max(sends) - started, cpu)
+
+
+def print_latency(run: LatencyRun) -> None:
+    rss = ", ".join(f"{k} {v:.0f}" for k, v in sorted(run.rss_max_mb.items()))
+    print(f"round {run.round}: {run.posted} webhooks at {run.achieved_rate:.0f}/s, "
+          f"answers by status {run.statuses}, delivered {len(run.latencies_ms)}; webhook->send "
+          f"p50 {run.p(0.5):.1f} ms, p99 {run.p(0.99):.1f} ms, max {run.p(1.0):.1f} ms; "
+          f"webhook answer p99 {run.response_p99_ms:.1f} ms; max RSS MB: {rss}")
+
+
+async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
+    print(f"== e2e: {options.rate:g} webhooks/s for {options.seconds:g}s "
+          f"(+{options.warmup_seconds:g}s warm-up), {options.latency_repliers} replier(s); "
+          f"throughput: backlog {options.backlog} with {options.replier_counts} replier "
+          f"processes; {options.rounds} round(s)")
+    latency_runs: list[LatencyRun] = []
+    throughput_runs: list[ThroughputRun] = []
+    with work_directory("e2e") as work_dir:
+        async with ScratchSpace(options.admin_database_url, options.redis_url, "ee") as scratch:
+            async with ProcessSet(work_dir / "logs") as processes:
+                graph = await processes.start(
+                    "fake-graph", [sys.executable, "-m", "bench.fake_apis", "graph", "--port", "0",
+                                   "--expected-token", GRAPH_TOKEN],
+                    clean_env({}), stdout_pipe=True)
+                groq = await processes.start(
+                    "fake-groq", [sys.executable, "-m", "bench.fake_apis", "groq", "--port", "0",
+                                  "--reply-text", "Thanks! We'll get back to you shortly."],
+                    clean_env({}), stdout_pipe=True)
+                bench = _Bench(options, scratch, processes, await read_listening_line(graph),
+                               await read_listening_line(groq))
+                for round_ in range(1, options.rounds + 1):
+                    run = await measure_latency(bench, round_)
+                    latency_runs.append(run)
+                    print_latency(run)
+                database_url = await scratch.fresh_database("tp")
+                for round_ in range(1, options.rounds + 1):
+                    for count in options.replier_counts:
+                        tp = await measure_throughput(bench, round_, count, database_url)
+                        throughput_runs.append(tp)
+                        print(f"round {round_}: {count} replier process(es): "
+                              f"{tp.per_s:,.0f} replies/s ({tp.messages} in {tp.seconds:.2f}s; "
+                              f"{tp.cpu_ms_per_reply:.1f} ms replier CPU per reply)")
+    return figures_from(options, latency_runs, throughput_runs)
+
+
+def figures_from(options: E2eOptions, latency_runs: Sequence[LatencyRun],
+                 throughput_runs: Sequence[ThroughputRun]) -> list[Figure]:
+    best = min(latency_runs, key=lambda r: r.p(0.99))
+    rate = f"{options.rate:g}/s"
+    figures = [
+        Figure(f"webhook->send p99 at {rate}", best.p(0.99), "ms",
+               target=Target(Check.AT_MOST, 50)),
+        Figure(f"webhook->send p50 at {rate}", best.p(0.5), "ms"),
+        Figure(f"webhook->send max at {rate}", best.p(1.0), "ms"),
+        Figure("e2e webhooks answered non-2xx, or 2xx but never replied (all runs)",
+               float(sum(r.non2xx + r.missing for r in latency_runs)), "",
+               target=Target(Check.EQUALS, 0)),
+    ]
+    for name, value in sorted(best.rss_max_mb.items()):
+        figures.append(Figure(f"max RSS {name} at {rate}", value, "MB",
+                              target=Target(Check.AT_MOST, 150)))
+    by_count: dict[int, float] = {}
+    for run in throughput_runs:
+        by_count[run.processes] = max(by_count.get(run.processes, 0.0), run.per_s)
+    previous: tuple[int, float] | None = None
+    for count in options.replier_counts:
+        if count not in by_count:
+            continue
+        figures.append(Figure(
+            f"replier throughput, {count} process(es)", by_count[count], "replies/s",
+            previous[1] if previous else None,
+            f"{previous[0]} proc" if previous else "",
+            Target(Check.RATIO_ABOVE, 1.0) if previous else None))
+        previous = (count, by_count[count])
+    cpu = [r.cpu_ms_per_reply for r in throughput_runs if r.processes == 1]
+    if cpu:
+        figures.append(Figure("replier CPU per reply, 1 process (info)", min(cpu), "ms"))
+    return figures
+
+
+def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
+    defaults = smoke_e2e_options() if smoke else E2eOptions()
+    parser.add_argument("--rate", type=float, default=defaults.rate, help="webhooks per second")
+    parser.add_argument("--seconds", type=float, default=defaults.seconds)
+    parser.add_argument("--warmup-seconds", type=float, default=defaults.warmup_seconds)
+    parser.add_argument("--latency-repliers", type=int, default=defaults.latency_repliers)
+    parser.add_argument("--backlog", type=int, default=defaults.backlog)
+    parser.add_argument("--replier-counts", type=int, nargs="*",
+                        default=list(defaults.replier_counts))
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+
+
+def smoke_e2e_options() -> E2eOptions:
+    return E2eOptions(rate=50, seconds=1, warmup_seconds=0.5, backlog=50,
+                      replier_counts=(1, 2), rounds=1)
+
+
+def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> E2eOptions:
+    return E2eOptions(
+        rate=args.rate, seconds=args.seconds, warmup_seconds=args.warmup_seconds,
+        latency_repliers=args.latency_repliers, backlog=args.backlog,
+        replier_counts=tuple(args.replier_counts), rounds=args.rounds,
+        admin_database_url=admin_url, redis_url=redis_url,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    known, _ = parser.parse_known_args(argv)
+    add_arguments(parser, smoke=known.smoke)
+    args = parser.parse_args(argv)
+    try:
+        figures = event_loop.run(run_e2e_bench(
+            options_from(args, args.database_url, args.redis_url)))
+    except BenchError as exc:
+        print(f"bench.e2e: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(render_table(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

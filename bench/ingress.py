@@ -1,0 +1,328 @@
+"""Ingress throughput: signed webhooks at ``mecove api`` vs two baselines, in one run.
+
+Targets, each one uvicorn worker with the options of ``mecove api``, each loaded the same way
+(closed loop, fixed connections, a distinct signed body and wamid per request):
+
+* **ingress** — ``python -m app.cli api``: signature, msgspec parse, one Lua step per delivery
+  (dedupe + XADD + ZADD), 200 once the event is in the log;
+* **bare** — a Litestar endpoint that only reads the body (the ceiling of the stack);
+* **peer** — FastAPI + arq ``enqueue_job``, one job per message (``bench/servers/fastapi_arq.py``).
+
+Rounds interleave the targets (bare, ingress, peer, bare, ...). The summary takes the round
+with the best ingress run and that same round's baselines, so each ratio compares servers
+measured under the same machine conditions; every run is printed. CPU time per request of
+each server process is printed too: unlike req/s it hardly moves when other work shares the
+machine.
+
+``python -m bench.ingress --seconds 10``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+from redis.asyncio import Redis
+
+from app.eventlog.keys import Keys
+from bench import event_loop
+from bench.figures import Check, Figure, Target, render_table
+from bench.load_generators import LoadResult, load_generator_name, run_load
+from bench.peer_env import ensure_peer_python
+from bench.processes import (
+    BenchError,
+    ProcessSet,
+    Service,
+    clean_env,
+    cpu_seconds,
+    free_port,
+    mecove_command,
+    start_py_spy,
+    wait_for_http,
+    work_directory,
+)
+from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
+from bench.servers import UVICORN_OPTIONS
+from bench.webhook_bodies import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
+
+INGRESS = "ingress"
+BARE = "bare Litestar"
+PEER = "FastAPI+arq"
+PEER_SCRIPT = Path(__file__).resolve().parent / "servers" / "fastapi_arq.py"
+FIRST_GUESS_RPS = 4_000  # sizes the warm-up bodies before anything is measured
+
+
+@dataclass(frozen=True, slots=True)
+class IngressOptions:
+    seconds: float = 10.0
+    warmup_seconds: float = 2.0
+    connections: int = 32
+    rounds: int = 2
+    senders: int = 1_000  # distinct users; messages cycle over them
+    peer: bool = True
+    py_spy: Path | None = None  # profile one extra ingress run into this file
+    admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+
+
+@dataclass(slots=True)
+class Run:
+    target: str
+    round: int
+    load: LoadResult
+    cpu_s: float  # CPU time the server process used during the measured load
+    check: str = ""  # what landed in Redis, e.g. "log +123 entries"
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s / self.load.requests * 1e6 if self.load.requests else 0.0
+
+
+@dataclass(slots=True)
+class _Bench:
+    options: IngressOptions
+    scratch: ScratchSpace
+    processes: ProcessSet
+    work_dir: Path
+    database_url: str
+    peer_python: Path | None
+    next_body: int = 0
+    best_rps: dict[str, float] = field(default_factory=dict)
+
+    def bodies_file(self, name: str, count: int) -> Path:
+        path = self.work_dir / f"{name}.bodies"
+        write_bodies_file(path, signed_bodies(self.scratch.tag, self.next_body, count,
+                                              senders=self.options.senders))
+        self.next_body += count
+        return path
+
+    async def start(self, target: str, port: int) -> tuple[Service, str]:
+        """Start ``target`` on ``port``; returns it and the Redis key its work lands in."""
+        options = msgspec.json.encode(UVICORN_OPTIONS).decode()
+        redis_url = self.options.redis_url
+        if target == INGRESS:
+            prefix = self.scratch.key_prefix("in")
+            env = clean_env({
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": redis_url,
+                "MECOVE_PORT": str(port),
+                "MECOVE_KEY_PREFIX": prefix,
+                "WHATSAPP_APP_SECRET": APP_SECRET,
+            })
+            service = await self.processes.start(
+                "ingress", mecove_command("api", "--host", "127.0.0.1"), env)
+            return service, Keys(prefix, 1).stream(0)
+        if target == BARE:
+            argv = [sys.executable, "-m", "bench.servers.bare_litestar",
+                    "--port", str(port), "--uvicorn-options", options]
+            return await self.processes.start("bare", argv, clean_env({})), ""
+        assert self.peer_python is not None
+        queue = self.scratch.key_prefix("arq")
+        self.scratch.delete_later(f"arq:job:wamid.HBgM{self.scratch.tag}*")
+        self.scratch.delete_later(f"arq:result:wamid.HBgM{self.scratch.tag}*")
+        argv = [str(self.peer_python), str(PEER_SCRIPT), "--port", str(port),
+                "--redis-url", redis_url, "--queue", f"{queue}:queue",
+                "--app-secret", APP_SECRET, "--uvicorn-options", options]
+        return await self.processes.start("peer", argv, clean_env({})), f"{queue}:queue"
+
+    async def measure(self, target: str, round_: int, *, profile: Path | None = None) -> Run:
+        port = free_port()
+        service, work_key = await self.start(target, port)
+        try:
+            await wait_for_http(service, f"http://127.0.0.1:{port}/health")
+            url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+            guess = self.best_rps.get(target, FIRST_GUESS_RPS)
+            warmup_file = await asyncio.to_thread(
+                self.bodies_file, "warmup", math.ceil(guess * self.options.warmup_seconds * 1.2))
+            warmup = await run_load(url, warmup_file, seconds=self.options.warmup_seconds,
+                                    connections=self.options.connections)
+            service.ensure_running()
+            expected = max(guess, warmup.requests_per_s)
+            measured_file = await asyncio.to_thread(
+                self.bodies_file, "measured",
+                math.ceil(expected * self.options.seconds * 1.5) + self.options.connections)
+            before = await self.landed(work_key)
+            spy = await start_py_spy(self.processes, service, profile, self.options.seconds) \
+                if profile else None
+            cpu_before = cpu_seconds(service.pid) or 0.0
+            load = await run_load(url, measured_file, seconds=self.options.seconds,
+                                  connections=self.options.connections)
+            cpu = (cpu_seconds(service.pid) or 0.0) - cpu_before
+            if spy is not None:
+                await spy.process.wait()
+            service.ensure_running()
+            after = await self.landed(work_key)
+            check = f"+{after - before} in Redis" if work_key else ""
+            self.best_rps[target] = max(self.best_rps.get(target, 0.0), load.requests_per_s)
+            return Run(target, round_, load, cpu, check)
+        finally:
+            await self.processes.stop(service)
+
+    async def landed(self, key: str) -> int:
+        """Entries in the stream (ingress) or jobs in the queue (peer)."""
+        if not key:
+            return 0
+        redis = Redis.from_url(self.options.redis_url)
+        try:
+            raw_kind: bytes | str = await redis.type(key)
+            kind = raw_kind.decode() if isinstance(raw_kind, bytes) else raw_kind
+            if kind == "stream":
+                return int(await redis.xlen(key))
+            if kind == "zset":
+                return int(await redis.zcard(key))
+            return 0
+        finally:
+            await redis.aclose()
+
+
+def best_runs(runs: Sequence[Run]) -> dict[str, Run]:
+    """The run of each target with the most requests per second."""
+    best: dict[str, Run] = {}
+    for run in runs:
+        current = best.get(run.target)
+        if current is None or run.load.requests_per_s > current.load.requests_per_s:
+            best[run.target] = run
+    return best
+
+
+RUN_HEADER = (f"{'target':<14} {'round':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'CPU us/req':>10} {'non-2xx':>8} {'sock err':>8} {'repeats':>8}  landed")
+
+
+def run_row(run: Run) -> str:
+    load = run.load
+    return (f"{run.target:<14} {run.round:>5} {load.requests_per_s:>9,.0f} "
+            f"{load.p50_ms:>8.2f} {load.p99_ms:>8.2f} {run.cpu_us_per_request:>10,.0f} "
+            f"{load.non2xx:>8} {load.socket_errors:>8} {load.wrapped:>8}  {run.check}")
+
+
+def same_round(runs: Sequence[Run], target: str, round_: int) -> Run | None:
+    return next((r for r in runs if r.target == target and r.round == round_), None)
+
+
+def figures_from(runs: Sequence[Run], peer_note: str) -> list[Figure]:
+    """Ratios pair runs of the same round (same machine conditions): the round of the best
+    ingress run, with that round's baselines."""
+    ingress = best_runs(runs).get(INGRESS)
+    bare = same_round(runs, BARE, ingress.round) if ingress else None
+    peer = same_round(runs, PEER, ingress.round) if ingress else None
+    value = ingress.load.requests_per_s if ingress else None
+    figures = [
+        Figure("ingress req/s vs bare Litestar", value, "req/s",
+               bare.load.requests_per_s if bare else None, "bare",
+               Target(Check.RATIO_AT_LEAST, 0.6)),
+        Figure("ingress req/s vs FastAPI+arq", value, "req/s",
+               peer.load.requests_per_s if peer else None, "FastAPI+arq",
+               Target(Check.RATIO_AT_LEAST, 2.0), note="" if peer else peer_note),
+    ]
+    ingress_runs = [r for r in runs if r.target == INGRESS]
+    failures = sum(r.load.non2xx + r.load.socket_errors for r in ingress_runs)
+    figures.append(Figure("ingress non-2xx + socket errors (all runs)",
+                          float(failures) if ingress_runs else None, "",
+                          target=Target(Check.EQUALS, 0)))
+    if ingress:
+        figures += [
+            Figure("ingress p50 latency (same run)", ingress.load.p50_ms, "ms",
+                   bare.load.p50_ms if bare else None, "bare"),
+            Figure("ingress p99 latency (same run)", ingress.load.p99_ms, "ms",
+                   bare.load.p99_ms if bare else None, "bare"),
+        ]
+    if peer:
+        figures.append(Figure("FastAPI+arq p99 latency (same run)", peer.load.p99_ms, "ms"))
+    cpu = {target: min(r.cpu_us_per_request for r in runs if r.target == target)
+           for target in {r.target for r in runs}}
+    if INGRESS in cpu:
+        # CPU per request barely moves when other work shares the machine: the steadier ratio.
+        for target in (BARE, PEER):
+            if target in cpu:
+                figures.append(Figure(f"ingress CPU per request vs {target} (info)",
+                                      cpu[INGRESS], "us", cpu[target], target))
+    return figures
+
+
+async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
+    """Measure every target ``rounds`` times, interleaved; print runs; return the figures."""
+    print(f"== ingress: {options.seconds:g}s per run after {options.warmup_seconds:g}s warm-up, "
+          f"{options.connections} connections, {options.rounds} round(s)")
+    print(f"load generator: {load_generator_name()}")
+    peer_python: Path | None = None
+    peer_note = "skipped (--no-peer)"
+    if options.peer:
+        try:
+            peer_python = await ensure_peer_python()
+        except RuntimeError as exc:
+            peer_note = "peer environment unavailable"
+            print(f"FastAPI+arq: {peer_note}: {exc}")
+    targets = [BARE, INGRESS] + ([PEER] if peer_python else [])
+    runs: list[Run] = []
+    with work_directory("ingress") as work_dir:
+        async with ScratchSpace(options.admin_database_url, options.redis_url, "in") as scratch:
+            async with ProcessSet(work_dir / "logs") as processes:
+                bench = _Bench(options, scratch, processes, work_dir,
+                               await scratch.fresh_database("ingress"), peer_python)
+                print(RUN_HEADER)
+                for round_ in range(1, options.rounds + 1):
+                    for target in targets:
+                        run = await bench.measure(target, round_)
+                        runs.append(run)
+                        print(run_row(run), flush=True)
+                if options.py_spy is not None:
+                    print(f"profiling one more ingress run with py-spy -> {options.py_spy}")
+                    await bench.measure(INGRESS, 0, profile=options.py_spy.resolve())
+    return figures_from(runs, peer_note)
+
+
+def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
+    defaults = smoke_ingress_options() if smoke else IngressOptions()
+    parser.add_argument("--seconds", type=float, default=defaults.seconds)
+    parser.add_argument("--warmup-seconds", type=float, default=defaults.warmup_seconds)
+    parser.add_argument("--connections", type=int, default=defaults.connections)
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--senders", type=int, default=defaults.senders)
+    parser.add_argument("--no-peer", dest="peer", action="store_false",
+                        help="skip FastAPI+arq (no virtualenv is built)")
+    parser.add_argument("--py-spy", type=Path, default=None,
+                        help="profile an extra ingress run (.svg flamegraph, .json speedscope, "
+                             "else raw collapsed stacks)")
+
+
+def smoke_ingress_options() -> IngressOptions:
+    return IngressOptions(seconds=1.0, warmup_seconds=0.5, connections=8, rounds=1)
+
+
+def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> IngressOptions:
+    return IngressOptions(
+        seconds=args.seconds, warmup_seconds=args.warmup_seconds, connections=args.connections,
+        rounds=args.rounds, senders=args.senders, peer=args.peer, py_spy=args.py_spy,
+        admin_database_url=admin_url, redis_url=redis_url,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingress", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    known, _ = parser.parse_known_args(argv)
+    add_arguments(parser, smoke=known.smoke)
+    args = parser.parse_args(argv)
+    try:
+        figures = event_loop.run(run_ingress_bench(
+            options_from(args, args.database_url, args.redis_url)))
+    except BenchError as exc:
+        print(f"bench.ingress: {exc}")
+        return 1
+    print()
+    print(render_table(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

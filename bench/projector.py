@@ -1,0 +1,361 @@
+"""Projector drain vs raw asyncpg COPY of the same rows (and replay, once it exists).
+
+1. N MessageReceived events, built by the ingress's own code (``events_from_texts``) from
+   realistic messages of ``--users`` senders, are XADDed to a fresh stream.
+2. **projector** — ``python -m app.cli consume projector`` drains them into a fresh migrated
+   database. The rate is taken between the first and the last checkpoint seen (polled every
+   10 ms), so process start-up is not counted.
+3. **COPY** — the same users, identities and messages rows (built by the projector's own
+   ``RowChanges``, before the clock starts) go into another fresh database with
+   ``copy_records_to_table`` in one transaction: the practical limit for those rows.
+4. **replay** — ``python -m app.cli replay``, timed if the command exists.
+
+``python -m bench.projector --events 100000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import re
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.eventlog.keys import Keys
+from bench import event_loop
+from bench.figures import Check, Figure, Target, render_table
+from bench.processes import (
+    BenchError,
+    ProcessSet,
+    Service,
+    clean_env,
+    mecove_command,
+    start_py_spy,
+    work_directory,
+)
+from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
+from bench.webhook_bodies import received_events
+from projections.projector import PROJECTION
+from projections.row_changes import RowChanges, entry_position
+from schema.events import MessageReceived, encode_event
+
+POLL_S = 0.01
+APPEND_BATCH = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorOptions:
+    events: int = 100_000
+    users: int = 10_000
+    rounds: int = 2
+    drain_timeout_s: float = 600.0
+    py_spy: Path | None = None  # profile the projector's first drain into this file
+    batch_size: int | None = None  # MECOVE_BATCH_SIZE of the projector; None: its default
+    admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    events: int  # events applied between the first and the last checkpoint observation
+    seconds: float
+    wall_s: float  # from process start to the tail, start-up included
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+async def append_events(redis_url: str, stream: str, events: Sequence[MessageReceived]
+                        ) -> list[tuple[int, int]]:
+    """XADD every event (pipelined); returns the entry positions in order."""
+    redis = Redis.from_url(redis_url)
+    positions: list[tuple[int, int]] = []
+    try:
+        for start in range(0, len(events), APPEND_BATCH):
+            async with redis.pipeline(transaction=False) as pipe:
+                for event in events[start:start + APPEND_BATCH]:
+                    pipe.xadd(stream, encode_event(event))  # type: ignore[arg-type]
+                ids = await pipe.execute()
+            positions += [entry_position(i.decode()) for i in ids]
+    finally:
+        await redis.aclose()
+    return positions
+
+
+async def checkpoint(connection: asyncpg.Connection) -> tuple[int, int] | None:
+    row = await connection.fetchrow(
+        "SELECT last_ms, last_seq FROM projection_checkpoints "
+        "WHERE projection = $1 AND partition = 0", PROJECTION)
+    return (int(row["last_ms"]), int(row["last_seq"])) if row else None
+
+
+async def watch_drain(
+    database_url: str, positions: Sequence[tuple[int, int]], service: Service, timeout_s: float
+) -> Drain:
+    """Poll the checkpoint until it reaches the last position; rate between first and last."""
+    started = time.perf_counter()
+    deadline = started + timeout_s
+    tail = positions[-1]
+    first: tuple[float, int] | None = None
+    connection = await asyncpg.connect(database_url)
+    try:
+        while True:
+            service.ensure_running()
+            now = time.perf_counter()
+            if now > deadline:
+                raise BenchError(f"projector did not reach the tail within {timeout_s:g}s")
+            seen = await checkpoint(connection)
+            if seen is not None:
+                applied = bisect.bisect_right(positions, seen)
+                if first is None:
+                    first = (now, applied)
+                if seen >= tail:
+                    return Drain(len(positions) - first[1], now - first[0], now - started)
+            await asyncio.sleep(POLL_S)
+    finally:
+        await connection.close()
+
+
+async def count_rows(database_url: str) -> dict[str, int]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return {table: int(await connection.fetchval(
+            f"SELECT count(*) FROM {table}"))  # noqa: S608 - fixed table names
+            for table in ("users", "identities", "messages", "event_archive")}
+    finally:
+        await connection.close()
+
+
+async def drain_with_projector(
+    scratch: ScratchSpace, processes: ProcessSet, options: ProjectorOptions, prefix: str,
+    positions: Sequence[tuple[int, int]], profile: Path | None = None,
+) -> tuple[Drain, str]:
+    database_url = await scratch.fresh_database("proj")
+    env = clean_env({
+        "DATABASE_URL": database_url,
+        "REDIS_URL": options.redis_url,
+        "MECOVE_KEY_PREFIX": prefix,
+        "MECOVE_CONSUMER_NAME": f"bench-projector-{prefix}",
+        **({"MECOVE_BATCH_SIZE": str(options.batch_size)} if options.batch_size else {}),
+    })
+    service = await processes.start("projector", mecove_command("consume", "projector"), env)
+    spy = await start_py_spy(processes, service, profile) if profile else None
+    try:
+        drain = await watch_drain(database_url, positions, service, options.drain_timeout_s)
+    finally:
+        if spy is not None:
+            await processes.stop(spy, sig=signal.SIGINT)
+        await processes.stop(service)
+    return drain, database_url
+
+
+Records = list[tuple[object, ...]]
+
+
+def copy_records(events: Sequence[MessageReceived], positions: Sequence[tuple[int, int]]
+                 ) -> tuple[Records, Records, Records, Records]:
+    """users, identities, messages and archive records, exactly as the projector derives them."""
+    changes = RowChanges()
+    for event, (ms, seq) in zip(events, positions, strict=True):
+        changes.add(0, f"{ms}-{seq}", event)
+    users: Records = [(uid, created) for uid, created in changes.users.items()]
+    identities: Records = [(iid, *row) for iid, row in changes.identities.items()]
+    messages: Records = [(mid, *row) for mid, row in changes.messages.items()]
+    return users, identities, messages, list(changes.archive)
+
+
+MESSAGE_COLUMNS = ["id", "user_id", "identity_id", "created_at", "client_timestamp",
+                   "content_type", "text", "raw_payload", "source_message_id"]
+ARCHIVE_COLUMNS = ["event_id", "partition", "entry_ms", "entry_seq", "event_type",
+                   "schema_version", "occurred_at", "body"]
+
+
+async def copy_rows(
+    database_url: str, records: tuple[Records, Records, Records, Records], *, archive: bool
+) -> float:
+    """Seconds to COPY the rows in one transaction."""
+    users, identities, messages, archived = records
+    connection = await asyncpg.connect(database_url)
+    try:
+        started = time.perf_counter()
+        async with connection.transaction():
+            await connection.copy_records_to_table(
+                "users", records=users, columns=["id", "created_at"])
+            await connection.copy_records_to_table(
+                "identities", records=identities,
+                columns=["id", "user_id", "channel", "channel_user_key", "created_at"])
+            await connection.copy_records_to_table(
+                "messages", records=messages, columns=MESSAGE_COLUMNS)
+            if archive:
+                await connection.copy_records_to_table(
+                    "event_archive", records=archived, columns=ARCHIVE_COLUMNS)
+        return time.perf_counter() - started
+    finally:
+        await connection.close()
+
+
+async def replay_available() -> bool:
+    process = await asyncio.create_subprocess_exec(
+        *mecove_command("replay", "--help"), env=clean_env({}),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    return await process.wait() == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayTiming:
+    events: int
+    seconds: float  # as ``mecove replay`` reports it, else the wall time
+    wall_s: float  # process start to exit
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+REPLAY_LINE = re.compile(r"applied (\d+) events in ([0-9.]+)s")
+
+
+async def time_replay(processes: ProcessSet, options: ProjectorOptions, database_url: str,
+                      prefix: str) -> ReplayTiming:
+    """``mecove replay`` over the drained log: its own figure when it prints one."""
+    env = clean_env({"DATABASE_URL": database_url, "REDIS_URL": options.redis_url,
+                     "MECOVE_KEY_PREFIX": prefix})
+    started = time.perf_counter()
+    service = await processes.start("replay", mecove_command("replay"), env)
+    code = await asyncio.wait_for(service.process.wait(), timeout=options.drain_timeout_s)
+    wall = time.perf_counter() - started
+    await processes.stop(service)
+    if code != 0:
+        raise BenchError(f"mecove replay exited with {code}; log {service.log_path}:\n"
+                         f"{service.log_tail()}")
+    found = REPLAY_LINE.search(service.log_path.read_text(errors="replace"))
+    if found:
+        return ReplayTiming(int(found.group(1)), float(found.group(2)), wall)
+    return ReplayTiming(options.events, wall, wall)
+
+
+async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
+    batch = options.batch_size or "default"
+    print(f"== projector: {options.events:,} MessageReceived events from {options.users:,} "
+          f"users, {options.rounds} round(s), projector batch size {batch}")
+    drains: list[Drain] = []
+    copies: list[float] = []
+    copies_archive: list[float] = []
+    replay: ReplayTiming | None = None
+    replay_note = "replay: not available yet"
+    with work_directory("projector") as work_dir:
+        async with ScratchSpace(options.admin_database_url, options.redis_url, "pj") as scratch:
+            async with ProcessSet(work_dir / "logs") as processes:
+                prefix = scratch.key_prefix("pj")
+                stream = Keys(prefix, 1).stream(0)
+                started = time.perf_counter()
+                events = await asyncio.to_thread(received_events, scratch.tag, 0, options.events,
+                                                 options.users)
+                positions = await append_events(options.redis_url, stream, events)
+                records = await asyncio.to_thread(copy_records, events, positions)
+                print(f"built and appended {len(events):,} events in "
+                      f"{time.perf_counter() - started:.1f}s")
+                last_db = ""
+                for round_ in range(1, options.rounds + 1):
+                    await reset_group(options.redis_url, stream)
+                    if last_db:
+                        await scratch.drop_database(last_db)
+                    drain, last_db = await drain_with_projector(
+                        scratch, processes, options, prefix, positions,
+                        options.py_spy.resolve() if options.py_spy and round_ == 1 else None)
+                    drains.append(drain)
+                    rows = await count_rows(last_db)
+                    print(f"round {round_}: projector {drain.per_s:,.0f} events/s "
+                          f"({drain.events:,} events in {drain.seconds:.2f}s; "
+                          f"{drain.wall_s:.2f}s from process start); rows {rows}")
+                    for archive, results in ((False, copies), (True, copies_archive)):
+                        copy_db = await scratch.fresh_database("copy")
+                        results.append(await copy_rows(copy_db, records, archive=archive))
+                        await scratch.drop_database(copy_db)
+                    print(f"round {round_}: COPY {options.events / copies[-1]:,.0f} events/s "
+                          f"({copies[-1]:.2f}s), with event_archive "
+                          f"{options.events / copies_archive[-1]:,.0f} events/s")
+                if await replay_available():
+                    replay = await time_replay(processes, options, last_db, prefix)
+                    print(f"replay: {replay.per_s:,.0f} events/s ({replay.events:,} events in "
+                          f"{replay.seconds:.2f}s; {replay.wall_s:.2f}s with process start-up)")
+                else:
+                    print(replay_note)
+    # The round of the best drain, with that round's COPY: same machine conditions.
+    best_round = max(range(len(drains)), key=lambda i: drains[i].per_s)
+    copy_rate = options.events / copies[best_round]
+    return [
+        Figure("projector drain events/s vs COPY", drains[best_round].per_s, "events/s",
+               copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.5)),
+        Figure("replay events/s vs COPY", replay.per_s if replay else None, "events/s",
+               copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.5),
+               note="" if replay else "not available yet"),
+        Figure("COPY incl. event_archive (info)",
+               options.events / copies_archive[best_round], "events/s", copy_rate,
+               "COPY 3 tables"),
+    ]
+
+
+async def reset_group(redis_url: str, stream: str) -> None:
+    """A new round re-reads the same stream from the start: drop the projector's group."""
+    redis = Redis.from_url(redis_url)
+    try:
+        if await redis.exists(stream):
+            await redis.xgroup_destroy(stream, "projector")
+    finally:
+        await redis.aclose()
+
+
+def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
+    defaults = smoke_projector_options() if smoke else ProjectorOptions()
+    parser.add_argument("--events", type=int, default=defaults.events)
+    parser.add_argument("--users", type=int, default=defaults.users)
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="MECOVE_BATCH_SIZE for the projector (default: its own)")
+    parser.add_argument("--py-spy", type=Path, default=None,
+                        help="profile the first drain (.svg flamegraph, .json speedscope, "
+                             "else raw collapsed stacks)")
+
+
+def smoke_projector_options() -> ProjectorOptions:
+    return ProjectorOptions(events=2_000, users=200, rounds=1)
+
+
+def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> ProjectorOptions:
+    return ProjectorOptions(events=args.events, users=min(args.users, args.events),
+                            rounds=args.rounds, py_spy=args.py_spy, batch_size=args.batch_size,
+                            admin_database_url=admin_url, redis_url=redis_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.projector", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    known, _ = parser.parse_known_args(argv)
+    add_arguments(parser, smoke=known.smoke)
+    args = parser.parse_args(argv)
+    try:
+        figures = event_loop.run(run_projector_bench(
+            options_from(args, args.database_url, args.redis_url)))
+    except BenchError as exc:
+        print(f"bench.projector: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(render_table(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
