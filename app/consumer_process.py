@@ -29,7 +29,7 @@ def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> Cons
             base_delay_ms=settings.retry_base_delay_ms,
             factor=settings.retry_factor,
         ),
-        batch_size=settings.batch_size,
+        batch_size=max(settings.batch_size, getattr(handler, "min_batch_size", 0)),
         block_ms=settings.block_ms,
         visibility_timeout_ms=settings.visibility_timeout_ms,
     )
