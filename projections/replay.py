@@ -23,6 +23,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.eventlog.keys import Keys
+from app.sql_identifier import quote_identifier as q
 from projections.projector import PROJECTION, SWAP_LOCK_KEY, read_checkpoint
 from projections.row_changes import RowChanges, entry_position
 from projections.write_rows import TableSet, write_row_changes
@@ -97,18 +98,18 @@ async def _tail(redis: Redis, keys: Keys, connection: asyncpg.Connection, partit
 
 async def _drop_rebuild_tables(connection: asyncpg.Connection) -> None:
     for name in reversed(LIVE):
-        await connection.execute(f"DROP TABLE IF EXISTS {name}_rebuild CASCADE")  # noqa: S608
+        await connection.execute(f"DROP TABLE IF EXISTS {q(name + '_rebuild')} CASCADE")
 
 
 async def _create_rebuild_tables(connection: asyncpg.Connection) -> None:
     await _drop_rebuild_tables(connection)
     for name in LIVE:
         await connection.execute(
-            f"CREATE TABLE {name}_rebuild (LIKE {name} INCLUDING ALL)")  # noqa: S608
+            f"CREATE TABLE {q(name + '_rebuild')} (LIKE {q(name)} INCLUDING ALL)")
     for table, column, target in FOREIGN_KEYS:
         await connection.execute(
-            f"ALTER TABLE {table}_rebuild ADD FOREIGN KEY ({column}) "  # noqa: S608
-            f"REFERENCES {target}_rebuild (id)")
+            f"ALTER TABLE {q(table + '_rebuild')} ADD FOREIGN KEY ({q(column)}) "
+            f"REFERENCES {q(target + '_rebuild')} (id)")
 
 
 async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_size: int,
@@ -173,11 +174,11 @@ async def replay(
             report.applied += await _apply_tail(connection, redis, keys)
             for name in LIVE:
                 await connection.execute(
-                    f"ALTER TABLE {name} RENAME TO {name}_replaced")  # noqa: S608
+                    f"ALTER TABLE {q(name)} RENAME TO {q(name + '_replaced')}")
                 await connection.execute(
-                    f"ALTER TABLE {name}_rebuild RENAME TO {name}")  # noqa: S608
+                    f"ALTER TABLE {q(name + '_rebuild')} RENAME TO {q(name)}")
             for name in reversed(LIVE):
-                await connection.execute(f"DROP TABLE {name}_replaced CASCADE")  # noqa: S608
+                await connection.execute(f"DROP TABLE {q(name + '_replaced')} CASCADE")
         report.swapped = True
     except BaseException:
         if not connection.is_closed():

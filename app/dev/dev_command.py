@@ -59,10 +59,12 @@ async def ensure_database(admin_url: str, name: str) -> None:
     """Create database ``name`` on the server of ``admin_url`` unless it exists."""
     import asyncpg
 
+    from app.sql_identifier import quote_identifier
+
     connection = await asyncpg.connect(admin_url)
     try:
         if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await connection.execute(f'CREATE DATABASE "{name}"')
+            await connection.execute(f"CREATE DATABASE {quote_identifier(name)}")
     finally:
         await connection.close()
 
