@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+def _retry() -> Retry:
+    """Two quick retries on a dropped connection (e.g. pooled sockets after a Redis restart).
+    Safe for our writes: the append script is idempotent (SET NX), the reply record is
+    guarded, and the other appends are deduplicated downstream by their deterministic ids."""
+    return Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
 
 
 def open_redis(redis_url: str, *, max_connections: int = 64) -> Redis:
@@ -18,6 +29,8 @@ def open_redis(redis_url: str, *, max_connections: int = 64) -> Redis:
         socket_connect_timeout=2,
         socket_keepalive=True,
         health_check_interval=30,
+        retry=_retry(),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 

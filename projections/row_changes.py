@@ -20,6 +20,11 @@ from schema.events import (
 _json = msgspec.json.Encoder()
 
 
+def _jsonb_text(value: object) -> str:
+    """JSON for a jsonb column, which refuses the NUL escape: it becomes U+FFFD."""
+    return _json.encode(value).decode().replace("\\u0000", "\\ufffd")
+
+
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -63,8 +68,7 @@ class RowChanges:
                 if event.client_timestamp is not None else None,
                 event.content_type,
                 event.text,
-                _json.encode(event.raw_payload).decode() if event.raw_payload is not None
-                else None,
+                _jsonb_text(event.raw_payload) if event.raw_payload is not None else None,
                 event.source_message_id,
             ))
         elif isinstance(event, ReplySent):

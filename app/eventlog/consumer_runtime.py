@@ -274,11 +274,31 @@ class ConsumerGroupRuntime:
                 await self._sleep(delay)
 
     async def _handle(self, deliveries: list[Delivery]) -> Sequence[BaseException | None]:
+        heartbeat = asyncio.create_task(self._keep_claimed(deliveries))
         try:
             outcomes = await self.handler.handle(deliveries)
         except Exception as exc:  # noqa: BLE001 - any handler failure is an outcome
             return [exc] * len(deliveries)
+        finally:
+            heartbeat.cancel()
         return outcomes
+
+    async def _keep_claimed(self, deliveries: list[Delivery]) -> None:
+        """While a batch is being handled, reset its entries' idle time (XCLAIM JUSTID, which
+        leaves the delivery count alone), so a live but slow consumer is never robbed by the
+        visibility-timeout reclaim of a peer."""
+        interval = self.visibility_timeout_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            by_partition: dict[int, list[str]] = {}
+            for delivery in deliveries:
+                by_partition.setdefault(delivery.partition, []).append(delivery.entry_id)
+            for partition, ids in by_partition.items():
+                try:
+                    await self.redis.xclaim(self.keys.stream(partition), self.group,
+                                            self.consumer, 0, ids, justid=True)
+                except (RedisError, OSError):
+                    pass  # the next beat tries again
 
     async def _after_failure(
         self,

@@ -43,13 +43,25 @@ _message_decoder = msgspec.json.Decoder(InboundMessage)
 _any_decoder = msgspec.json.Decoder()
 
 
+# 9999-12-31T23:59:59Z, the last second both PostgreSQL and Python's datetime can hold.
+MAX_TIMESTAMP_S = 253_402_300_799
+MAX_WAMID_LENGTH = 255  # the width of messages.source_message_id
+
+
 def _client_timestamp(raw: str | None) -> int | None:
+    """Meta's seconds, or None when absent or outside what a timestamp column can hold."""
     if raw is None:
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         return None
+    return value if 0 <= value <= MAX_TIMESTAMP_S else None
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD (the replacement character)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def parse_webhook(body: bytes) -> ParsedWebhook:
@@ -99,6 +111,8 @@ def _text_message(raw: msgspec.Raw) -> InboundText | None:
         return None
     if message.type != "text" or message.text is None or not message.id:
         return None
+    if len(message.id) > MAX_WAMID_LENGTH or "\x00" in message.id:
+        return None  # not a wamid Meta would send; it could never be stored
     try:
         sender = normalise_e164(message.sender)
     except InvalidPhoneNumber:
@@ -106,7 +120,7 @@ def _text_message(raw: msgspec.Raw) -> InboundText | None:
     return InboundText(
         sender=sender,
         wamid=message.id,
-        text=message.text.body,
+        text=_storable(message.text.body),
         client_timestamp=_client_timestamp(message.timestamp),
         raw=_any_decoder.decode(raw),
     )

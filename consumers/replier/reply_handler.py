@@ -142,6 +142,11 @@ class ReplyHandler:
         if self.graph is not None:
             marker = f"sending:{self.consumer_name}:{now}"
             if not await self.redis.set(outcome_key, marker, nx=True, ex=self.dedupe_ttl_s):
+                current = await self.redis.get(outcome_key)
+                if current is not None and (current.startswith(b"sent:") or current == b"failed"):
+                    log.info("replied meanwhile by another attempt; skipped",
+                             extra={"fields": fields})
+                    return
                 raise ReplyInDoubt("reply in doubt: another attempt holds the send")
             try:
                 outbound_id = await self.graph.send_text(
