@@ -5,11 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import msgspec
+from redis.asyncio import Redis
 
 from app.eventlog.keys import Keys
 from app.settings import Settings
+
+
+@asynccontextmanager
+async def _redis(settings: Settings) -> AsyncIterator[Redis]:
+    from app.redis_client import open_redis
+
+    redis = open_redis(settings.redis_url)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
 
 
 def _keys(settings: Settings) -> Keys:
@@ -52,18 +66,15 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from app.redis_client import open_redis
     from projections.replay import replay
 
-    redis = open_redis(settings.redis_url)
     try:
-        report = await replay(settings.database_url, redis, _keys(settings),
-                              dry_run=args.dry_run, batch_size=args.batch_size)
+        async with _redis(settings) as redis:
+            report = await replay(settings.database_url, redis, _keys(settings),
+                                  dry_run=args.dry_run, batch_size=args.batch_size)
     except KeyboardInterrupt:
         print("mecove: replay interrupted; live tables unchanged", file=sys.stderr)
         return 130
-    finally:
-        await redis.aclose()
     types = ", ".join(f"{k} {v}" for k, v in report.events_by_type.items()) or "none"
     if args.dry_run:
         print(f"replay (dry run): would rebuild users, identities, messages, summaries from "
@@ -77,39 +88,27 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _trim(settings: Settings, args: argparse.Namespace) -> int:
     from app.operations.retention import trim
-    from app.redis_client import open_redis
 
-    redis = open_redis(settings.redis_url)
-    try:
+    async with _redis(settings) as redis:
         deleted = await trim(redis, _keys(settings), settings.database_url)
-    finally:
-        await redis.aclose()
     print(f"trim: deleted {deleted} entries")
     return 0
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     from app.operations.log_status import format_status, read_status
-    from app.redis_client import open_redis
 
-    redis = open_redis(settings.redis_url)
-    try:
+    async with _redis(settings) as redis:
         status = await read_status(redis, _keys(settings), settings.database_url)
-    finally:
-        await redis.aclose()
     print(msgspec.json.encode(status).decode() if args.json else format_status(status))
     return 0
 
 
 async def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     from app.operations.dead_letters import list_dead_letters
-    from app.redis_client import open_redis
 
-    redis = open_redis(settings.redis_url)
-    try:
+    async with _redis(settings) as redis:
         letters = await list_dead_letters(redis, _keys(settings))
-    finally:
-        await redis.aclose()
     if not letters:
         print("no dead letters")
     for d in letters:
@@ -120,13 +119,9 @@ async def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _dlq_show(settings: Settings, args: argparse.Namespace) -> int:
     from app.operations.dead_letters import show_dead_letter
-    from app.redis_client import open_redis
 
-    redis = open_redis(settings.redis_url)
-    try:
+    async with _redis(settings) as redis:
         found = await show_dead_letter(redis, _keys(settings), args.id)
-    finally:
-        await redis.aclose()
     if found is None:
         print(f"mecove: no dead letter {args.id}", file=sys.stderr)
         return 1
@@ -137,13 +132,11 @@ async def _dlq_show(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _each_target(settings: Settings, args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped-def]
     from app.operations.dead_letters import list_dead_letters
-    from app.redis_client import open_redis
 
-    redis = open_redis(settings.redis_url)
     keys = _keys(settings)
-    try:
+    missing = 0
+    async with _redis(settings) as redis:
         ids = [d.dlq_id for d in await list_dead_letters(redis, keys)] if args.all else [args.id]
-        missing = 0
         for dlq_id in ids:
             result = await action(redis, keys, dlq_id)
             if not result:
@@ -151,8 +144,6 @@ async def _each_target(settings: Settings, args: argparse.Namespace, action) -> 
                 print(f"mecove: no dead letter {dlq_id}", file=sys.stderr)
             else:
                 print(f"{dlq_id}: {result if isinstance(result, str) else 'done'}")
-    finally:
-        await redis.aclose()
     return 1 if missing else 0
 
 

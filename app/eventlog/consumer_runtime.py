@@ -74,6 +74,18 @@ class GroupHandler(Protocol):
         ...
 
 
+class SharedPartitionsHandler:
+    """Base of handlers whose group spreads every partition over all its consumers."""
+
+    exclusive = False
+
+    async def acquire_partition(self, partition: int, stop: asyncio.Event) -> bool:
+        return True
+
+    async def release_partition(self, partition: int) -> None:
+        return None
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 

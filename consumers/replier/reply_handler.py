@@ -23,7 +23,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.eventlog.append import EventLog
-from app.eventlog.consumer_runtime import Delivery
+from app.eventlog.consumer_runtime import Delivery, SharedPartitionsHandler
 from app.eventlog.retry_policy import NonRetryableError, RetryableError
 from app.metrics import GRAPH_SENDS
 from app.settings import Settings
@@ -43,9 +43,8 @@ class ReplyInDoubt(NonRetryableError):
     """A previous attempt died while sending: resending could deliver the reply twice."""
 
 
-class ReplyHandler:
+class ReplyHandler(SharedPartitionsHandler):
     group = "replier"
-    exclusive = False
 
     def __init__(
         self,
@@ -77,12 +76,6 @@ class ReplyHandler:
         if graph is None:
             log.warning("DRY-RUN: WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_PERMANENT_TOKEN not set; "
                         "replies are recorded but NOT sent to WhatsApp")
-
-    async def acquire_partition(self, partition: int, stop: asyncio.Event) -> bool:
-        return True
-
-    async def release_partition(self, partition: int) -> None:
-        return None
 
     async def handle(self, deliveries: list[Delivery]) -> Sequence[BaseException | None]:
         outcomes: dict[str, BaseException | None] = {}

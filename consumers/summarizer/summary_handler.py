@@ -20,7 +20,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.eventlog.append import EventLog
-from app.eventlog.consumer_runtime import Delivery
+from app.eventlog.consumer_runtime import Delivery, SharedPartitionsHandler
 from app.eventlog.retry_policy import RetryableError
 from app.settings import Settings
 from consumers.llm.chat_client import ChatClient
@@ -45,9 +45,8 @@ class ProjectionBehind(RetryableError):
     """The projector has not applied the triggering event yet."""
 
 
-class SummaryHandler:
+class SummaryHandler(SharedPartitionsHandler):
     group = "summarizer"
-    exclusive = False
 
     def __init__(
         self,
@@ -91,12 +90,6 @@ class SummaryHandler:
             except Exception as exc:  # noqa: BLE001 - keep sweeping through Redis hiccups
                 log.warning("summary sweep failed", extra={"fields": {"error": repr(exc)}})
             await asyncio.sleep(self.sweep_interval_s)
-
-    async def acquire_partition(self, partition: int, stop: asyncio.Event) -> bool:
-        return True
-
-    async def release_partition(self, partition: int) -> None:
-        return None
 
     async def handle(self, deliveries: list[Delivery]) -> Sequence[BaseException | None]:
         # Only the last trigger per user in a batch matters: its summary covers the others.
