@@ -34,8 +34,7 @@ from redis.asyncio import Redis
 
 from app.eventlog.append import EventLog
 from app.eventlog.keys import Keys
-from bench import event_loop
-from bench.figures import Check, Figure, Target, percentile, render_table
+from bench.figures import Check, Figure, Target, percentile
 from bench.processes import (
     BenchError,
     ProcessSet,
@@ -51,6 +50,7 @@ from bench.processes import (
 )
 from bench.raw_http import HttpError, RawHttpClient
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
+from bench.standalone import run_standalone
 from bench.webhook_bodies import (
     APP_SECRET,
     PHONE_NUMBER_ID,
@@ -471,23 +471,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> E2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
-    parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    known, _ = parser.parse_known_args(argv)
-    add_arguments(parser, smoke=known.smoke)
-    args = parser.parse_args(argv)
-    try:
-        figures = event_loop.run(run_e2e_bench(
-            options_from(args, args.database_url, args.redis_url)))
-    except BenchError as exc:
-        print(f"bench.e2e: {exc}", file=sys.stderr)
-        return 1
-    print()
-    print(render_table(figures))
-    return 0
+    return run_standalone("e2e", __doc__, argv, add_arguments, options_from, run_e2e_bench)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,10 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.eventlog.keys import Keys
-from bench import event_loop
-from bench.figures import Check, Figure, Target, render_table
+from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
 from bench.peer_env import ensure_peer_python
 from bench.processes import (
-    BenchError,
     ProcessSet,
     Service,
     clean_env,
@@ -49,6 +47,7 @@ from bench.processes import (
 )
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.servers import UVICORN_OPTIONS
+from bench.standalone import run_standalone
 from bench.webhook_bodies import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
 
 INGRESS = "ingress"
@@ -305,23 +304,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> In
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingress", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
-    parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    known, _ = parser.parse_known_args(argv)
-    add_arguments(parser, smoke=known.smoke)
-    args = parser.parse_args(argv)
-    try:
-        figures = event_loop.run(run_ingress_bench(
-            options_from(args, args.database_url, args.redis_url)))
-    except BenchError as exc:
-        print(f"bench.ingress: {exc}")
-        return 1
-    print()
-    print(render_table(figures))
-    return 0
+    return run_standalone("ingress", __doc__, argv, add_arguments, options_from, run_ingress_bench)
 
 
 if __name__ == "__main__":

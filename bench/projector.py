@@ -20,7 +20,6 @@ import asyncio
 import bisect
 import re
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +29,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.eventlog.keys import Keys
-from bench import event_loop
-from bench.figures import Check, Figure, Target, render_table
+from bench.figures import Check, Figure, Target
 from bench.processes import (
     BenchError,
     ProcessSet,
@@ -42,6 +40,7 @@ from bench.processes import (
     work_directory,
 )
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
+from bench.standalone import run_standalone
 from bench.webhook_bodies import received_events
 from projections.projector import PROJECTION
 from projections.row_changes import RowChanges, entry_position
@@ -338,23 +337,8 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> Pr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.projector", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
-    parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    known, _ = parser.parse_known_args(argv)
-    add_arguments(parser, smoke=known.smoke)
-    args = parser.parse_args(argv)
-    try:
-        figures = event_loop.run(run_projector_bench(
-            options_from(args, args.database_url, args.redis_url)))
-    except BenchError as exc:
-        print(f"bench.projector: {exc}", file=sys.stderr)
-        return 1
-    print()
-    print(render_table(figures))
-    return 0
+    return run_standalone("projector", __doc__, argv, add_arguments, options_from,
+                          run_projector_bench)
 
 
 if __name__ == "__main__":
