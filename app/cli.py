@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import asyncpg
 from redis.asyncio import Redis
 
-from app.settings import Settings, SettingsError, load_settings
+from app.platform.settings import Settings, SettingsError, load_settings
 
 GROUPS = ("projector", "replier", "summarizer")
 
@@ -29,7 +29,7 @@ def _settings(require_urls: bool = True) -> Settings:
     except SettingsError as exc:
         print(f"mecove: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    from app.logs import configure_logging
+    from app.platform.logs import configure_logging
 
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
     return settings
@@ -46,7 +46,7 @@ def _run(coro) -> None:  # type: ignore[no-untyped-def]
 
 def cmd_migrate(_: argparse.Namespace) -> int:
     settings = _settings()
-    from app.database import run_migrations
+    from app.platform.database import run_migrations
 
     try:
         _run(run_migrations(settings.database_url))
@@ -97,9 +97,9 @@ def build_handlers(  # type: ignore[no-untyped-def]
 
 
 async def consume(settings: Settings, groups: Sequence[str]) -> None:
-    from app.consumer_process import run_until_signalled, runtime_for
-    from app.database import open_database
-    from app.redis_client import open_redis
+    from app.platform.database import open_database
+    from app.platform.redis_client import open_redis
+    from app.platform.runtime.process import run_until_signalled, runtime_for
 
     if settings.metrics_port:
         from prometheus_client import start_http_server
@@ -186,7 +186,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     settings = _settings(require_urls=False)
     from pathlib import Path
 
-    from app.dev.dev_command import run_dev
+    from app.devtools.dev_command import run_dev
 
     exe = [sys.executable, "-m", "app.cli"]
     commands = [exe + ["api", "--host", args.host]] + [exe + ["consume", g] for g in args.groups]
@@ -196,8 +196,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Realistic signed webhook traffic; the conversation printed as the replies arrive."""
     settings = _settings(require_urls=False)
-    from app.simulate.simulate_command import run_simulate
-    from app.simulate.simulate_options import SimulateOptions
+    from app.devtools.simulate.simulate_command import run_simulate
+    from app.devtools.simulate.simulate_options import SimulateOptions
 
     return run_simulate(settings, SimulateOptions.from_args(args))
 
@@ -221,12 +221,12 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address the ingress listens on")
     dev.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
     dev.set_defaults(func=cmd_dev)
-    from app.simulate.simulate_options import add_simulate_arguments
+    from app.devtools.simulate.simulate_options import add_simulate_arguments
 
     simulate = sub.add_parser("simulate", help="signed webhook traffic, conversation printed")
     add_simulate_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
-    from app import ops_commands
+    from app.operations import commands as ops_commands
 
     ops_commands.register(sub, _settings)
     return top

@@ -32,8 +32,8 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.append import EventLog
-from app.eventlog.keys import Keys
+from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target, percentile
 from bench.processes import (
     BenchError,

@@ -30,7 +30,7 @@ from pathlib import Path
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
 from bench.peer_env import ensure_peer_python

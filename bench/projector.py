@@ -28,7 +28,7 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.processes import (
     BenchError,

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from app.eventlog.consumer_runtime import Delivery
-from app.eventlog.retry_policy import NonRetryableError
+from app.platform.runtime.consumer_runtime import Delivery
+from app.platform.runtime.retry_policy import NonRetryableError
 from projections.row_changes import RowChanges, entry_position
 from projections.write_rows import write_row_changes
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.sql_identifier import quote_identifier as q
+from app.platform.eventlog.keys import Keys
+from app.platform.sql_identifier import quote_identifier as q
 from projections.projector import PROJECTION, SWAP_LOCK_KEY, read_checkpoint
 from projections.row_changes import RowChanges, entry_position
 from projections.write_rows import TableSet, write_row_changes

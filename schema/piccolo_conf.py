@@ -1,4 +1,4 @@
-"""Piccolo's configuration. The engine's DSN is set at start-up by ``app.database``."""
+"""Piccolo's configuration. The engine's DSN is set at start-up by ``app.platform.database``."""
 
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.postgres import PostgresEngine

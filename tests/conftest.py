@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -100,8 +100,8 @@ def _start_embedded() -> TestServers:
     import tempfile
     from pathlib import Path
 
-    from app.dev.embedded_servers import EmbeddedServers
-    from app.dev.server_process import ServerStartError
+    from app.devtools.embedded.embedded_servers import EmbeddedServers
+    from app.devtools.embedded.server_process import ServerStartError
 
     folder = Path(tempfile.mkdtemp(prefix="mecove-test-servers-"))
     try:
@@ -154,7 +154,7 @@ def servers() -> TestServers:
 @pytest.fixture(scope="session")
 async def template_database(servers: TestServers) -> AsyncIterator[str]:
     """A migrated database that every test's database is copied from."""
-    from app.database import run_migrations
+    from app.platform.database import run_migrations
 
     name = f"mecove_tpl_{os.getpid()}"
     admin = await asyncpg.connect(servers.admin_database_url)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 from litestar.testing import AsyncTestClient
 
-from app.consumer_process import runtime_for
-from app.eventlog.consumer_runtime import ConsumerGroupRuntime, GroupHandler
 from app.ingress.app_factory import create_app
-from app.redis_client import open_redis
-from app.settings import Settings
+from app.platform.redis_client import open_redis
+from app.platform.runtime.consumer_runtime import ConsumerGroupRuntime, GroupHandler
+from app.platform.runtime.process import runtime_for
+from app.platform.settings import Settings
 
 
 @asynccontextmanager

@@ -9,14 +9,14 @@ from litestar import Litestar
 from litestar.datastructures import State
 from redis.asyncio import Redis
 
-from app.database import open_database
-from app.eventlog.append import EventLog
-from app.eventlog.keys import Keys
 from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
-from app.redis_client import open_redis
-from app.settings import Settings
+from app.platform.database import open_database
+from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.keys import Keys
+from app.platform.redis_client import open_redis
+from app.platform.settings import Settings
 
 
 def event_log_for(settings: Settings, redis: Redis) -> EventLog:

@@ -17,11 +17,11 @@ from litestar.status_codes import (
 )
 from redis.exceptions import RedisError
 
-from app.eventlog.append import EventLog
 from app.ingress.parse_webhook import MalformedWebhook, events_from_texts, parse_webhook
 from app.ingress.signature import signature_is_valid, tokens_match
-from app.metrics import APPEND_SECONDS, WEBHOOKS
-from app.settings import Settings
+from app.platform.eventlog.append import EventLog
+from app.platform.metrics import APPEND_SECONDS, WEBHOOKS
+from app.platform.settings import Settings
 
 log = logging.getLogger("mecove.ingress")
 

@@ -11,7 +11,7 @@ import logging
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 
 log = logging.getLogger("mecove.dlq")
 

@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 
 LAG_COUNT_CAP = 100_000
 

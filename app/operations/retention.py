@@ -12,7 +12,7 @@ import logging
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 
 log = logging.getLogger("mecove.trim")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import groq
 
-from app.metrics import LLM_FALLBACKS, LLM_SECONDS
+from app.platform.metrics import LLM_FALLBACKS, LLM_SECONDS
 from consumers.llm.llm_config import LlmConfig
 
 log = logging.getLogger("mecove.llm")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 from consumers.replier.conversation_prompt import CONTEXT_MESSAGES, Turn
 from schema.events import MessageReceived
 

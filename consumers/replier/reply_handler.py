@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.append import EventLog
-from app.eventlog.consumer_runtime import Delivery, SharedPartitionsHandler
-from app.eventlog.retry_policy import NonRetryableError, RetryableError
-from app.metrics import GRAPH_SENDS
-from app.settings import Settings
+from app.platform.eventlog.append import EventLog
+from app.platform.metrics import GRAPH_SENDS
+from app.platform.runtime.consumer_runtime import Delivery, SharedPartitionsHandler
+from app.platform.runtime.retry_policy import NonRetryableError, RetryableError
+from app.platform.settings import Settings
 from consumers.llm.chat_client import ChatClient
 from consumers.llm.llm_config import LlmConfig
 from consumers.replier.conversation_prompt import format_conversation
@@ -200,7 +200,7 @@ class ReplyHandler(SharedPartitionsHandler):
 
 def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> ReplyHandler:
     """The replier wired from settings (dry-run without WhatsApp credentials)."""
-    from app.eventlog.keys import Keys
+    from app.platform.eventlog.keys import Keys
     from consumers.llm.llm_config import load_llm_config
 
     keys = Keys(settings.key_prefix, settings.partitions)

@@ -12,7 +12,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 from schema.events import SummaryRequested, encode_event
 
 # KEYS: cooldown, deferred zset. ARGV: now ms, window ms, user id.

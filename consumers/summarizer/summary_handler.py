@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.append import EventLog
-from app.eventlog.consumer_runtime import Delivery, SharedPartitionsHandler
-from app.eventlog.retry_policy import RetryableError
-from app.settings import Settings
+from app.platform.eventlog.append import EventLog
+from app.platform.runtime.consumer_runtime import Delivery, SharedPartitionsHandler
+from app.platform.runtime.retry_policy import RetryableError
+from app.platform.settings import Settings
 from consumers.llm.chat_client import ChatClient
 from consumers.llm.llm_config import LlmConfig
 from consumers.summarizer.coalescing import SummaryCoalescer
@@ -204,7 +204,7 @@ class SummaryHandler(SharedPartitionsHandler):
 
 def build_summary_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis,
                           clock_ms: Callable[[], int] | None = None) -> SummaryHandler:
-    from app.eventlog.keys import Keys
+    from app.platform.eventlog.keys import Keys
     from consumers.llm.llm_config import load_llm_config
 
     keys = Keys(settings.key_prefix, settings.partitions)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from app.eventlog.retry_policy import NonRetryableError, RetryableError
+from app.platform.runtime.retry_policy import NonRetryableError, RetryableError
 
 log = logging.getLogger("mecove.graph")
 

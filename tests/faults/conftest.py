@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from _pytest.terminal import TerminalReporter
 
-from app.settings import Settings
+from app.platform.settings import Settings
 from tests.faults.fake_processes import FakeProcess, graph_process, groq_process
 from tests.faults.fault_table import FaultTable
 

@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 from schema.events import MessageReceived, decode_body, decode_event
 from tests.faults.traffic import WAMID_IN_TEXT
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from types import TracebackType
 
-from app.settings import Settings
+from app.platform.settings import Settings
 from tests.processes import env_for, start_mecove, stop, wait_for_http
 
 

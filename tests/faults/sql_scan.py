@@ -3,9 +3,9 @@
 A statement given to ``execute`` / ``executemany`` / ``fetch`` / ``fetchrow`` / ``fetchval``
 must be a plain string, or an f-string whose only interpolations are ``tables.<name>`` (the
 fixed table identifiers of ``projections.write_rows.TableSet``, which validates them in
-``__post_init__``) or a call of ``app.sql_identifier.quote_identifier`` (imported as itself or
-as ``q``), which validates and quotes a name. Anything else interpolated (a variable, another
-call, ``%`` or ``.format()``) is reported with its file and line.
+``__post_init__``) or a call of ``app.platform.sql_identifier.quote_identifier`` (imported as
+itself or as ``q``), which validates and quotes a name. Anything else interpolated (a variable,
+another call, ``%`` or ``.format()``) is reported with its file and line.
 """
 
 from __future__ import annotations

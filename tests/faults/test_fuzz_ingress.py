@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
 from app.ingress.app_factory import create_app
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.faults.fault_table import FaultRow, FaultTable
 from tests.faults.ledger import dead_letters, describe_dead_letters, event_types, stream_entries

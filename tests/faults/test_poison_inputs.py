@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.faults.ledger import dead_letters, describe_dead_letters
 from tests.service import consumers, ingress

@@ -15,9 +15,9 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from app.database import run_migrations
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.database import run_migrations
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from tests.conftest import database_url_for, free_port
 from tests.faults.fault_table import FaultRow, FaultTable
 from tests.faults.ledger import projected_wamids, received_wamids

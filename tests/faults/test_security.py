@@ -15,8 +15,8 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from tests.conftest import free_port
 from tests.faults.ledger import dedupe_marks
 from tests.faults.pipeline import Pipeline

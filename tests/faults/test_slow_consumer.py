@@ -15,8 +15,8 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from tests.faults.conftest import Fakes
 from tests.faults.fake_processes import confirmed_send_bodies
 from tests.faults.ledger import dead_letters, describe_dead_letters, group_caught_up

@@ -8,8 +8,8 @@ import asyncpg
 import msgspec
 import pytest
 
-from app.database import open_database
-from app.settings import Settings
+from app.platform.database import open_database
+from app.platform.settings import Settings
 from tests.fakes.graph_api import FakeGraphApi
 from tests.fakes.groq_api import FakeGroqApi
 from tests.integration.consumer_helpers import GRAPH_TOKEN, GROQ_KEY

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from consumers.replier.reply_handler import ReplyHandler, build_reply_handler
 from schema.events import decode_event
 

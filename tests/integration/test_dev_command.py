@@ -189,7 +189,7 @@ def test_embedded_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
     _require_dev_extra()
     script = (
         "import sys, time; from pathlib import Path\n"
-        "from app.dev.embedded_servers import EmbeddedServers\n"
+        "from app.devtools.embedded.embedded_servers import EmbeddedServers\n"
         "s = EmbeddedServers(Path(sys.argv[1])).start()\n"
         "print('started', flush=True); time.sleep(600)\n"
     )

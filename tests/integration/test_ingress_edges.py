@@ -11,8 +11,8 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from tests.conftest import free_port
 from tests.service import ingress
 from tests.webhooks import delivery, encode, fixture_body, signed_headers, text_message

@@ -12,14 +12,14 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from app.eventlog.append import EventLog
-from app.eventlog.consumer_runtime import ensure_group
-from app.eventlog.keys import Keys
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.operations.dead_letters import list_dead_letters, retry_dead_letter
 from app.operations.log_status import read_status
 from app.operations.retention import trim
-from app.settings import Settings
+from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.keys import Keys
+from app.platform.runtime.consumer_runtime import ensure_group
+from app.platform.settings import Settings
 from projections.projector import Projector
 from projections.replay import replay
 from schema.events import MessageReceived, ReplySent, SummaryCreated

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.append import EventLog
-from app.eventlog.consumer_runtime import Delivery, ensure_group
-from app.eventlog.keys import Keys
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
-from app.settings import Settings
+from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.keys import Keys
+from app.platform.runtime.consumer_runtime import Delivery, ensure_group
+from app.platform.settings import Settings
 from projections.projector import Projector, read_checkpoint
 from schema.events import ReplySent, SummaryCreated, decode_event
 from schema.ids import event_id_for

@@ -8,8 +8,8 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.fakes.graph_api import FakeGraphApi
 from tests.fakes.groq_api import FakeGroqApi

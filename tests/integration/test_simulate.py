@@ -14,22 +14,22 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from app.ingress.parse_webhook import parse_webhook
-from app.settings import Settings
-from app.simulate.traffic_plan import (
+from app.devtools.simulate.traffic_plan import (
     OptionsError,
     TrafficOptions,
     plan_traffic,
     simulated_users,
     webhook_body,
 )
-from app.simulate.transcript import (
+from app.devtools.simulate.transcript import (
     BotReply,
     ReplyMatcher,
     UserMessage,
     bot_line,
     percentile,
 )
+from app.ingress.parse_webhook import parse_webhook
+from app.platform.settings import Settings
 from tests.processes import ROOT
 
 

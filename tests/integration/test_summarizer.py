@@ -8,10 +8,10 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.append import EventLog
-from app.eventlog.keys import Keys
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
-from app.settings import Settings
+from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from consumers.summarizer.summary_handler import SummaryHandler, build_summary_handler
 from projections.projector import Projector
 from schema.events import SummaryRequested

@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.service import consumers, eventually, ingress
 from tests.webhooks import delivery, encode, fixture_body, signed_headers, text_message
@@ -124,8 +124,8 @@ async def test_several_messages_in_one_delivery_keep_their_order(
 async def test_concurrent_deliveries_sharing_one_script_call_each_get_their_own_answer(
     settings: Settings, redis: Redis
 ) -> None:
-    from app.eventlog.append import EventLog
     from app.ingress.parse_webhook import events_from_texts, parse_webhook
+    from app.platform.eventlog.append import EventLog
     from schema.events import decode_event
 
     log = EventLog(redis, Keys(settings.key_prefix, 1))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from app.eventlog.retry_policy import NonRetryableError, RetryableError
+from app.platform.runtime.retry_policy import NonRetryableError, RetryableError
 from consumers.whatsapp.graph_client import classify, message_body, parse_graph_error
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.eventlog.retry_policy import NonRetryableError, RetryableError, RetryPolicy
+from app.platform.runtime.retry_policy import NonRetryableError, RetryableError, RetryPolicy
 
 
 @pytest.mark.parametrize(

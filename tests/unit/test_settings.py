@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import SettingsError, settings_from_env
+from app.platform.settings import SettingsError, settings_from_env
 
 DATABASE_URL = "postgresql://mecove:pw@db.example:5432/mecove"
 REDIS_URL = "redis://cache.example:6379/0"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.sql_identifier import quote_identifier
+from app.platform.sql_identifier import quote_identifier
 
 
 def test_a_plain_name_is_quoted() -> None:

@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 import msgspec
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.settings import Settings
 
 
 @asynccontextmanager
 async def _redis(settings: Settings) -> AsyncIterator[Redis]:
-    from app.redis_client import open_redis
+    from app.platform.redis_client import open_redis
 
     redis = open_redis(settings.redis_url)
     try:

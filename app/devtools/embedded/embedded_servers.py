@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from app.dev.postgres_server import EmbeddedPostgres
-from app.dev.redis_server import EmbeddedRedis
+from app.devtools.embedded.postgres_server import EmbeddedPostgres
+from app.devtools.embedded.redis_server import EmbeddedRedis
 
 
 def _quiet(_: str) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from app.settings import Settings
+from app.platform.settings import Settings
 
 DATABASE_NAME = "mecove"
 
@@ -59,7 +59,7 @@ async def ensure_database(admin_url: str, name: str) -> None:
     """Create database ``name`` on the server of ``admin_url`` unless it exists."""
     import asyncpg
 
-    from app.sql_identifier import quote_identifier
+    from app.platform.sql_identifier import quote_identifier
 
     connection = await asyncpg.connect(admin_url)
     try:
@@ -70,7 +70,7 @@ async def ensure_database(admin_url: str, name: str) -> None:
 
 
 async def _prepare_database(admin_url: str | None, database_url: str) -> None:
-    from app.database import run_migrations
+    from app.platform.database import run_migrations
 
     if admin_url is not None:
         await ensure_database(admin_url, DATABASE_NAME)
@@ -129,8 +129,8 @@ def run_dev(settings: Settings, data_dir: Path, commands: list[list[str]],
 
 def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]],
              supervise: Supervise) -> int:
-    from app.dev.embedded_servers import EmbeddedServers
-    from app.dev.server_process import ServerStartError
+    from app.devtools.embedded.embedded_servers import EmbeddedServers
+    from app.devtools.embedded.server_process import ServerStartError
 
     started = time.monotonic()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # until supervise takes over, a stop

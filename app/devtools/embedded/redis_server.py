@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from app.dev.server_process import (
+from app.devtools.embedded.server_process import (
     ServerProcess,
     ServerStartError,
     free_port,

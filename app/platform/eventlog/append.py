@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from app.eventlog.keys import Keys
+from app.platform.eventlog.keys import Keys
 from schema.events import Event, MessageReceived, ReplyFailed, ReplySent, encode_event
 
 RECENT_KEPT = 20

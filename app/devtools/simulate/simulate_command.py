@@ -1,15 +1,16 @@
 """``mecove simulate``: signed webhook traffic at the service, the conversation printed live.
 
-A run: start the built-in fake Graph API (``app.fake_graph``); unless ``--url`` names a
-running ingress, start the service itself — embedded PostgreSQL and Redis in ``--data-dir``
-(a temporary folder by default) for whichever of ``DATABASE_URL`` / ``REDIS_URL`` is not set,
-then ``mecove dev`` with ``WHATSAPP_API_BASE_URL`` pointing at the fake and dummy WhatsApp
-credentials, so that replies really go through the Graph client; wait until it is ready (the
-ingress answers ``/ready`` and a replier reads the log); post the planned deliveries, signed
-with ``WHATSAPP_APP_SECRET`` (a random one for a service we start); print each user message as
-it is posted and each reply as the fake receives it, marked contextual or standalone with the
-milliseconds since its message; wait for the last replies; stop everything; print a summary.
-``GROQ_API_KEY`` is withheld from the service (replies are ``Noted.``) unless ``--use-llm``.
+A run: start the simulated Graph API (``app.devtools.simulated_graph_api``); unless ``--url``
+names a running ingress, start the service itself — embedded PostgreSQL and Redis in
+``--data-dir`` (a temporary folder by default) for whichever of ``DATABASE_URL`` /
+``REDIS_URL`` is not set, then ``mecove dev`` with ``WHATSAPP_API_BASE_URL`` pointing at the
+simulated API and dummy WhatsApp credentials, so that replies really go through the Graph
+client; wait until it is ready (the ingress answers ``/ready`` and a replier reads the log);
+post the planned deliveries, signed with ``WHATSAPP_APP_SECRET`` (a random one for a service
+we start); print each user message as it is posted and each reply as the simulated API
+receives it, marked contextual or standalone with the milliseconds since its message; wait for
+the last replies; stop everything; print a summary. ``GROQ_API_KEY`` is withheld from the
+service (replies are ``Noted.``) unless ``--use-llm``.
 """
 
 from __future__ import annotations
@@ -31,16 +32,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from app.fake_graph import FakeGraphApi, ReceivedSend
-from app.settings import Settings
-from app.simulate.simulate_options import SimulateOptions
-from app.simulate.traffic_plan import (
+from app.devtools.simulate.simulate_options import SimulateOptions
+from app.devtools.simulate.traffic_plan import (
     OptionsError,
     PlannedDelivery,
     plan_traffic,
     webhook_body,
 )
-from app.simulate.transcript import (
+from app.devtools.simulate.transcript import (
     BotReply,
     ReplyMatcher,
     RunTally,
@@ -52,9 +51,11 @@ from app.simulate.transcript import (
     summary_lines,
     user_line,
 )
+from app.devtools.simulated_graph_api import FakeGraphApi, ReceivedSend
+from app.platform.settings import Settings
 
 if TYPE_CHECKING:
-    from app.dev.embedded_servers import EmbeddedServers
+    from app.devtools.embedded.embedded_servers import EmbeddedServers
 
 # The simulated business: its phone number id, displayed number and account id.
 PHONE_NUMBER_ID = "109876543210987"
@@ -96,7 +97,7 @@ class ServiceUnderSimulation:
 
     def __init__(self, settings: Settings, options: SimulateOptions, graph_url: str,
                  secret: str) -> None:
-        from app.dev.server_process import free_port
+        from app.devtools.embedded.server_process import free_port
 
         self.settings = settings
         self.options = options
@@ -117,9 +118,9 @@ class ServiceUnderSimulation:
 
     async def start(self, stop: asyncio.Event) -> bool:
         """Start and wait until ready; False if it failed (reported) or ``stop`` was set."""
-        from app.dev.dev_command import DATABASE_NAME, ensure_database
-        from app.dev.embedded_servers import EmbeddedServers
-        from app.dev.server_process import ServerStartError
+        from app.devtools.dev_command import DATABASE_NAME, ensure_database
+        from app.devtools.embedded.embedded_servers import EmbeddedServers
+        from app.devtools.embedded.server_process import ServerStartError
 
         database_url = self.settings.database_url
         if not database_url or not self.redis_url:
@@ -179,7 +180,7 @@ class ServiceUnderSimulation:
         from redis.asyncio import Redis
         from redis.exceptions import RedisError
 
-        from app.eventlog.keys import Keys
+        from app.platform.eventlog.keys import Keys
 
         redis = Redis.from_url(self.redis_url, socket_connect_timeout=2)
         try:

@@ -35,7 +35,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from app.dev.server_process import (
+from app.devtools.embedded.server_process import (
     ServerProcess,
     ServerStartError,
     free_port,

@@ -25,9 +25,8 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from app.eventlog.keys import Keys
-from app.eventlog.retry_policy import NonRetryableError, RetryPolicy
-from app.metrics import (
+from app.platform.eventlog.keys import Keys
+from app.platform.metrics import (
     DEAD_LETTERED,
     FAILED,
     GROUP_LAG,
@@ -36,7 +35,8 @@ from app.metrics import (
     PROCESSED,
     RETRIED,
 )
-from app.redis_client import open_blocking_reader
+from app.platform.redis_client import open_blocking_reader
+from app.platform.runtime.retry_policy import NonRetryableError, RetryPolicy
 from schema.events import AnyEvent, UndecodableEvent, decode_event
 
 log = logging.getLogger("mecove.consumer")

@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
-from app.eventlog.consumer_runtime import ConsumerGroupRuntime, GroupHandler
-from app.eventlog.keys import Keys
-from app.eventlog.retry_policy import RetryPolicy
-from app.settings import Settings
+from app.platform.eventlog.keys import Keys
+from app.platform.runtime.consumer_runtime import ConsumerGroupRuntime, GroupHandler
+from app.platform.runtime.retry_policy import RetryPolicy
+from app.platform.settings import Settings
 
 log = logging.getLogger("mecove.consume")
 

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.simulate.traffic_plan import TrafficOptions
+from app.devtools.simulate.traffic_plan import TrafficOptions
 
 
 @dataclass(frozen=True, slots=True)
