@@ -110,15 +110,11 @@ async def consume(settings: Settings, groups: Sequence[str]) -> None:
     handlers = build_handlers(settings, groups, pool, redis)
     try:
         for handler in handlers:
-            start = getattr(handler, "start", None)
-            if start is not None:
-                await start()
+            await handler.start()
         await run_until_signalled([runtime_for(settings, redis, h) for h in handlers])
     finally:
         for handler in handlers:
-            close = getattr(handler, "close", None)
-            if close is not None:
-                await close()
+            await handler.close()
         await redis.aclose()
         await pool.close()
 

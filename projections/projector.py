@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from app.platform.runtime.consumer_runtime import Delivery
+from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 from projections.row_changes import RowChanges, entry_position
 from projections.write_rows import write_row_changes
@@ -45,17 +45,19 @@ async def read_checkpoint(
     return (row["last_ms"], row["last_seq"]) if row else (0, 0)
 
 
-class Projector:
+class Projector(OrderedHandler):
     """Consumer-group handler that projects events into the live tables."""
 
     group = "projector"
-    exclusive = True
     min_batch_size = 1_000  # bigger transactions: the write path measured ~27% faster
 
     def __init__(self, database_url: str, key_prefix: str) -> None:
         self.database_url = database_url
         self.key_prefix = key_prefix
         self._connections: dict[int, asyncpg.Connection] = {}
+
+    async def start(self) -> None:
+        return None  # nothing runs in the background; connections come with each lease
 
     async def acquire_partition(self, partition: int, stop: asyncio.Event) -> bool:
         announced = False

@@ -6,12 +6,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar.testing import AsyncTestClient
 
 from app.ingress.app_factory import create_app
 from app.platform.redis_client import open_redis
-from app.platform.runtime.consumer_runtime import ConsumerGroupRuntime, GroupHandler
+from app.platform.runtime.consumer_runtime import ConsumerRuntime
+from app.platform.runtime.handler import GroupHandler
 from app.platform.runtime.process import runtime_for
 from app.platform.settings import Settings
 
@@ -26,13 +28,11 @@ async def ingress(settings: Settings) -> AsyncIterator[AsyncTestClient]:
 @asynccontextmanager
 async def consumers(
     settings: Settings, handlers: Sequence[GroupHandler]
-) -> AsyncIterator[list[ConsumerGroupRuntime]]:
+) -> AsyncIterator[list[ConsumerRuntime[Any]]]:
     """Run consumer groups as background tasks; stopped (gracefully) on exit."""
     redis = open_redis(settings.redis_url)
     for handler in handlers:
-        start = getattr(handler, "start", None)
-        if start is not None:
-            await start()
+        await handler.start()
     runtimes = [runtime_for(settings, redis, h) for h in handlers]
     tasks = [asyncio.create_task(r.run()) for r in runtimes]
     try:
@@ -42,9 +42,7 @@ async def consumers(
             runtime.request_stop()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
         for handler in handlers:
-            close = getattr(handler, "close", None)
-            if close is not None:
-                await close()
+            await handler.close()
         await redis.aclose()
         for task in tasks:
             if task.done() and task.exception() is not None:

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from app.platform.eventlog.append import EventLog
 from app.platform.metrics import GRAPH_SENDS
-from app.platform.runtime.consumer_runtime import Delivery, SharedPartitionsHandler
+from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import NonRetryableError, RetryableError
 from app.platform.settings import Settings
 from consumers.llm.chat_client import ChatClient
@@ -43,8 +43,9 @@ class ReplyInDoubt(NonRetryableError):
     """A previous attempt died while sending: resending could deliver the reply twice."""
 
 
-class ReplyHandler(SharedPartitionsHandler):
+class ReplyHandler(GroupHandler):
     group = "replier"
+    min_batch_size = 1  # the configured batch size applies
 
     def __init__(
         self,
@@ -76,6 +77,9 @@ class ReplyHandler(SharedPartitionsHandler):
         if graph is None:
             log.warning("DRY-RUN: WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_PERMANENT_TOKEN not set; "
                         "replies are recorded but NOT sent to WhatsApp")
+
+    async def start(self) -> None:
+        return None  # nothing runs in the background
 
     async def handle(self, deliveries: list[Delivery]) -> Sequence[BaseException | None]:
         outcomes: dict[str, BaseException | None] = {}

@@ -20,7 +20,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.platform.eventlog.append import EventLog
-from app.platform.runtime.consumer_runtime import Delivery, SharedPartitionsHandler
+from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import RetryableError
 from app.platform.settings import Settings
 from consumers.llm.chat_client import ChatClient
@@ -45,8 +45,9 @@ class ProjectionBehind(RetryableError):
     """The projector has not applied the triggering event yet."""
 
 
-class SummaryHandler(SharedPartitionsHandler):
+class SummaryHandler(GroupHandler):
     group = "summarizer"
+    min_batch_size = 1  # the configured batch size applies
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from app.operations.log_status import read_status
 from app.operations.retention import trim
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
-from app.platform.runtime.consumer_runtime import ensure_group
+from app.platform.runtime.consumer_group import ensure_group
 from app.platform.settings import Settings
 from projections.projector import Projector
 from projections.replay import replay

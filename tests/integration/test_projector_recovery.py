@@ -8,7 +8,8 @@ from redis.asyncio import Redis
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
-from app.platform.runtime.consumer_runtime import Delivery, ensure_group
+from app.platform.runtime.consumer_group import ensure_group
+from app.platform.runtime.handler import Delivery
 from app.platform.settings import Settings
 from projections.projector import Projector, read_checkpoint
 from schema.events import ReplySent, SummaryCreated, decode_event

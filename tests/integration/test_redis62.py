@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from app.operations.log_status import read_status
 from app.platform.eventlog.keys import Keys
-from app.platform.runtime.consumer_runtime import ensure_group
+from app.platform.runtime.consumer_group import ensure_group
 from app.platform.settings import Settings
 from tests.conftest import free_port
 from tests.fakes.graph_api import FakeGraphApi

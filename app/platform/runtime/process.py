@@ -1,4 +1,4 @@
-"""Run consumer groups in this process until SIGTERM / SIGINT."""
+"""Pick the runtime each handler needs, and run consumer groups until SIGTERM / SIGINT."""
 
 from __future__ import annotations
 
@@ -6,19 +6,28 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
 from app.platform.eventlog.keys import Keys
-from app.platform.runtime.consumer_runtime import ConsumerGroupRuntime, GroupHandler
+from app.platform.runtime.consumer_runtime import ConsumerRuntime
+from app.platform.runtime.handler import GroupHandler, OrderedHandler
+from app.platform.runtime.ordered_runtime import OrderedRuntime
 from app.platform.runtime.retry_policy import RetryPolicy
+from app.platform.runtime.shared_runtime import SharedRuntime
 from app.platform.settings import Settings
 
 log = logging.getLogger("mecove.consume")
 
 
-def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> ConsumerGroupRuntime:
-    return ConsumerGroupRuntime(
+def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> ConsumerRuntime[Any]:
+    """The runtime that runs ``handler``, configured from ``settings``: an ``OrderedRuntime``
+    for an ``OrderedHandler`` (a lease per partition), a ``SharedRuntime`` for any other."""
+    runtime_class: type[ConsumerRuntime[Any]] = (
+        OrderedRuntime if isinstance(handler, OrderedHandler) else SharedRuntime
+    )
+    return runtime_class(
         redis=redis,
         redis_url=settings.redis_url,
         keys=Keys(settings.key_prefix, settings.partitions),
@@ -29,14 +38,14 @@ def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> Cons
             base_delay_ms=settings.retry_base_delay_ms,
             factor=settings.retry_factor,
         ),
-        batch_size=max(settings.batch_size, getattr(handler, "min_batch_size", 0)),
+        batch_size=max(settings.batch_size, handler.min_batch_size),
         block_ms=settings.block_ms,
         visibility_timeout_ms=settings.visibility_timeout_ms,
     )
 
 
 async def run_until_signalled(
-    runtimes: Sequence[ConsumerGroupRuntime],
+    runtimes: Sequence[ConsumerRuntime[Any]],
     *,
     install_signals: bool = True,
     on_started: Callable[[], None] | None = None,

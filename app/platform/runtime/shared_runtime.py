@@ -1,0 +1,143 @@
+"""The runtime of a group that spreads every partition over all its consumers (replier,
+summarizer): any consumer may handle any entry, so one failing entry holds up no other.
+
+* A failed entry stays pending; its id goes into a retry schedule (a ZSET scored by due time)
+  with an exponential backoff driven by its delivery count; when due, a live consumer that wins
+  the ZREM takes it with XCLAIM (which bumps the delivery count) and handles it again.
+* After the last attempt, or at once for a NonRetryableError, the entry is dead-lettered and
+  the handler's ``on_dead_letter`` is called.
+* Entries of a consumer that died are taken over with XCLAIM once idle for the visibility
+  timeout (found with XPENDING ... IDLE, which Redis 6.2 and 7.x both have); one that had used
+  its last attempt is dead-lettered instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app.platform.metrics import RETRIED
+from app.platform.runtime.consumer_group import _text
+from app.platform.runtime.consumer_runtime import (
+    ConsumerRuntime,
+    Entry,
+    Fields,
+    describe_error,
+    fields_by_entry_id,
+)
+from app.platform.runtime.handler import Delivery, GroupHandler
+from schema.events import UndecodableEvent, decode_event
+
+log = logging.getLogger("mecove.consumer")
+
+PendingRow = dict[str, object]  # one row of XPENDING: message_id, consumer, times_delivered
+
+
+class SharedRuntime(ConsumerRuntime[GroupHandler]):
+    """One of many consumers of a group; each entry is handled by whichever consumer reads it."""
+
+    async def _consume_partition(self, partition: int) -> None:
+        await self._read_new(partition)
+
+    async def _process(self, partition: int, entries: list[Entry]) -> None:
+        deliveries = await self._deliveries(partition, entries)
+        if not deliveries:
+            return
+        failed = await self._handle(partition, deliveries)
+        fields = fields_by_entry_id(entries)
+        for delivery, error in failed:
+            await self._after_failure(delivery, error, fields.get(delivery.entry_id, {}))
+
+    async def _after_failure(self, delivery: Delivery, error: BaseException,
+                             fields: Fields) -> None:
+        """Dead-letter the delivery if that was its last chance, else schedule its retry."""
+        if self.policy.gives_up_after(delivery.attempt, error):
+            await self._give_up(delivery, error, fields)
+            return
+        reason = describe_error(error)
+        due = self.clock_ms() + self.policy.delay_ms(delivery.attempt)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.last_error(delivery.partition, self.group),
+                      delivery.entry_id, reason)
+            pipe.zadd(self.keys.retry_schedule(delivery.partition, self.group),
+                      {delivery.entry_id: due})
+            await pipe.execute()
+        RETRIED.labels(self.group).inc()
+        log.warning("attempt failed, retry scheduled",
+                    extra={"fields": {"group": self.group, "entry_id": delivery.entry_id,
+                                      "event_id": delivery.event.event_id,
+                                      "message_id": getattr(delivery.event, "message_id", None),
+                                      "attempt": delivery.attempt, "error": reason}})
+
+    # -- every maintenance tick ------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        for partition in range(self.keys.partitions):
+            await self._run_due_retries(partition)
+            await self._reclaim_abandoned(partition)
+
+    async def _run_due_retries(self, partition: int) -> None:
+        """Claim and handle again the entries whose retry is due."""
+        schedule = self.keys.retry_schedule(partition, self.group)
+        due = await self.redis.zrangebyscore(
+            schedule, "-inf", self.clock_ms(), start=0, num=self.batch_size
+        )
+        mine: list[str] = []
+        for raw in due:
+            if await self.redis.zrem(schedule, raw):  # only one consumer wins each retry
+                mine.append(_text(raw))
+        if not mine:
+            return
+        stream = self.keys.stream(partition)
+        pending: list[PendingRow] = []
+        for entry_id in mine:
+            pending += await self.redis.xpending_range(
+                stream, self.group, min=entry_id, max=entry_id, count=1
+            )
+        if pending:
+            await self._claim_and_process(partition, pending, min_idle_ms=0)
+
+    async def _reclaim_abandoned(self, partition: int) -> None:
+        """Entries idle past the visibility timeout belong to a dead or stuck consumer."""
+        candidates = await self._abandoned(partition)
+        exhausted = [p for p in candidates
+                     if int(p["times_delivered"]) >= self.policy.max_attempts]  # type: ignore[call-overload]
+        for item in exhausted:
+            await self._dead_letter_abandoned(partition, item)
+        rest = [p for p in candidates if p not in exhausted]
+        if rest:
+            log.warning("reclaiming entries of a dead consumer",
+                        extra={"fields": {"group": self.group, "count": len(rest)}})
+            await self._claim_and_process(partition, rest, min_idle_ms=self.visibility_timeout_ms)
+
+    async def _abandoned(self, partition: int) -> list[PendingRow]:
+        """Pending entries of other consumers, idle past the visibility timeout, not scheduled."""
+        pending = await self.redis.xpending_range(
+            self.keys.stream(partition), self.group, min="-", max="+", count=self.batch_size,
+            idle=self.visibility_timeout_ms,
+        )
+        scheduled = self.keys.retry_schedule(partition, self.group)
+        candidates: list[PendingRow] = []
+        for item in pending:
+            if _text(item["consumer"]) == self.consumer:
+                continue  # our own in-flight work, or a failure already in the retry schedule
+            if await self.redis.zscore(scheduled, item["message_id"]) is None:
+                candidates.append(item)
+        return candidates
+
+    async def _dead_letter_abandoned(self, partition: int, item: PendingRow) -> None:
+        """A dead consumer's entry that had used its last attempt: dead-letter it."""
+        entry_id = _text(item["message_id"])  # type: ignore[arg-type]
+        claimed = await self.redis.xclaim(self.keys.stream(partition), self.group, self.consumer,
+                                          self.visibility_timeout_ms, [entry_id])
+        if not claimed or claimed[0][0] is None:
+            return  # a peer claimed it meanwhile, or it was trimmed
+        fields = claimed[0][1] or {}
+        raw_reason = await self.redis.hget(self.keys.last_error(partition, self.group), entry_id)
+        reason = _text(raw_reason) if raw_reason else "consumer died on its last attempt"
+        attempts = int(item["times_delivered"])  # type: ignore[call-overload]
+        await self._dead_letter(partition, entry_id, fields, attempts, reason)
+        try:
+            event = decode_event(fields)
+        except UndecodableEvent:
+            return
+        await self.handler.on_dead_letter(Delivery(partition, entry_id, event, attempts), reason)
