@@ -170,6 +170,14 @@ async def _scheduled_due_times(redis: Redis, key_prefix: str) -> list[float]:
     return [score for _member, score in await redis.zrange(schedule, 0, -1, withscores=True)]
 
 
+async def _assert_nothing_dead_lettered_nor_scheduled(
+    handler: StubHandler, redis: Redis, key_prefix: str
+) -> None:
+    assert handler.dead == []
+    assert await _dead_letters(redis, key_prefix) == []
+    assert await _scheduled_due_times(redis, key_prefix) == []
+
+
 # -- shared mode ----------------------------------------------------------------------------
 
 
@@ -198,9 +206,7 @@ async def test_a_failing_entry_is_retried_on_the_policy_schedule_then_done(
         await _until(lambda: len(handler.handled) == 3)
         await _until_all_acked(redis, key_prefix)
     assert handler.handled == [(event_id, 1), (event_id, 2), (event_id, 3)]
-    assert handler.dead == []
-    assert await _scheduled_due_times(redis, key_prefix) == []
-    assert await _dead_letters(redis, key_prefix) == []
+    await _assert_nothing_dead_lettered_nor_scheduled(handler, redis, key_prefix)
 
 
 async def test_an_entry_failing_its_last_attempt_is_dead_lettered_with_why(
@@ -339,9 +345,7 @@ async def test_an_ordered_runtime_retries_a_failed_batch_in_place_before_reading
         [(event_id, 3) for event_id in first_three],
         [("event-3", 1), ("event-4", 1), ("event-5", 1)],
     ]
-    assert handler.dead == []
-    assert await _dead_letters(redis, key_prefix) == []
-    assert await _scheduled_due_times(redis, key_prefix) == []
+    await _assert_nothing_dead_lettered_nor_scheduled(handler, redis, key_prefix)
 
 
 async def test_an_ordered_runtime_dead_letters_only_the_non_retryable_entry_of_a_batch(
