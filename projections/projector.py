@@ -1,10 +1,11 @@
 """The projector: applies the log to PostgreSQL, one transaction per batch.
 
-Each transaction writes the rows, archives the events and advances the checkpoint of
-(projector, partition); entries at or below the checkpoint are skipped, so a crash between
-commit and XACK changes nothing. One projector process at a time holds a partition's lease
-(a PostgreSQL advisory lock on the very connection that writes), so batches apply in order
-even with many projector processes; the others stand by and take over when it dies.
+Each transaction writes the rows, archives the events and advances the partition's
+checkpoint (``app/platform/checkpoints.py``); entries at or below the checkpoint are skipped,
+so a crash between commit and XACK changes nothing. One projector process at a time holds a
+partition's lease (a PostgreSQL advisory lock on the very connection that writes), so
+batches apply in order even with many projector processes; the others stand by and take
+over when it dies.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from app.platform.checkpoints import read_checkpoint, write_checkpoint
+from app.platform.eventlog.entries import entry_position
 from app.platform.runtime.consumer_runtime import Delivery
 from app.platform.runtime.retry_policy import NonRetryableError
-from projections.row_changes import RowChanges, entry_position
+from projections.row_changes import RowChanges
 from projections.write_rows import write_row_changes
 
 log = logging.getLogger("mecove.projector")
 
-PROJECTION = "projector"
 # Held shared by every projector batch and exclusively by replay's swap (projections/replay.py).
 SWAP_LOCK_KEY = zlib.crc32(b"mecove-projection-swap")
 LEASE_POLL_S = 1.0
@@ -32,17 +34,6 @@ LEASE_POLL_S = 1.0
 def lease_key(key_prefix: str, partition: int) -> int:
     """A stable 32-bit advisory lock key for (deployment, partition)."""
     return zlib.crc32(f"mecove-projector:{key_prefix}:{partition}".encode())
-
-
-async def read_checkpoint(
-    connection: asyncpg.Connection, partition: int, projection: str = PROJECTION
-) -> tuple[int, int]:
-    row = await connection.fetchrow(
-        "SELECT last_ms, last_seq FROM projection_checkpoints "
-        "WHERE projection = $1 AND partition = $2",
-        projection, partition,
-    )
-    return (row["last_ms"], row["last_seq"]) if row else (0, 0)
 
 
 class Projector:
@@ -121,12 +112,7 @@ class Projector:
                 if last == checkpoint:
                     return [None] * len(deliveries)
                 await write_row_changes(connection, changes)
-                await connection.execute(
-                    "INSERT INTO projection_checkpoints (projection, partition, last_ms, last_seq) "
-                    "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, partition) DO UPDATE "
-                    "SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq",
-                    PROJECTION, partition, last[0], last[1],
-                )
+                await write_checkpoint(connection, partition, last)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
             if len(deliveries) == 1:
                 raise NonRetryableError(f"event cannot be projected: {exc}") from exc

@@ -25,6 +25,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from app.platform.eventlog.entries import UndecodableEvent, decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.metrics import (
     DEAD_LETTERED,
@@ -37,7 +38,7 @@ from app.platform.metrics import (
 )
 from app.platform.redis_client import open_blocking_reader
 from app.platform.runtime.retry_policy import NonRetryableError, RetryPolicy
-from schema.events import AnyEvent, UndecodableEvent, decode_event
+from schema.events import AnyEvent
 
 log = logging.getLogger("mecove.consumer")
 
