@@ -28,6 +28,8 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from app.platform.checkpoints import PROJECTOR
+from app.platform.eventlog.entries import encode_event, entry_position
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.processes import (
@@ -42,9 +44,8 @@ from bench.processes import (
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.standalone import run_standalone
 from bench.webhook_bodies import received_events
-from projections.projector import PROJECTION
-from projections.row_changes import RowChanges, entry_position
-from schema.events import MessageReceived, encode_event
+from projections.row_changes import RowChanges
+from schema.events import MessageReceived
 
 POLL_S = 0.01
 APPEND_BATCH = 2_000
@@ -93,7 +94,7 @@ async def append_events(redis_url: str, stream: str, events: Sequence[MessageRec
 async def checkpoint(connection: asyncpg.Connection) -> tuple[int, int] | None:
     row = await connection.fetchrow(
         "SELECT last_ms, last_seq FROM projection_checkpoints "
-        "WHERE projection = $1 AND partition = 0", PROJECTION)
+        "WHERE projection = $1 AND partition = 0", PROJECTOR)
     return (int(row["last_ms"]), int(row["last_seq"])) if row else None
 
 

@@ -1,10 +1,11 @@
 """The projector: applies the log to PostgreSQL, one transaction per batch.
 
-Each transaction writes the rows, archives the events and advances the checkpoint of
-(projector, partition); entries at or below the checkpoint are skipped, so a crash between
-commit and XACK changes nothing. One projector process at a time holds a partition's lease
-(a PostgreSQL advisory lock on the very connection that writes), so batches apply in order
-even with many projector processes; the others stand by and take over when it dies.
+Each transaction writes the rows, archives the events and advances the partition's
+checkpoint (``app/platform/checkpoints.py``); entries at or below the checkpoint are skipped,
+so a crash between commit and XACK changes nothing. One projector process at a time holds a
+partition's lease (a PostgreSQL advisory lock on the very connection that writes), so
+batches apply in order even with many projector processes; the others stand by and take
+over when it dies.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from app.platform.checkpoints import PROJECTOR, read_checkpoint, write_checkpoint
+from app.platform.eventlog.entries import entry_position
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
-from projections.row_changes import RowChanges, entry_position
+from projections.row_changes import RowChanges
 from projections.write_rows import write_row_changes
 
 log = logging.getLogger("mecove.projector")
 
-PROJECTION = "projector"
 # Held shared by every projector batch and exclusively by replay's swap (projections/replay.py).
 SWAP_LOCK_KEY = zlib.crc32(b"mecove-projection-swap")
 LEASE_POLL_S = 1.0
@@ -34,21 +36,10 @@ def lease_key(key_prefix: str, partition: int) -> int:
     return zlib.crc32(f"mecove-projector:{key_prefix}:{partition}".encode())
 
 
-async def read_checkpoint(
-    connection: asyncpg.Connection, partition: int, projection: str = PROJECTION
-) -> tuple[int, int]:
-    row = await connection.fetchrow(
-        "SELECT last_ms, last_seq FROM projection_checkpoints "
-        "WHERE projection = $1 AND partition = $2",
-        projection, partition,
-    )
-    return (row["last_ms"], row["last_seq"]) if row else (0, 0)
-
-
 class Projector(OrderedHandler):
     """Consumer-group handler that projects events into the live tables."""
 
-    group = "projector"
+    group = PROJECTOR
     min_batch_size = 1_000  # bigger transactions: the write path measured ~27% faster
 
     def __init__(self, database_url: str, key_prefix: str) -> None:
@@ -123,12 +114,7 @@ class Projector(OrderedHandler):
                 if last == checkpoint:
                     return [None] * len(deliveries)
                 await write_row_changes(connection, changes)
-                await connection.execute(
-                    "INSERT INTO projection_checkpoints (projection, partition, last_ms, last_seq) "
-                    "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, partition) DO UPDATE "
-                    "SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq",
-                    PROJECTION, partition, last[0], last[1],
-                )
+                await write_checkpoint(connection, partition, last)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
             if len(deliveries) == 1:
                 raise NonRetryableError(f"event cannot be projected: {exc}") from exc

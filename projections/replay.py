@@ -22,12 +22,21 @@ from dataclasses import dataclass, field
 import asyncpg
 from redis.asyncio import Redis
 
+from app.platform.checkpoints import read_checkpoint, write_checkpoint
+from app.platform.eventlog.entries import (
+    ONLY_GROUP,
+    UndecodableEvent,
+    as_text,
+    decode_event,
+    entry_id_of,
+    entry_position,
+)
 from app.platform.eventlog.keys import Keys
 from app.platform.sql_identifier import quote_identifier as q
-from projections.projector import PROJECTION, SWAP_LOCK_KEY, read_checkpoint
-from projections.row_changes import RowChanges, entry_position
+from projections.projector import SWAP_LOCK_KEY
+from projections.row_changes import RowChanges
 from projections.write_rows import TableSet, write_row_changes
-from schema.events import UndecodableEvent, decode_body, decode_event
+from schema.events import decode_body
 
 log = logging.getLogger("mecove.replay")
 
@@ -91,9 +100,10 @@ async def _count_archive(connection: asyncpg.Connection) -> dict[str, int]:
 async def _tail(redis: Redis, keys: Keys, connection: asyncpg.Connection, partition: int
                 ) -> list[tuple[str, dict[bytes, bytes]]]:
     """Stream entries past the projector's checkpoint in one partition."""
-    ms, seq = await read_checkpoint(connection, partition)
-    entries = await redis.xrange(keys.stream(partition), min=f"({ms}-{seq}", max="+")
-    return [(e[0].decode() if isinstance(e[0], bytes) else e[0], e[1]) for e in entries]
+    checkpoint = await read_checkpoint(connection, partition)
+    entries = await redis.xrange(keys.stream(partition), min=f"({entry_id_of(checkpoint)}",
+                                 max="+")
+    return [(as_text(entry_id), fields) for entry_id, fields in entries]
 
 
 async def _drop_rebuild_tables(connection: asyncpg.Connection) -> None:
@@ -127,7 +137,7 @@ async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_
             return after, applied
         changes = RowChanges()
         for row in rows:
-            changes.add(row["partition"], f"{row['entry_ms']}-{row['entry_seq']}",
+            changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])),
                         decode_body(row["body"]))
         async with connection.transaction():
             await write_row_changes(connection, changes, REBUILD)
@@ -207,7 +217,7 @@ async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys) 
         last = (0, 0)
         for entry_id, fields in tail:
             last = max(last, entry_position(entry_id))
-            if b"only_group" in fields:
+            if ONLY_GROUP in fields:
                 continue  # a dead-letter retry aimed at another group
             try:
                 changes.add(partition, entry_id, decode_event(fields))
@@ -215,10 +225,5 @@ async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys) 
                 continue  # the projector dead-letters it
             applied += 1
         await write_row_changes(connection, changes, tables)
-        await connection.execute(
-            "INSERT INTO projection_checkpoints (projection, partition, last_ms, last_seq) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, partition) DO UPDATE "
-            "SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq",
-            PROJECTION, partition, last[0], last[1],
-        )
+        await write_checkpoint(connection, partition, last)
     return applied

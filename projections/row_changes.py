@@ -1,4 +1,4 @@
-"""Events -> the row changes they cause (pure: knows nothing of Redis or PostgreSQL)."""
+"""Events -> the row changes they cause (pure: no I/O against Redis or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from app.platform.eventlog.entries import entry_position
 from schema.events import (
     SCHEMA_VERSION,
     AnyEvent,
@@ -27,12 +28,6 @@ def _jsonb_text(value: object) -> str:
 
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def entry_position(entry_id: str) -> tuple[int, int]:
-    """``'1700000000000-3'`` -> ``(1700000000000, 3)``: stream ids compare as such pairs."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
-"""Every event of the log, as one msgspec tagged union.
+"""Every event of the log, as one msgspec tagged union, and its JSON body.
 
-A stream entry carries the fields ``type``, ``v`` (schema version), ``id`` (event id),
-``at`` (event time, ms) and ``body`` (the JSON-encoded Struct below, tag included).
+How an event is laid out in a Redis stream entry is the event log's business
+(``app/platform/eventlog/entries.py``); here is only what an event is and its body's codec.
 """
 
 from __future__ import annotations
@@ -88,49 +88,16 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
 
 
-class UndecodableEvent(Exception):
-    """An entry that this code cannot turn into an event (unknown type, newer version, bad body)."""
-
-
 def event_type_name(event: Event) -> str:
+    """The event's tag, e.g. ``"MessageReceived"``."""
     return type(event).__struct_config__.tag  # type: ignore[return-value]
 
 
-def encode_event(event: Event) -> dict[str, bytes]:
-    """Event -> stream entry fields."""
-    return {
-        b"type": event_type_name(event).encode(),
-        b"v": str(SCHEMA_VERSION).encode(),
-        b"id": event.event_id.encode(),
-        b"at": str(event.occurred_at).encode(),
-        b"body": _encoder.encode(event),
-    }
-
-
 def encode_body(event: Event) -> bytes:
+    """Event -> JSON body (tag included)."""
     return _encoder.encode(event)
 
 
-def decode_event(fields: dict[bytes, bytes]) -> AnyEvent:
-    """Stream entry fields -> event; raises UndecodableEvent with the reason."""
-    raw_version = fields.get(b"v")
-    try:
-        version = int(raw_version) if raw_version is not None else -1
-    except ValueError as exc:
-        raise UndecodableEvent(f"schema version {raw_version!r} is not a number") from exc
-    if version != SCHEMA_VERSION:
-        raise UndecodableEvent(
-            f"schema version {version} is not supported (this code reads {SCHEMA_VERSION})"
-        )
-    body = fields.get(b"body")
-    if body is None:
-        raise UndecodableEvent("entry has no body")
-    try:
-        return _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise UndecodableEvent(f"body does not decode: {exc}") from exc
-
-
 def decode_body(body: bytes) -> AnyEvent:
-    """Archived body -> event."""
+    """JSON body -> event; raises msgspec.DecodeError when it is not one."""
     return _decoder.decode(body)

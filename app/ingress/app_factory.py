@@ -7,26 +7,14 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
-from redis.asyncio import Redis
 
 from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
 from app.platform.database import open_database
 from app.platform.eventlog.append import EventLog
-from app.platform.eventlog.keys import Keys
 from app.platform.redis_client import open_redis
 from app.platform.settings import Settings
-
-
-def event_log_for(settings: Settings, redis: Redis) -> EventLog:
-    return EventLog(
-        redis,
-        Keys(settings.key_prefix, settings.partitions),
-        dedupe_ttl_days=settings.dedupe_ttl_days,
-        tracking_window_ms=settings.tracking_window_ms,
-        context_ttl_seconds=settings.context_ttl_seconds,
-    )
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -38,7 +26,7 @@ def create_app(settings: Settings) -> Litestar:
         pool = await open_database(settings.database_url)
         app.state.redis = redis
         app.state.pool = pool
-        app.state.event_log = event_log_for(settings, redis)
+        app.state.event_log = EventLog.from_settings(settings, redis)
         try:
             yield
         finally:

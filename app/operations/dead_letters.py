@@ -11,6 +11,14 @@ import logging
 import msgspec
 from redis.asyncio import Redis
 
+from app.platform.eventlog.entries import (
+    BODY,
+    EVENT_ID,
+    ONLY_GROUP,
+    RETRY_OF,
+    as_text,
+    from_dead_letter_copy,
+)
 from app.platform.eventlog.keys import Keys
 
 log = logging.getLogger("mecove.dlq")
@@ -36,7 +44,7 @@ def _s(fields: dict[bytes, bytes], name: str) -> str | None:
 def _to_dead_letter(partition: int, dlq_id: bytes | str, fields: dict[bytes, bytes]
                     ) -> DeadLetter:
     return DeadLetter(
-        dlq_id=dlq_id.decode() if isinstance(dlq_id, bytes) else dlq_id,
+        dlq_id=as_text(dlq_id),
         partition=partition,
         entry_id=_s(fields, "entry_id") or "",
         group=_s(fields, "group") or "",
@@ -77,21 +85,20 @@ async def retry_dead_letter(redis: Redis, keys: Keys, dlq_id: str) -> str | None
     if found is None:
         return None
     partition, fields = found
-    event = {name: fields[b"event_" + name] for name in (b"type", b"v", b"id", b"at", b"body")
-             if b"event_" + name in fields}
-    if b"body" not in event:
+    event = from_dead_letter_copy(fields)
+    if BODY not in event:
         raise ValueError(f"dead letter {dlq_id} carries no original event to retry")
-    event[b"only_group"] = fields[b"group"]
-    event[b"retry_of"] = fields.get(b"entry_id", b"")
+    event[ONLY_GROUP] = fields[b"group"]
+    event[RETRY_OF] = fields.get(b"entry_id", b"")
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xadd(keys.stream(partition), event)
         pipe.xdel(keys.dead_letters(partition), dlq_id)
         new_id, _ = await pipe.execute()
-    text = new_id.decode() if isinstance(new_id, bytes) else new_id
+    entry_id = as_text(new_id)
     log.info("dead letter retried", extra={"fields": {
-        "dlq_id": dlq_id, "entry_id": text, "group": fields[b"group"].decode(),
-        "event_id": event.get(b"id", b"").decode()}})
-    return text
+        "dlq_id": dlq_id, "entry_id": entry_id, "group": fields[b"group"].decode(),
+        "event_id": event.get(EVENT_ID, b"").decode()}})
+    return entry_id
 
 
 async def drop_dead_letter(redis: Redis, keys: Keys, dlq_id: str) -> bool:

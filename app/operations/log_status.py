@@ -4,10 +4,11 @@ projector checkpoint against the stream tail. Works on Redis 6.2 (no ``lag`` fie
 
 from __future__ import annotations
 
-import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
+from app.platform.checkpoints import read_checkpoints_at
+from app.platform.eventlog.entries import as_text, entry_id_of
 from app.platform.eventlog.keys import Keys
 
 LAG_COUNT_CAP = 100_000
@@ -43,33 +44,17 @@ class LogStatus(msgspec.Struct):
     groups: list[GroupStatus]
 
 
-def _text(value: bytes | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def _lag(redis: Redis, stream: str, info: dict) -> int | None:
     if info.get("lag") is not None:
         return int(info["lag"])
     # Redis 6.2: count the entries after last-delivered-id, capped.
-    last = _text(info["last-delivered-id"]) or "0-0"
+    last = as_text(info["last-delivered-id"]) or "0-0"
     entries = await redis.xrange(stream, min=f"({last}", max="+", count=LAG_COUNT_CAP)
     return len(entries)
 
 
 async def read_status(redis: Redis, keys: Keys, database_url: str | None) -> LogStatus:
-    checkpoints: dict[int, str] = {}
-    if database_url:
-        connection = await asyncpg.connect(database_url)
-        try:
-            for row in await connection.fetch(
-                "SELECT partition, last_ms, last_seq FROM projection_checkpoints "
-                "WHERE projection = 'projector'"
-            ):
-                checkpoints[row["partition"]] = f"{row['last_ms']}-{row['last_seq']}"
-        finally:
-            await connection.close()
+    checkpoints = await read_checkpoints_at(database_url) if database_url else {}
     partitions: list[PartitionStatus] = []
     groups: list[GroupStatus] = []
     for partition in range(keys.partitions):
@@ -79,28 +64,29 @@ async def read_status(redis: Redis, keys: Keys, database_url: str | None) -> Log
         partitions.append(PartitionStatus(
             partition=partition, stream=stream,
             length=int(await redis.xlen(stream)) if exists else 0,
-            tail_id=_text(tail[0][0]) if tail else None,
-            projector_checkpoint=checkpoints.get(partition),
+            tail_id=as_text(tail[0][0]) if tail else None,
+            projector_checkpoint=entry_id_of(checkpoints[partition])
+            if partition in checkpoints else None,
             dead_letters=int(await redis.xlen(keys.dead_letters(partition))),
         ))
         if not exists:
             continue
         for info in await redis.xinfo_groups(stream):
-            name = _text(info["name"]) or ""
+            name = as_text(info["name"]) or ""
             oldest_age = None
             if int(info["pending"]):
                 first = await redis.xpending_range(stream, name, min="-", max="+", count=1)
                 if first:
                     oldest_age = int(first[0]["time_since_delivered"])
             consumers = [
-                ConsumerStatus(name=_text(c["name"]) or "", pending=int(c["pending"]),
+                ConsumerStatus(name=as_text(c["name"]) or "", pending=int(c["pending"]),
                                idle_ms=int(c["idle"]))
                 for c in await redis.xinfo_consumers(stream, name)
             ]
             groups.append(GroupStatus(
                 group=name, partition=partition, lag=await _lag(redis, stream, info),
                 pending=int(info["pending"]), oldest_pending_age_ms=oldest_age,
-                last_delivered_id=_text(info["last-delivered-id"]) or "0-0",
+                last_delivered_id=as_text(info["last-delivered-id"]) or "0-0",
                 consumers=consumers,
             ))
     return LogStatus(partitions=partitions, groups=groups)

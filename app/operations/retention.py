@@ -9,51 +9,38 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from redis.asyncio import Redis
 
+from app.platform.checkpoints import read_checkpoints_at
+from app.platform.eventlog.entries import Position, as_text, entry_id_of, entry_position
 from app.platform.eventlog.keys import Keys
 
 log = logging.getLogger("mecove.trim")
 
 
-def _position(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+def _after(position: Position) -> Position:
+    """The smallest position after ``position``."""
+    return position[0], position[1] + 1
 
 
-def _next(entry_id: str) -> tuple[int, int]:
-    ms, seq = _position(entry_id)
-    return ms, seq + 1
-
-
-async def trim_point(redis: Redis, stream: str, checkpoint: str | None) -> tuple[int, int] | None:
-    """The smallest entry id that must be kept, or None when nothing may be trimmed."""
+async def trim_point(redis: Redis, stream: str, checkpoint: Position | None) -> Position | None:
+    """The smallest entry position that must be kept, or None when nothing may be trimmed."""
     if checkpoint is None:
         return None  # nothing is known to be archived
-    keep = [_next(checkpoint)]
+    keep = [_after(checkpoint)]
     for info in await redis.xinfo_groups(stream):
-        group = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-        last = info["last-delivered-id"]
-        keep.append(_next(last.decode() if isinstance(last, bytes) else last))
+        group = as_text(info["name"])
+        keep.append(_after(entry_position(as_text(info["last-delivered-id"]))))
         if int(info["pending"]):
             first = await redis.xpending_range(stream, group, min="-", max="+", count=1)
             if first:
-                raw = first[0]["message_id"]
-                keep.append(_position(raw.decode() if isinstance(raw, bytes) else raw))
+                keep.append(entry_position(as_text(first[0]["message_id"])))
     return min(keep)
 
 
 async def trim(redis: Redis, keys: Keys, database_url: str) -> int:
     """Trim every partition; returns how many entries were deleted."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        rows = await connection.fetch(
-            "SELECT partition, last_ms, last_seq FROM projection_checkpoints "
-            "WHERE projection = 'projector'")
-    finally:
-        await connection.close()
-    checkpoints = {r["partition"]: f"{r['last_ms']}-{r['last_seq']}" for r in rows}
+    checkpoints = await read_checkpoints_at(database_url)
     deleted = 0
     for partition in range(keys.partitions):
         stream = keys.stream(partition)
@@ -62,9 +49,9 @@ async def trim(redis: Redis, keys: Keys, database_url: str) -> int:
         point = await trim_point(redis, stream, checkpoints.get(partition))
         if point is None:
             continue
-        removed = int(await redis.execute_command(
-            "XTRIM", stream, "MINID", f"{point[0]}-{point[1]}"))
+        kept_from = entry_id_of(point)
+        removed = int(await redis.execute_command("XTRIM", stream, "MINID", kept_from))
         deleted += removed
         log.info("stream trimmed", extra={"fields": {"stream": stream, "deleted": removed,
-                                                     "kept_from": f"{point[0]}-{point[1]}"}})
+                                                     "kept_from": kept_from}})
     return deleted

@@ -8,36 +8,33 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
+from app.platform.eventlog.conversation_keys import ConversationKeys
+from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
 from consumers.replier.conversation_prompt import CONTEXT_MESSAGES, Turn
 from schema.events import MessageReceived
-
-
-def _text(value: bytes | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class ConversationStore:
     def __init__(self, redis: Redis, keys: Keys, pool: asyncpg.Pool) -> None:
         self.redis = redis
         self.keys = keys
+        self.conversation = ConversationKeys(keys)
         self.pool = pool
 
     async def turns_up_to(self, message: MessageReceived) -> list[Turn]:
         """The last turns of the user up to and including ``message``, oldest first."""
         partition = self.keys.partition_of(message.user_id)
-        ids = [_text(i) for i in await self.redis.lrange(
-            self.keys.recent(partition, message.user_id), 0, -1)]
+        ids = [as_text(i) for i in await self.redis.lrange(
+            self.conversation.recent(partition, message.user_id), 0, -1)]
         if message.message_id in ids:
             window = ids[: ids.index(message.message_id) + 1][-CONTEXT_MESSAGES:]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for message_id in window:
-                    pipe.hmget(self.keys.turn(partition, message_id or ""), "t", "r")
+                    pipe.hmget(self.conversation.turn(partition, message_id), "t", "r")
                 rows = await pipe.execute()
             if all(row[0] is not None for row in rows):
-                return [Turn(mid or "", _text(t) or "", _text(r))
+                return [Turn(mid, as_text(t), as_text(r))
                         for mid, (t, r) in zip(window, rows, strict=True)]
         return await self._from_database(message)
 
@@ -56,7 +53,8 @@ class ConversationStore:
         """How many of the user's tracked messages came after this one."""
         partition = self.keys.partition_of(message.user_id)
         return int(await self.redis.zcount(
-            self.keys.tracking(partition, message.user_id), f"({message.tracking_score}", "+inf"
+            self.conversation.tracking(partition, message.user_id), f"({message.tracking_score}",
+            "+inf"
         ))
 
     async def already_replied_in_database(self, message_id: str) -> bool:

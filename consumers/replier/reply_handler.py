@@ -5,33 +5,35 @@ Per message: skip if it already has a reply; build the conversation; ask the LLM
 messages of one batch are handled in order, different users concurrently.
 
 At most one confirmed send per message: before calling the Graph API the replier takes the
-message's outcome key (``SET NX`` = ``sending:<consumer>``); a definite failure releases it;
-a 200 turns it into ``sent:<wamid>`` in the same Lua step that appends ReplySent. A redelivery
-that finds ``sending:`` left by a crashed attempt cannot know whether Meta got the message, so
-it does not resend: the entry is dead-lettered as "in doubt" (see docs/decisions).
+message's reply outcome (``reply_outcome``: ``SET NX`` = ``sending:<consumer>:<ms>``); a
+definite failure releases it; a 200 turns it into ``sent:<wamid>`` in the same Lua step that
+appends ReplySent. A redelivery that finds ``sending:`` left by a crashed attempt cannot know
+whether Meta got the message, so it does not resend: the entry is dead-lettered as "in doubt"
+(docs/decisions/0003-reply-at-most-once.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import asyncpg
 from redis.asyncio import Redis
 
-from app.platform.eventlog.append import EventLog
+from app.platform.clock import now_ms
+from app.platform.eventlog.keys import Keys
 from app.platform.metrics import GRAPH_SENDS
 from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import NonRetryableError, RetryableError
 from app.platform.settings import Settings
 from consumers.llm.chat_client import ChatClient
-from consumers.llm.llm_config import LlmConfig
+from consumers.llm.llm_config import LlmConfig, load_llm_config
 from consumers.replier.conversation_prompt import format_conversation
 from consumers.replier.conversation_store import ConversationStore
 from consumers.replier.reply_mode import ReplyMode, ReplyModeRule, decide_reply_mode
+from consumers.replier.reply_outcome import ReplyOutcomes, is_final, is_sent, sending_state
 from consumers.whatsapp.graph_client import GraphClient
 from schema.events import MessageReceived, ReplyFailed, ReplySent
 from schema.ids import event_id_for
@@ -50,8 +52,7 @@ class ReplyHandler(GroupHandler):
     def __init__(
         self,
         *,
-        redis: Redis,
-        event_log: EventLog,
+        outcomes: ReplyOutcomes,
         store: ConversationStore,
         chat: ChatClient,
         llm: LlmConfig,
@@ -59,12 +60,9 @@ class ReplyHandler(GroupHandler):
         rule: ReplyModeRule,
         consumer_name: str,
         concurrency: int = 32,
-        dedupe_ttl_s: int = 8 * 86_400,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
-        self.redis = redis
-        self.event_log = event_log
-        self.keys = event_log.keys
+        self.outcomes = outcomes
         self.store = store
         self.chat = chat
         self.llm = llm
@@ -72,7 +70,6 @@ class ReplyHandler(GroupHandler):
         self.rule = rule
         self.consumer_name = consumer_name
         self.clock_ms = clock_ms
-        self.dedupe_ttl_s = dedupe_ttl_s
         self._slots = asyncio.Semaphore(concurrency)
         if graph is None:
             log.warning("DRY-RUN: WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_PERMANENT_TOKEN not set; "
@@ -107,18 +104,16 @@ class ReplyHandler(GroupHandler):
         assert isinstance(message, MessageReceived)
         fields = {"event_id": message.event_id, "message_id": message.message_id,
                   "attempt": delivery.attempt}
-        outcome_key = self.keys.reply_outcome(self.keys.partition_of(message.user_id),
-                                              message.message_id)
-        outcome = await self.redis.get(outcome_key)
-        if outcome is not None and delivery.operator_retry and not outcome.startswith(b"sent:"):
+        outcome_key = self.outcomes.key(message.user_id, message.message_id)
+        state = await self.outcomes.read(outcome_key)
+        if state is not None and delivery.operator_retry and not is_sent(state):
             # An operator chose to retry a failed or in-doubt reply: they accepted the risk.
             log.warning("operator retry: clearing the previous outcome",
-                        extra={"fields": {**fields, "previous": outcome.decode()}})
-            await self.redis.delete(outcome_key)
-            outcome = None
-        if outcome is not None:
-            state = outcome.decode()
-            if state.startswith("sent:") or state == "failed":
+                        extra={"fields": {**fields, "previous": state}})
+            await self.outcomes.clear(outcome_key)
+            state = None
+        if state is not None:
+            if is_final(state):
                 log.info("already replied; skipped", extra={"fields": fields})
                 return
             raise ReplyInDoubt(f"reply in doubt: an earlier attempt ({state}) stopped while "
@@ -137,10 +132,10 @@ class ReplyHandler(GroupHandler):
         contextual = mode is ReplyMode.CONTEXTUAL
         outbound_id: str | None = None
         if self.graph is not None:
-            marker = f"sending:{self.consumer_name}:{now}"
-            if not await self.redis.set(outcome_key, marker, nx=True, ex=self.dedupe_ttl_s):
-                current = await self.redis.get(outcome_key)
-                if current is not None and (current.startswith(b"sent:") or current == b"failed"):
+            sending = sending_state(self.consumer_name, now)
+            if not await self.outcomes.take(outcome_key, sending):
+                current = await self.outcomes.read(outcome_key)
+                if current is not None and is_final(current):
                     log.info("replied meanwhile by another attempt; skipped",
                              extra={"fields": fields})
                     return
@@ -154,13 +149,13 @@ class ReplyHandler(GroupHandler):
                 # Meta answered with an error or never got the request: nothing was sent.
                 GRAPH_SENDS.labels("retryable_error" if isinstance(exc, RetryableError)
                                    else "permanent_error").inc()
-                await self._release(outcome_key, marker)
+                await self.outcomes.release(outcome_key, sending)
                 raise
             GRAPH_SENDS.labels("sent").inc()
         else:
             GRAPH_SENDS.labels("dry_run").inc()
         replied_at = self.clock_ms()
-        await self.event_log.record_reply(ReplySent(
+        await self.outcomes.record(ReplySent(
             event_id=event_id_for("ReplySent", message.message_id),
             occurred_at=replied_at,
             message_id=message.message_id,
@@ -177,16 +172,12 @@ class ReplyHandler(GroupHandler):
             **fields, "mode": mode.value, "fallback": completion.fallback_used,
             "latency_ms": replied_at - message.received_at}})
 
-    async def _release(self, key: str, marker: str) -> None:
-        if (await self.redis.get(key)) == marker.encode():
-            await self.redis.delete(key)
-
     async def on_dead_letter(self, delivery: Delivery, error: BaseException | str) -> None:
         """Given up on: record ReplyFailed (not for "in doubt", which a human must judge)."""
         message = delivery.event
         if not isinstance(message, MessageReceived) or isinstance(error, ReplyInDoubt):
             return
-        await self.event_log.record_reply(ReplyFailed(
+        await self.outcomes.record(ReplyFailed(
             event_id=event_id_for("ReplyFailed", message.message_id),
             occurred_at=self.clock_ms(),
             message_id=message.message_id,
@@ -204,10 +195,6 @@ class ReplyHandler(GroupHandler):
 
 def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> ReplyHandler:
     """The replier wired from settings (dry-run without WhatsApp credentials)."""
-    from app.platform.eventlog.keys import Keys
-    from consumers.llm.llm_config import load_llm_config
-
-    keys = Keys(settings.key_prefix, settings.partitions)
     llm = load_llm_config(settings.llm_config_path)
     graph = None
     if not settings.whatsapp_dry_run:
@@ -217,18 +204,13 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
             phone_number_id=settings.whatsapp_phone_number_id or "",
             token=settings.whatsapp_permanent_token or "",
         )
-    event_log = EventLog(redis, keys, dedupe_ttl_days=settings.dedupe_ttl_days,
-                         tracking_window_ms=settings.tracking_window_ms,
-                         context_ttl_seconds=settings.context_ttl_seconds)
     return ReplyHandler(
-        redis=redis,
-        event_log=event_log,
-        store=ConversationStore(redis, keys, pool),
+        outcomes=ReplyOutcomes.from_settings(settings, redis),
+        store=ConversationStore(redis, Keys.from_settings(settings), pool),
         chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url),
         llm=llm,
         graph=graph,
         rule=ReplyModeRule(settings.contextual_after_count, settings.contextual_stale_ms),
         consumer_name=settings.consumer_name,
         concurrency=settings.replier_concurrency,
-        dedupe_ttl_s=settings.dedupe_ttl_days * 86_400,
     )

@@ -20,7 +20,9 @@ class ReplyModeRule:
 def decide_reply_mode(
     messages_after: int, received_at_ms: int, now_ms: int, rule: ReplyModeRule = ReplyModeRule()
 ) -> ReplyMode:
-    """The seed's rule: more than 1 message after this one, or more than 10 s since it came."""
+    """CONTEXTUAL (quote the message) when more than ``rule.after_count`` messages came after
+    it or more than ``rule.stale_ms`` passed since it came (defaults: 1 message, 10 s);
+    STANDALONE otherwise."""
     if messages_after > rule.after_count or now_ms - received_at_ms > rule.stale_ms:
         return ReplyMode.CONTEXTUAL
     return ReplyMode.STANDALONE

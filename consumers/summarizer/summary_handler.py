@@ -3,7 +3,7 @@
 Per trigger (MessageReceived or SummaryRequested): claim the user's window (else deferred,
 see ``coalescing``); wait, bounded, until the projector's checkpoint covers the trigger so
 the summary includes that message; load the user's last 7 days; skip when the input hash
-equals the last summary's; ask the LLM (or write the seed's placeholder, status
+equals the last summary's; ask the LLM (or write the placeholder of ``fallback_text``, status
 ``fallback``); append SummaryCreated, which the projector turns into a Summary row.
 """
 
@@ -19,12 +19,14 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from redis.asyncio import Redis
 
+from app.platform.checkpoints import checkpoint_covers, read_checkpoint
+from app.platform.clock import now_ms
 from app.platform.eventlog.append import EventLog
 from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import RetryableError
 from app.platform.settings import Settings
 from consumers.llm.chat_client import ChatClient
-from consumers.llm.llm_config import LlmConfig
+from consumers.llm.llm_config import LlmConfig, load_llm_config
 from consumers.summarizer.coalescing import SummaryCoalescer
 from consumers.summarizer.summary_input import (
     SummaryInput,
@@ -33,8 +35,7 @@ from consumers.summarizer.summary_input import (
     summary_prompt,
     summary_range,
 )
-from projections.projector import read_checkpoint
-from projections.row_changes import entry_position
+from consumers.summarizer.summary_keys import SummaryKeys
 from schema.events import MessageReceived, SummaryCreated, SummaryRequested
 from schema.ids import NAMESPACE
 
@@ -59,12 +60,13 @@ class SummaryHandler(GroupHandler):
         llm: LlmConfig,
         coalescer: SummaryCoalescer,
         wait_projection_ms: int = 10_000,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = now_ms,
         sweep_interval_s: float = 0.25,
     ) -> None:
         self.redis = redis
         self.event_log = event_log
         self.keys = event_log.keys
+        self.summary_keys = SummaryKeys(event_log.keys)
         self.pool = pool
         self.chat = chat
         self.llm = llm
@@ -128,12 +130,12 @@ class SummaryHandler(GroupHandler):
             raise
 
     async def _wait_for_projection(self, delivery: Delivery) -> None:
-        target = entry_position(delivery.entry_id)
         deadline = time.monotonic() + self.wait_projection_ms / 1000
         while True:
             async with self.pool.acquire() as connection:
-                if await read_checkpoint(connection, delivery.partition) >= target:
-                    return
+                checkpoint = await read_checkpoint(connection, delivery.partition)
+            if checkpoint_covers(checkpoint, delivery.entry_id):
+                return
             if time.monotonic() >= deadline:
                 raise ProjectionBehind(f"projector has not reached {delivery.entry_id}")
             await asyncio.sleep(0.05)
@@ -177,7 +179,7 @@ class SummaryHandler(GroupHandler):
         )
         partition = self.keys.partition_of(user_id)
         await self.event_log.append(created, user_id=user_id)
-        await self.redis.set(self.keys.summary_hash(partition, user_id), digest,
+        await self.redis.set(self.summary_keys.input_hash(partition, user_id), digest,
                              ex=8 * 86_400)
         log.info("summary created", extra={"fields": {**fields, "status": created.status,
                                                      "summary_id": summary_id}})
@@ -185,7 +187,7 @@ class SummaryHandler(GroupHandler):
     async def _last_hash(self, connection: asyncpg.Connection, user_id: str) -> str | None:
         """The latest summary's hash: Redis first (ahead of the projector), then PostgreSQL."""
         partition = self.keys.partition_of(user_id)
-        cached = await self.redis.get(self.keys.summary_hash(partition, user_id))
+        cached = await self.redis.get(self.summary_keys.input_hash(partition, user_id))
         if cached is not None:
             return cached.decode()
         return await connection.fetchval(
@@ -204,22 +206,17 @@ class SummaryHandler(GroupHandler):
 
 
 def build_summary_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis,
-                          clock_ms: Callable[[], int] | None = None) -> SummaryHandler:
-    from app.platform.eventlog.keys import Keys
-    from consumers.llm.llm_config import load_llm_config
-
-    keys = Keys(settings.key_prefix, settings.partitions)
+                          clock_ms: Callable[[], int] = now_ms) -> SummaryHandler:
+    """The summarizer wired from settings; ``clock_ms`` lets tests move time."""
     llm = load_llm_config(settings.llm_config_path)
-    extra = {"clock_ms": clock_ms} if clock_ms is not None else {}
+    event_log = EventLog.from_settings(settings, redis)
     return SummaryHandler(
         redis=redis,
-        event_log=EventLog(redis, keys, dedupe_ttl_days=settings.dedupe_ttl_days,
-                           tracking_window_ms=settings.tracking_window_ms,
-                           context_ttl_seconds=settings.context_ttl_seconds),
+        event_log=event_log,
         pool=pool,
         chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url),
         llm=llm,
-        coalescer=SummaryCoalescer(redis, keys, settings.summary_window_ms),
+        coalescer=SummaryCoalescer(redis, event_log.keys, settings.summary_window_ms),
         wait_projection_ms=settings.summary_wait_projection_ms,
-        **extra,
+        clock_ms=clock_ms,
     )

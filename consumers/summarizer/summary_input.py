@@ -33,7 +33,7 @@ def input_hash(messages: list[SummaryInput]) -> str:
 
 
 def fallback_text(count: int) -> str:
-    """The seed's placeholder."""
+    """The summary text written when the LLM gives none (status ``fallback``)."""
     return f"Summary generated for {count} messages."
 
 

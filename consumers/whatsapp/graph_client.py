@@ -19,7 +19,8 @@ RETRYABLE_CODES = frozenset({130429, 131056, 131048, 80007, 4, 1, 2, 131000, 131
 
 
 class GraphSendError(Exception):
-    """Base for send failures; ``sent_maybe`` says whether Meta might have delivered it."""
+    """Base for send failures: an error answer from Meta, or a network error. The replier
+    counts either as not delivered and releases the message's reply outcome."""
 
 
 class GraphRetryableError(GraphSendError, RetryableError):

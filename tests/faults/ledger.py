@@ -12,8 +12,9 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
+from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
-from schema.events import MessageReceived, decode_body, decode_event
+from schema.events import MessageReceived, decode_body
 from tests.faults.traffic import WAMID_IN_TEXT
 
 PAGE = 2_000

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
+from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from consumers.replier.reply_handler import ReplyHandler, build_reply_handler
-from schema.events import decode_event
 
 GRAPH_TOKEN = "test-permanent-token-0123456789"
 GROQ_KEY = "gsk_test_key_0123456789"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from redis.asyncio import Redis
 
+from app.platform.eventlog.entries import encode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_group import ensure_group
 from app.platform.runtime.consumer_runtime import ConsumerRuntime
@@ -21,7 +22,7 @@ from app.platform.runtime.handler import Delivery, GroupHandler, OrderedHandler
 from app.platform.runtime.ordered_runtime import OrderedRuntime
 from app.platform.runtime.retry_policy import NonRetryableError, RetryableError, RetryPolicy
 from app.platform.runtime.shared_runtime import SharedRuntime
-from schema.events import SummaryRequested, encode_event
+from schema.events import SummaryRequested
 from tests.service import eventually
 
 if TYPE_CHECKING:

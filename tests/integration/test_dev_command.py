@@ -17,7 +17,8 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from schema.events import ReplySent, decode_event
+from app.platform.eventlog.entries import decode_event
+from schema.events import ReplySent
 from tests.conftest import free_port
 from tests.processes import ROOT, start_mecove, stop, wait_for_http
 from tests.service import eventually

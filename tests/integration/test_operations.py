@@ -20,6 +20,7 @@ from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_group import ensure_group
 from app.platform.settings import Settings
+from consumers.replier.reply_outcome import ReplyOutcomes
 from projections.projector import Projector
 from projections.replay import replay
 from schema.events import MessageReceived, ReplySent, SummaryCreated
@@ -51,6 +52,7 @@ async def append_mixed(redis: Redis, settings: Settings, count: int, seed: int =
     """``count`` events: messages from many users, replies to some, summaries for some."""
     rng = random.Random(seed)
     log = EventLog(redis, Keys(settings.key_prefix, 1))
+    outcomes = ReplyOutcomes(redis, log.keys)
     messages: list[MessageReceived] = []
     appended = 0
     while appended < count:
@@ -63,7 +65,7 @@ async def append_mixed(redis: Redis, settings: Settings, count: int, seed: int =
             messages.append(event)
         elif roll < 0.92:
             target = rng.choice(messages)
-            await log.record_reply(ReplySent(
+            await outcomes.record(ReplySent(
                 event_id=event_id_for("ReplySent", target.message_id),
                 occurred_at=1_700_000_100_000 + appended, message_id=target.message_id,
                 user_id=target.user_id, reply_text=f"reply {appended}",

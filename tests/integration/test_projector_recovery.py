@@ -6,13 +6,16 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
+from app.platform.checkpoints import read_checkpoint
 from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_group import ensure_group
 from app.platform.runtime.handler import Delivery
 from app.platform.settings import Settings
-from projections.projector import Projector, read_checkpoint
-from schema.events import ReplySent, SummaryCreated, decode_event
+from consumers.replier.reply_outcome import ReplyOutcomes
+from projections.projector import Projector
+from schema.events import ReplySent, SummaryCreated
 from schema.ids import event_id_for
 from tests.service import consumers, eventually
 from tests.webhooks import delivery, encode, text_message
@@ -95,7 +98,7 @@ async def test_reply_sent_and_summary_created_are_projected(
     events = await _append_texts(redis, settings, 2, "15550002004")
     log = EventLog(redis, Keys(settings.key_prefix, 1))
     target = events[0]
-    await log.record_reply(ReplySent(
+    await ReplyOutcomes(redis, log.keys).record(ReplySent(
         event_id=event_id_for("ReplySent", target.message_id), occurred_at=1_700_000_001_000,
         message_id=target.message_id, user_id=target.user_id, reply_text="Got it, thanks!",
         replied_at=1_700_000_001_000, contextual=False, outbound_message_id="wamid.out1",

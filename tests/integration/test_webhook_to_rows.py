@@ -126,7 +126,7 @@ async def test_concurrent_deliveries_sharing_one_script_call_each_get_their_own_
 ) -> None:
     from app.ingress.parse_webhook import events_from_texts, parse_webhook
     from app.platform.eventlog.append import EventLog
-    from schema.events import decode_event
+    from app.platform.eventlog.entries import decode_event
 
     log = EventLog(redis, Keys(settings.key_prefix, 1))
     deliveries = []

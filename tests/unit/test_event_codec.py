@@ -1,9 +1,20 @@
-"""Events <-> stream entry fields (encode_event / decode_event)."""
+"""Events <-> stream entry fields (encode_event / decode_event) and entry ids <-> positions."""
 
 from __future__ import annotations
 
 import pytest
 
+from app.platform.eventlog.entries import (
+    ENTRY_FIELDS,
+    ENTRY_LUA,
+    UndecodableEvent,
+    as_text,
+    decode_event,
+    encode_event,
+    entry_id_of,
+    entry_position,
+    entry_values,
+)
 from schema.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
@@ -12,11 +23,8 @@ from schema.events import (
     ReplySent,
     SummaryCreated,
     SummaryRequested,
-    UndecodableEvent,
     decode_body,
-    decode_event,
     encode_body,
-    encode_event,
     event_type_name,
 )
 
@@ -76,6 +84,18 @@ def test_the_stream_fields_carry_type_version_id_time_and_body(event: object) ->
     assert fields[b"id"] == event.event_id.encode()  # type: ignore[attr-defined]
     assert fields[b"at"] == str(event.occurred_at).encode()  # type: ignore[attr-defined]
     assert fields[b"body"] == encode_body(event)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
+def test_the_values_handed_to_lua_are_the_fields_in_entry_field_order(event: object) -> None:
+    fields = encode_event(event)  # type: ignore[arg-type]
+
+    assert entry_values(event) == [fields[name] for name in ENTRY_FIELDS]  # type: ignore[arg-type]
+
+
+def test_the_lua_append_writes_every_entry_field_in_order() -> None:
+    assert "'type', event[1], 'v', event[2], 'id', event[3], 'at', event[4], " \
+        "'body', event[5]" in ENTRY_LUA
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
@@ -161,3 +181,34 @@ def test_a_garbage_body_is_undecodable(body: bytes) -> None:
 
     with pytest.raises(UndecodableEvent, match="does not decode"):
         decode_event(fields)
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "position"),
+    [("1700000000000-3", (1_700_000_000_000, 3)), ("1700000000000-0", (1_700_000_000_000, 0)),
+     ("1700000000000", (1_700_000_000_000, 0)), ("0-1", (0, 1))],
+)
+def test_entry_position_splits_a_stream_id_into_milliseconds_and_sequence(
+    entry_id: str, position: tuple[int, int]
+) -> None:
+    assert entry_position(entry_id) == position
+
+
+def test_entry_positions_compare_in_stream_order() -> None:
+    ids = ["1700000000000-10", "1700000000000-9", "1700000000001-0", "999999999999-5"]
+
+    assert sorted(ids, key=entry_position) == [
+        "999999999999-5", "1700000000000-9", "1700000000000-10", "1700000000001-0",
+    ]
+
+
+@pytest.mark.parametrize("entry_id", ["1700000000000-3", "0-0", "1-18446744073709551615"])
+def test_a_position_turns_back_into_its_entry_id(entry_id: str) -> None:
+    assert entry_id_of(entry_position(entry_id)) == entry_id
+
+
+@pytest.mark.parametrize(("reply", "text"), [(b"1-0", "1-0"), ("1-0", "1-0"), (b"", ""),
+                                             ("h\u00e9".encode(), "h\u00e9"), (None, None)])
+def test_a_redis_reply_reads_as_text_whether_bytes_or_str(reply: bytes | str | None,
+                                                         text: str | None) -> None:
+    assert as_text(reply) == text

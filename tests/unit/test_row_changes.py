@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
-
-from projections.row_changes import RowChanges, columns, entry_position, ms_to_datetime
+from projections.row_changes import RowChanges, columns, ms_to_datetime
 from schema.events import (
     SCHEMA_VERSION,
     MessageReceived,
@@ -53,25 +51,6 @@ def _summary(summary_id: str = "s-1", text: str = "summary") -> SummaryCreated:
 
 def test_ms_to_datetime_is_utc_with_milliseconds() -> None:
     assert ms_to_datetime(AT) == AT_DT
-
-
-@pytest.mark.parametrize(
-    ("entry_id", "position"),
-    [("1700000000000-3", (1_700_000_000_000, 3)), ("1700000000000-0", (1_700_000_000_000, 0)),
-     ("1700000000000", (1_700_000_000_000, 0)), ("0-1", (0, 1))],
-)
-def test_entry_position_splits_a_stream_id_into_milliseconds_and_sequence(
-    entry_id: str, position: tuple[int, int]
-) -> None:
-    assert entry_position(entry_id) == position
-
-
-def test_entry_positions_compare_in_stream_order() -> None:
-    ids = ["1700000000000-10", "1700000000000-9", "1700000000001-0", "999999999999-5"]
-
-    assert sorted(ids, key=entry_position) == [
-        "999999999999-5", "1700000000000-9", "1700000000000-10", "1700000000001-0",
-    ]
 
 
 def test_a_message_received_gives_one_user_one_identity_and_one_message_row() -> None:

@@ -1,1 +1,2 @@
-"""The event log on Redis Streams: keys, append, read and the consumer-group runtime."""
+"""The event log on Redis Streams: key names (``keys``, ``conversation_keys``), how an event
+sits in an entry (``entries``), Lua building blocks (``lua``) and appending (``append``)."""

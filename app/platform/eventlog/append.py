@@ -1,4 +1,11 @@
-"""Appending events. A received message is one atomic Redis step (a Lua script)."""
+"""Appending events to the partitioned log.
+
+``append`` writes any event to its user's partition. ``append_messages`` is the ingress's
+atomic step: per received message, one Lua call checks the dedupe key, appends the
+MessageReceived and keeps the user's conversation context (``conversation_keys``) together.
+Consumers that record more than an entry in one step (the replier's outcome, the summarizer's
+deferred triggers) compose their own scripts from ``lua`` and ``entries``.
+"""
 
 from __future__ import annotations
 
@@ -8,66 +15,60 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from app.platform.eventlog.conversation_keys import ConversationKeys
+from app.platform.eventlog.entries import ENTRY_LUA, as_text, encode_event, entry_values
 from app.platform.eventlog.keys import Keys
-from schema.events import Event, MessageReceived, ReplyFailed, ReplySent, encode_event
+from app.platform.eventlog.lua import script
+from app.platform.settings import Settings
+from schema.events import Event, MessageReceived
+
+__all__ = ["APPEND_MESSAGES_LUA", "EventLog"]
 
 RECENT_KEPT = 20
 MAX_COALESCED = 64  # deliveries sharing one script call
 
 # KEYS: stream, then per message: dedupe, tracking zset, recent list, turn hash.
-# ARGV: dedupe ttl s, window ms, context ttl s, recent kept, then per message:
-#       type, version, event id, time, body, tracking score, message id, text, received_at.
+# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, then per message:
+#       the entry values, tracking score, message id, text, received at ms.
 # Returns, per message, the new entry id or "" when the message is a duplicate.
-APPEND_MESSAGES_LUA = """
-local dedupe_ttl = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local context_ttl = tonumber(ARGV[3])
-local kept = tonumber(ARGV[4])
-local results = {}
-local n = (#KEYS - 1) / 4
-for i = 0, n - 1 do
-  local k = 2 + i * 4
-  local a = 5 + i * 9
-  if redis.call('SET', KEYS[k], '1', 'NX', 'EX', dedupe_ttl) then
-    local id = redis.call('XADD', KEYS[1], '*', 'type', ARGV[a], 'v', ARGV[a + 1],
-      'id', ARGV[a + 2], 'at', ARGV[a + 3], 'body', ARGV[a + 4])
-    local received = tonumber(ARGV[a + 8])
-    redis.call('ZADD', KEYS[k + 1], ARGV[a + 5], ARGV[a + 6])
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', '(' .. (received - window))
-    redis.call('PEXPIRE', KEYS[k + 1], window * 2)
-    redis.call('RPUSH', KEYS[k + 2], ARGV[a + 6])
-    redis.call('LTRIM', KEYS[k + 2], -kept, -1)
-    redis.call('EXPIRE', KEYS[k + 2], context_ttl)
-    redis.call('HSET', KEYS[k + 3], 't', ARGV[a + 7])
-    redis.call('EXPIRE', KEYS[k + 3], context_ttl)
-    results[i + 1] = id
-  else
-    results[i + 1] = ''
+APPEND_MESSAGES_LUA = script(ENTRY_LUA, """
+local stream_key = next_key()
+local dedupe_ttl_s = tonumber(next_arg())
+local tracking_window_ms = tonumber(next_arg())
+local context_ttl_s = tonumber(next_arg())
+local recent_kept = tonumber(next_arg())
+local entry_ids = {}
+while has_more_keys() do
+  local dedupe_key = next_key()
+  local tracking_key = next_key()
+  local recent_key = next_key()
+  local turn_key = next_key()
+  local event = next_event()
+  local tracking_score = next_arg()
+  local message_id = next_arg()
+  local text = next_arg()
+  local received_at_ms = tonumber(next_arg())
+  local entry_id = ''
+  if redis.call('SET', dedupe_key, '1', 'NX', 'EX', dedupe_ttl_s) then
+    entry_id = xadd_event(stream_key, event)
+    redis.call('ZADD', tracking_key, tracking_score, message_id)
+    redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf',
+      '(' .. (received_at_ms - tracking_window_ms))
+    redis.call('PEXPIRE', tracking_key, tracking_window_ms * 2)
+    redis.call('RPUSH', recent_key, message_id)
+    redis.call('LTRIM', recent_key, -recent_kept, -1)
+    redis.call('EXPIRE', recent_key, context_ttl_s)
+    redis.call('HSET', turn_key, 't', text)
+    redis.call('EXPIRE', turn_key, context_ttl_s)
   end
+  entry_ids[#entry_ids + 1] = entry_id
 end
-return results
-"""
-
-# KEYS: stream, reply outcome, turn hash. ARGV: outcome, reply text (or ""), context ttl s,
-#       dedupe ttl s, type, version, event id, time, body.
-# Records the outcome and appends the event only once per message; returns the entry id or "".
-RECORD_REPLY_LUA = """
-local current = redis.call('GET', KEYS[2])
-if current and (string.sub(current, 1, 5) == 'sent:' or current == 'failed') then
-  return ''
-end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[4]))
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[3], 'r', ARGV[2])
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
-end
-return redis.call('XADD', KEYS[1], '*', 'type', ARGV[5], 'v', ARGV[6], 'id', ARGV[7],
-  'at', ARGV[8], 'body', ARGV[9])
-"""
+return entry_ids
+""")
 
 
 class EventLog:
-    """Append to and read the partitioned event log."""
+    """Appends events to the partitioned log (one shared instance per process)."""
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class EventLog:
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.conversation = ConversationKeys(keys)
         self._dedupe_ttl_s = dedupe_ttl_days * 86_400
         self._window_ms = tracking_window_ms
         self._context_ttl_s = context_ttl_seconds
@@ -87,7 +89,17 @@ class EventLog:
         self._pending: list[tuple[list[MessageReceived], asyncio.Future[list[str | None]]]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Future[None]] = set()
-        self._record_reply = redis.register_script(RECORD_REPLY_LUA)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis) -> EventLog:
+        """The deployment's event log: its keys, dedupe TTL, tracking window and context TTL."""
+        return cls(
+            redis,
+            Keys.from_settings(settings),
+            dedupe_ttl_days=settings.dedupe_ttl_days,
+            tracking_window_ms=settings.tracking_window_ms,
+            context_ttl_seconds=settings.context_ttl_seconds,
+        )
 
     async def append_messages(self, events: Sequence[MessageReceived]) -> list[str | None]:
         """Append received messages; returns, in input order, each new entry id, or None for a
@@ -147,21 +159,16 @@ class EventLog:
             ]
             for index in indexes:
                 event = events[index]
-                fields = encode_event(event)
                 keys += [
                     self.keys.dedupe(
                         partition, event.channel, event.channel_user_key, event.source_message_id
                     ),
-                    self.keys.tracking(partition, event.user_id),
-                    self.keys.recent(partition, event.user_id),
-                    self.keys.turn(partition, event.message_id),
+                    self.conversation.tracking(partition, event.user_id),
+                    self.conversation.recent(partition, event.user_id),
+                    self.conversation.turn(partition, event.message_id),
                 ]
                 args += [
-                    fields[b"type"],
-                    fields[b"v"],
-                    fields[b"id"],
-                    fields[b"at"],
-                    fields[b"body"],
+                    *entry_values(event),
                     repr(event.tracking_score),
                     event.message_id,
                     event.text,
@@ -169,45 +176,10 @@ class EventLog:
                 ]
             ids = await self._append_messages(keys=keys, args=args)
             for index, entry_id in zip(indexes, ids, strict=True):
-                text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                results[index] = text or None
+                results[index] = as_text(entry_id) or None
         return results
 
     async def append(self, event: Event, *, user_id: str) -> str:
         """Append one event to its user's partition; returns the entry id."""
         partition = self.keys.partition_of(user_id)
-        entry_id = await self.redis.xadd(self.keys.stream(partition), encode_event(event))
-        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-
-    async def record_reply(self, event: ReplySent | ReplyFailed) -> str | None:
-        """Record a reply's outcome and append its event, once per message.
-
-        Returns the entry id, or None when an outcome was already recorded.
-        """
-        partition = self.keys.partition_of(event.user_id)
-        if isinstance(event, ReplySent):
-            outcome = f"sent:{event.outbound_message_id or 'dry-run'}"
-            reply_text = event.reply_text
-        else:
-            outcome, reply_text = "failed", ""
-        fields = encode_event(event)
-        entry_id = await self._record_reply(
-            keys=[
-                self.keys.stream(partition),
-                self.keys.reply_outcome(partition, event.message_id),
-                self.keys.turn(partition, event.message_id),
-            ],
-            args=[
-                outcome,
-                reply_text,
-                self._context_ttl_s,
-                self._dedupe_ttl_s,
-                fields[b"type"],
-                fields[b"v"],
-                fields[b"id"],
-                fields[b"at"],
-                fields[b"body"],
-            ],
-        )
-        text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        return text or None
+        return as_text(await self.redis.xadd(self.keys.stream(partition), encode_event(event)))

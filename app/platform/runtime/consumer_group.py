@@ -7,14 +7,11 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
 from app.platform.metrics import GROUP_LAG, GROUP_PENDING
 
 log = logging.getLogger("mecove.consumer")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
@@ -31,7 +28,7 @@ async def update_group_gauges(redis: Redis, keys: Keys, group: str) -> None:
     lag = pending = 0
     for partition in range(keys.partitions):
         for info in await redis.xinfo_groups(keys.stream(partition)):
-            if _text(info["name"]) == group:
+            if as_text(info["name"]) == group:
                 pending += int(info.get("pending") or 0)
                 lag += int(info.get("lag") or 0)  # absent on Redis 6.2: reported as 0
     GROUP_LAG.labels(group).set(lag)
@@ -44,7 +41,7 @@ async def remove_idle_consumers(
     """Forget consumers of ``group`` on ``stream`` that own nothing and were silent for more
     than ``idle_ms``; ``keep`` (the caller's own name) is never removed."""
     for info in await redis.xinfo_consumers(stream, group):
-        name = _text(info["name"])
+        name = as_text(info["name"])
         if name != keep and int(info["pending"]) == 0 and int(info["idle"]) > idle_ms:
             await redis.xgroup_delconsumer(stream, group, name)
             log.info("removed idle consumer", extra={"fields": {"group": group,

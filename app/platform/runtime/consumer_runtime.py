@@ -25,18 +25,24 @@ from typing import Generic, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.platform.clock import now_ms
+from app.platform.eventlog.entries import (
+    ONLY_GROUP,
+    UndecodableEvent,
+    as_text,
+    dead_letter_copy,
+    decode_event,
+)
 from app.platform.eventlog.keys import Keys
 from app.platform.metrics import DEAD_LETTERED, FAILED, HANDLER_SECONDS, PROCESSED
 from app.platform.redis_client import open_blocking_reader
 from app.platform.runtime.consumer_group import (
-    _text,
     ensure_group,
     remove_idle_consumers,
     update_group_gauges,
 )
 from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import RetryPolicy
-from schema.events import UndecodableEvent, decode_event
 
 log = logging.getLogger("mecove.consumer")
 
@@ -66,7 +72,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
         batch_size: int = 100,
         block_ms: int = 1_000,
         visibility_timeout_ms: int = 60_000,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.redis = redis
         self.redis_url = redis_url
@@ -150,7 +156,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
     ) -> None:
         """Take ``pending`` (XPENDING rows) over with XCLAIM and process what was claimed."""
         stream = self.keys.stream(partition)
-        previous = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}  # type: ignore[call-overload]
+        previous = {as_text(p["message_id"]): int(p["times_delivered"]) for p in pending}  # type: ignore[call-overload]
         claimed = await self.redis.xclaim(
             stream, self.group, self.consumer, min_idle_ms, list(previous)
         )
@@ -158,8 +164,8 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
         for entry_id, fields in claimed:
             if entry_id is None:
                 continue
-            batch.append((entry_id, fields, previous.get(_text(entry_id), 0) + 1))
-        claimed_ids = {_text(e[0]) for e in batch if e[0] is not None}
+            batch.append((entry_id, fields, previous.get(as_text(entry_id), 0) + 1))
+        claimed_ids = {as_text(e[0]) for e in batch if e[0] is not None}
         # Ids still pending but gone from the stream (trimmed): nothing left to do but ack.
         vanished = [i for i in previous if i not in claimed_ids and min_idle_ms == 0]
         if vanished:
@@ -172,11 +178,11 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
         stream = self.keys.stream(partition)
         deliveries: list[Delivery] = []
         for raw_id, fields, attempt in entries:
-            entry_id = _text(raw_id) if raw_id is not None else ""
+            entry_id = as_text(raw_id) if raw_id is not None else ""
             if not fields:
                 await self.redis.xack(stream, self.group, entry_id)
                 continue
-            only_group = fields.get(b"only_group")
+            only_group = fields.get(ONLY_GROUP)
             if only_group is not None and only_group.decode() != self.group:
                 await self.redis.xack(stream, self.group, entry_id)  # a retry for another group
                 continue
@@ -249,9 +255,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
             "error": reason,
             "at": self.clock_ms(),
         }
-        for name in (b"type", b"v", b"id", b"at", b"body"):
-            if name in fields:
-                record[b"event_" + name] = fields[name]
+        record.update(dead_letter_copy(fields))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.dead_letters(partition), record)
             pipe.xack(stream, self.group, entry_id)
@@ -310,7 +314,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
 
 def fields_by_entry_id(entries: list[Entry]) -> dict[str, Fields]:
     """The fields of each entry that still has them, by entry id."""
-    return {_text(i): f for i, f, _ in entries if i is not None and f}
+    return {as_text(i): f for i, f, _ in entries if i is not None and f}
 
 
 def describe_error(error: BaseException) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from app.platform.runtime.consumer_group import _text
+from app.platform.eventlog.entries import as_text
 from app.platform.runtime.consumer_runtime import (
     ConsumerRuntime,
     Entry,
@@ -52,7 +52,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
             if not pending:
                 return
             await self._claim_and_process(partition, pending, min_idle_ms=0)
-            last = _text(pending[-1]["message_id"])
+            last = as_text(pending[-1]["message_id"])
             start = "(" + last
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:

@@ -30,7 +30,7 @@ def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> Cons
     return runtime_class(
         redis=redis,
         redis_url=settings.redis_url,
-        keys=Keys(settings.key_prefix, settings.partitions),
+        keys=Keys.from_settings(settings),
         handler=handler,
         consumer_name=settings.consumer_name,
         policy=RetryPolicy(

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 
+from app.platform.eventlog.entries import UndecodableEvent, as_text, decode_event
 from app.platform.metrics import RETRIED
-from app.platform.runtime.consumer_group import _text
 from app.platform.runtime.consumer_runtime import (
     ConsumerRuntime,
     Entry,
@@ -25,7 +25,6 @@ from app.platform.runtime.consumer_runtime import (
     fields_by_entry_id,
 )
 from app.platform.runtime.handler import Delivery, GroupHandler
-from schema.events import UndecodableEvent, decode_event
 
 log = logging.getLogger("mecove.consumer")
 
@@ -84,7 +83,7 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
         mine: list[str] = []
         for raw in due:
             if await self.redis.zrem(schedule, raw):  # only one consumer wins each retry
-                mine.append(_text(raw))
+                mine.append(as_text(raw))
         if not mine:
             return
         stream = self.keys.stream(partition)
@@ -118,7 +117,7 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
         scheduled = self.keys.retry_schedule(partition, self.group)
         candidates: list[PendingRow] = []
         for item in pending:
-            if _text(item["consumer"]) == self.consumer:
+            if as_text(item["consumer"]) == self.consumer:
                 continue  # our own in-flight work, or a failure already in the retry schedule
             if await self.redis.zscore(scheduled, item["message_id"]) is None:
                 candidates.append(item)
@@ -126,14 +125,14 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
 
     async def _dead_letter_abandoned(self, partition: int, item: PendingRow) -> None:
         """A dead consumer's entry that had used its last attempt: dead-letter it."""
-        entry_id = _text(item["message_id"])  # type: ignore[arg-type]
+        entry_id = as_text(item["message_id"])  # type: ignore[arg-type]
         claimed = await self.redis.xclaim(self.keys.stream(partition), self.group, self.consumer,
                                           self.visibility_timeout_ms, [entry_id])
         if not claimed or claimed[0][0] is None:
             return  # a peer claimed it meanwhile, or it was trimmed
         fields = claimed[0][1] or {}
         raw_reason = await self.redis.hget(self.keys.last_error(partition, self.group), entry_id)
-        reason = _text(raw_reason) if raw_reason else "consumer died on its last attempt"
+        reason = as_text(raw_reason) if raw_reason else "consumer died on its last attempt"
         attempts = int(item["times_delivered"])  # type: ignore[call-overload]
         await self._dead_letter(partition, entry_id, fields, attempts, reason)
         try:

@@ -1,0 +1,32 @@
+"""Keys of a user's conversation context: message order, recent ids and each turn's text.
+
+They belong to the platform, not to the replier that reads them, because the ingress writes
+them in the same atomic Lua step that appends the MessageReceived (``append.EventLog``): a
+reply must never see a message in the log without its context, and the platform imports no
+consumer. The replier adds each turn's reply text (``r``) when it records ReplySent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.platform.eventlog.keys import Keys
+
+__all__ = ["ConversationKeys"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKeys:
+    keys: Keys
+
+    def tracking(self, partition: int, user_id: str) -> str:
+        """ZSET of the user's messages of the tracking window: score = server ms, member = id."""
+        return self.keys.key(partition, f"messages:{user_id}")
+
+    def recent(self, partition: int, user_id: str) -> str:
+        """List of the user's latest message ids, oldest first."""
+        return self.keys.key(partition, f"recent:{user_id}")
+
+    def turn(self, partition: int, message_id: str) -> str:
+        """Hash of one message's text (``t``) and reply (``r``)."""
+        return self.keys.key(partition, f"turn:{message_id}")

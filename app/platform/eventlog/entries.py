@@ -1,0 +1,142 @@
+"""How an event sits in a stream entry: the one owner of the entry's field names.
+
+An entry has five fields: ``type`` (the event's tag), ``v`` (schema version), ``id`` (event
+id), ``at`` (occurred at, ms) and ``body`` (the event as JSON, from ``schema.events``). The
+Python codec and the Lua that appends an entry are both built here from ``ENTRY_FIELDS``, so
+no other module, Python or Lua, spells a field name.
+
+Also here: the two fields a retried dead letter adds, reading Redis replies that may be
+bytes or str (``as_text``) and the position of an entry id (``'<ms>-<seq>'`` ->
+``(ms, seq)``), which orders entries.
+"""
+
+from __future__ import annotations
+
+from typing import overload
+
+import msgspec
+
+from schema.events import SCHEMA_VERSION, AnyEvent, Event, decode_body, encode_body, event_type_name
+
+__all__ = [
+    "BODY",
+    "ENTRY_FIELDS",
+    "ENTRY_LUA",
+    "EVENT_ID",
+    "OCCURRED_AT",
+    "ONLY_GROUP",
+    "dead_letter_copy",
+    "from_dead_letter_copy",
+    "RETRY_OF",
+    "TYPE",
+    "VERSION",
+    "Position",
+    "UndecodableEvent",
+    "as_text",
+    "decode_event",
+    "encode_event",
+    "entry_id_of",
+    "entry_position",
+    "entry_values",
+]
+
+TYPE, VERSION, EVENT_ID, OCCURRED_AT, BODY = b"type", b"v", b"id", b"at", b"body"
+ENTRY_FIELDS: tuple[bytes, ...] = (TYPE, VERSION, EVENT_ID, OCCURRED_AT, BODY)
+
+# Beside the event's fields, an entry re-appended by ``mecove dlq retry`` carries these two.
+ONLY_GROUP = b"only_group"  # the one consumer group that handles the entry again
+RETRY_OF = b"retry_of"  # the id of the entry that was dead-lettered
+
+Position = tuple[int, int]  # (ms, seq) of an entry id; positions compare in stream order
+
+DEAD_LETTER_PREFIX = b"event_"  # a dead-letter record keeps the entry's fields under this prefix
+
+
+def dead_letter_copy(fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """The entry's event fields as a dead-letter record stores them (``event_type`` …)."""
+    return {DEAD_LETTER_PREFIX + name: fields[name] for name in ENTRY_FIELDS if name in fields}
+
+
+def from_dead_letter_copy(record: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """The entry fields back from a dead-letter record (the inverse of ``dead_letter_copy``)."""
+    return {name: record[DEAD_LETTER_PREFIX + name] for name in ENTRY_FIELDS
+            if DEAD_LETTER_PREFIX + name in record}
+
+
+class UndecodableEvent(Exception):
+    """An entry that this code cannot turn into an event (unknown type, newer version, bad body)."""
+
+
+def encode_event(event: Event) -> dict[bytes, bytes]:
+    """Event -> stream entry fields."""
+    return {
+        TYPE: event_type_name(event).encode(),
+        VERSION: str(SCHEMA_VERSION).encode(),
+        EVENT_ID: event.event_id.encode(),
+        OCCURRED_AT: str(event.occurred_at).encode(),
+        BODY: encode_body(event),
+    }
+
+
+def entry_values(event: Event) -> list[bytes]:
+    """The entry's field values in ``ENTRY_FIELDS`` order (the Lua ``next_event`` reads them)."""
+    fields = encode_event(event)
+    return [fields[name] for name in ENTRY_FIELDS]
+
+
+def decode_event(fields: dict[bytes, bytes]) -> AnyEvent:
+    """Stream entry fields -> event; raises UndecodableEvent with the reason."""
+    raw_version = fields.get(VERSION)
+    try:
+        version = int(raw_version) if raw_version is not None else -1
+    except ValueError as exc:
+        raise UndecodableEvent(f"schema version {raw_version!r} is not a number") from exc
+    if version != SCHEMA_VERSION:
+        raise UndecodableEvent(
+            f"schema version {version} is not supported (this code reads {SCHEMA_VERSION})"
+        )
+    body = fields.get(BODY)
+    if body is None:
+        raise UndecodableEvent("entry has no body")
+    try:
+        return decode_body(body)
+    except msgspec.DecodeError as exc:
+        raise UndecodableEvent(f"body does not decode: {exc}") from exc
+
+
+@overload
+def as_text(value: bytes | str) -> str: ...
+@overload
+def as_text(value: None) -> None: ...
+def as_text(value: bytes | str | None) -> str | None:
+    """A Redis reply as text: bytes are UTF-8 decoded, str and None pass through."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def entry_position(entry_id: str) -> Position:
+    """``'1700000000000-3'`` -> ``(1700000000000, 3)``; a bare ``'<ms>'`` is ``(ms, 0)``."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def entry_id_of(position: Position) -> str:
+    """``(1700000000000, 3)`` -> ``'1700000000000-3'``, the inverse of ``entry_position``."""
+    return f"{position[0]}-{position[1]}"
+
+
+def _entry_lua() -> str:
+    pairs = ", ".join(f"'{name.decode()}', event[{n}]" for n, name in enumerate(ENTRY_FIELDS, 1))
+    return f"""
+-- The next {len(ENTRY_FIELDS)} arguments: one event's entry values (entries.entry_values).
+local function next_event()
+  return next_args({len(ENTRY_FIELDS)})
+end
+-- Appends the event read by next_event() to stream_key; returns the new entry id.
+local function xadd_event(stream_key, event)
+  return redis.call('XADD', stream_key, '*', {pairs})
+end
+"""
+
+
+# Lua functions for scripts that append events; needs lua.ARGUMENT_READERS before it.
+ENTRY_LUA = _entry_lua()

@@ -1,0 +1,158 @@
+"""The reply outcome of one message: the replier's record of whether its reply went out.
+
+One Redis string per message (``<tag>:reply:<message id>``) holds one of three states:
+
+- ``sending:<consumer>:<ms>``: a replier took the message and is calling the Graph API;
+- ``sent:<wamid>`` (``sent:dry-run`` without WhatsApp credentials): the reply went out;
+- ``failed``: the replier gave up on the message.
+
+``sent:`` and ``failed`` are final: nothing more happens to that message's reply. Turning a
+state final and appending its event (ReplySent / ReplyFailed) is one Lua step, so "recorded"
+and "the event exists" cannot disagree (docs/decisions/0003-reply-at-most-once.md).
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from app.platform.eventlog.conversation_keys import ConversationKeys
+from app.platform.eventlog.entries import ENTRY_LUA, as_text, entry_values
+from app.platform.eventlog.keys import Keys
+from app.platform.eventlog.lua import script
+from app.platform.settings import Settings
+from schema.events import ReplyFailed, ReplySent
+
+__all__ = [
+    "FAILED",
+    "RECORD_REPLY_LUA",
+    "ReplyOutcomes",
+    "is_final",
+    "is_sent",
+    "sending_state",
+    "sent_state",
+]
+
+SENDING_PREFIX = "sending:"
+SENT_PREFIX = "sent:"
+FAILED = "failed"
+DRY_RUN_WAMID = "dry-run"
+
+
+def sending_state(consumer_name: str, now_ms: int) -> str:
+    """The state a replier writes before it calls the Graph API."""
+    return f"{SENDING_PREFIX}{consumer_name}:{now_ms}"
+
+
+def sent_state(outbound_message_id: str | None) -> str:
+    """The state of a reply that went out (Meta's wamid; ``dry-run`` when none was sent)."""
+    return f"{SENT_PREFIX}{outbound_message_id or DRY_RUN_WAMID}"
+
+
+def is_sent(state: str) -> bool:
+    return state.startswith(SENT_PREFIX)
+
+
+def is_final(state: str) -> bool:
+    """True for ``sent:…`` and ``failed``: the message's reply is settled."""
+    return is_sent(state) or state == FAILED
+
+
+# The same test as ``is_final``, for the Lua step that records an outcome.
+IS_FINAL_LUA = f"""
+local function is_final(state)
+  return string.sub(state, 1, {len(SENT_PREFIX)}) == '{SENT_PREFIX}' or state == '{FAILED}'
+end
+"""
+
+# KEYS: stream, reply outcome, turn hash.
+# ARGV: final state, reply text ("" for none), context ttl s, outcome ttl s, the entry values.
+# Records the final state and appends the event only once per message; returns the entry id,
+# or "" when the message's outcome was already final.
+RECORD_REPLY_LUA = script(ENTRY_LUA, IS_FINAL_LUA, """
+local stream_key = next_key()
+local outcome_key = next_key()
+local turn_key = next_key()
+local final_state = next_arg()
+local reply_text = next_arg()
+local context_ttl_s = tonumber(next_arg())
+local outcome_ttl_s = tonumber(next_arg())
+local event = next_event()
+local current = redis.call('GET', outcome_key)
+if current and is_final(current) then
+  return ''
+end
+redis.call('SET', outcome_key, final_state, 'EX', outcome_ttl_s)
+if reply_text ~= '' then
+  redis.call('HSET', turn_key, 'r', reply_text)
+  redis.call('EXPIRE', turn_key, context_ttl_s)
+end
+return xadd_event(stream_key, event)
+""")
+
+
+class ReplyOutcomes:
+    """Read, take, release and record the reply outcome of messages."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        outcome_ttl_s: int = 8 * 86_400,
+        context_ttl_s: int = 86_400,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.conversation = ConversationKeys(keys)
+        self.outcome_ttl_s = outcome_ttl_s
+        self.context_ttl_s = context_ttl_s
+        self._record = redis.register_script(RECORD_REPLY_LUA)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis) -> ReplyOutcomes:
+        """Outcomes kept as long as dedupe keys (a redelivery within that time is caught)."""
+        return cls(redis, Keys.from_settings(settings),
+                   outcome_ttl_s=settings.dedupe_ttl_days * 86_400,
+                   context_ttl_s=settings.context_ttl_seconds)
+
+    def key(self, user_id: str, message_id: str) -> str:
+        """``<tag>:reply:<message id>`` in the user's partition."""
+        return self.keys.key(self.keys.partition_of(user_id), f"reply:{message_id}")
+
+    async def read(self, key: str) -> str | None:
+        """The message's state, or None when no replier took it yet."""
+        return as_text(await self.redis.get(key))
+
+    async def take(self, key: str, state: str) -> bool:
+        """Write ``state`` (a ``sending_state``) unless the key holds one; True when written."""
+        return bool(await self.redis.set(key, state, nx=True, ex=self.outcome_ttl_s))
+
+    async def release(self, key: str, state: str) -> None:
+        """Remove ``state`` taken by ``take`` (nothing was sent), unless it changed since."""
+        if await self.read(key) == state:
+            await self.redis.delete(key)
+
+    async def clear(self, key: str) -> None:
+        """Forget the message's state (an operator chose to retry it)."""
+        await self.redis.delete(key)
+
+    async def record(self, event: ReplySent | ReplyFailed) -> str | None:
+        """Make the outcome final and append ``event``, once per message.
+
+        Returns the new entry id, or None when the outcome was already final.
+        """
+        if isinstance(event, ReplySent):
+            final_state, reply_text = sent_state(event.outbound_message_id), event.reply_text
+        else:
+            final_state, reply_text = FAILED, ""
+        partition = self.keys.partition_of(event.user_id)
+        entry_id = await self._record(
+            keys=[
+                self.keys.stream(partition),
+                self.key(event.user_id, event.message_id),
+                self.conversation.turn(partition, event.message_id),
+            ],
+            args=[final_state, reply_text, self.context_ttl_s, self.outcome_ttl_s,
+                  *entry_values(event)],
+        )
+        return as_text(entry_id) or None
