@@ -62,14 +62,17 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    settings = _settings()
+def _migrate(settings: Settings) -> int:
     try:
         _run(run_migrations(settings.database_url))
     except (OSError, ConnectionError) as exc:
         print(f"mecove: cannot reach PostgreSQL at DATABASE_URL: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    return _migrate(_settings())
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -93,7 +96,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Migrations, then the ingress and one process per consumer group, supervised."""
     settings = _settings()
-    if cmd_migrate(args) != 0:
+    if _migrate(settings) != 0:
         return 1
     return supervise(service_commands(args.host, args.groups), settings)
 
