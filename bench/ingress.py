@@ -30,6 +30,7 @@ from pathlib import Path
 import msgspec
 from redis.asyncio import Redis
 
+from app.cli import UVICORN_OPTIONS
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
@@ -46,7 +47,6 @@ from bench.processes import (
     work_directory,
 )
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
-from bench.servers import UVICORN_OPTIONS
 from bench.standalone import run_standalone
 from bench.webhook_bodies import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
 

@@ -11,11 +11,11 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 
 from app.ingress.app_factory import create_app
-from app.platform.redis_client import open_redis
 from app.platform.runtime.consumer_runtime import ConsumerRuntime
 from app.platform.runtime.handler import GroupHandler
-from app.platform.runtime.process import runtime_for
 from app.platform.settings import Settings
+from app.wiring.clients import redis_client
+from app.wiring.consumer_service import started_runtimes
 
 
 @asynccontextmanager
@@ -29,24 +29,20 @@ async def ingress(settings: Settings) -> AsyncIterator[AsyncTestClient]:
 async def consumers(
     settings: Settings, handlers: Sequence[GroupHandler]
 ) -> AsyncIterator[list[ConsumerRuntime[Any]]]:
-    """Run consumer groups as background tasks; stopped (gracefully) on exit."""
-    redis = open_redis(settings.redis_url)
-    for handler in handlers:
-        await handler.start()
-    runtimes = [runtime_for(settings, redis, h) for h in handlers]
-    tasks = [asyncio.create_task(r.run()) for r in runtimes]
-    try:
-        yield runtimes
-    finally:
-        for runtime in runtimes:
-            runtime.request_stop()
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
-        for handler in handlers:
-            await handler.close()
-        await redis.aclose()
-        for task in tasks:
-            if task.done() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+    """Run consumer groups as background tasks, wired as ``mecove consume`` wires them;
+    stopped (gracefully) on exit, then a runtime's failure, if any, is raised."""
+    async with (redis_client(settings) as redis,
+                started_runtimes(settings, redis, handlers) as runtimes):
+        tasks = [asyncio.create_task(r.run()) for r in runtimes]
+        try:
+            yield runtimes
+        finally:
+            for runtime in runtimes:
+                runtime.request_stop()
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 async def eventually(

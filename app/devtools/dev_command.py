@@ -14,18 +14,21 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import msgspec
 
+from app.devtools.embedded.embedded_servers import EmbeddedServers
+from app.devtools.embedded.server_process import ServerStartError
+from app.platform.database import run_migrations
 from app.platform.settings import Settings
+from app.platform.sql_identifier import quote_identifier
+from app.supervisor import supervise
 
 DATABASE_NAME = "mecove"
-
-Supervise = Callable[[list[list[str]], Settings], int]
 
 
 class DevStartError(Exception):
@@ -57,10 +60,6 @@ def _check_given_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
 
 async def ensure_database(admin_url: str, name: str) -> None:
     """Create database ``name`` on the server of ``admin_url`` unless it exists."""
-    import asyncpg
-
-    from app.platform.sql_identifier import quote_identifier
-
     connection = await asyncpg.connect(admin_url)
     try:
         if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
@@ -70,8 +69,6 @@ async def ensure_database(admin_url: str, name: str) -> None:
 
 
 async def _prepare_database(admin_url: str | None, database_url: str) -> None:
-    from app.platform.database import run_migrations
-
     if admin_url is not None:
         await ensure_database(admin_url, DATABASE_NAME)
     await run_migrations(database_url)
@@ -114,24 +111,19 @@ def _ignore(_signum: int, _frame: FrameType | None) -> None:
     return None
 
 
-def run_dev(settings: Settings, data_dir: Path, commands: list[list[str]],
-            supervise: Supervise) -> int:
+def run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> int:
     """Run ``mecove dev`` until interrupted; returns the process exit code.
 
-    ``commands`` are the service processes (as ``mecove up`` builds them) and ``supervise``
-    runs them; their environment gets ``DATABASE_URL`` / ``REDIS_URL`` through ``os.environ``.
+    ``commands`` are the service processes (``app.supervisor.service_commands``), supervised
+    as ``mecove up`` does; they get ``DATABASE_URL`` / ``REDIS_URL`` through ``os.environ``.
     """
     try:
-        return _run_dev(settings, data_dir, commands, supervise)
+        return _run_dev(settings, data_dir, commands)
     except KeyboardInterrupt:  # a stop that came while an error was being reported
         return 0
 
 
-def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]],
-             supervise: Supervise) -> int:
-    from app.devtools.embedded.embedded_servers import EmbeddedServers
-    from app.devtools.embedded.server_process import ServerStartError
-
+def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> int:
     started = time.monotonic()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # until supervise takes over, a stop
         signal.signal(stop_signal, _interrupt)  # is a KeyboardInterrupt that runs the finally

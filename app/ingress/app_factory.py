@@ -11,10 +11,8 @@ from litestar.datastructures import State
 from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
-from app.platform.database import open_database
-from app.platform.eventlog.append import EventLog
-from app.platform.redis_client import open_redis
 from app.platform.settings import Settings
+from app.wiring.clients import open_clients
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -22,16 +20,11 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis = open_redis(settings.redis_url)
-        pool = await open_database(settings.database_url)
-        app.state.redis = redis
-        app.state.pool = pool
-        app.state.event_log = EventLog.from_settings(settings, redis)
-        try:
+        async with open_clients(settings) as clients:
+            app.state.redis = clients.redis
+            app.state.pool = clients.pool
+            app.state.event_log = clients.event_log
             yield
-        finally:
-            await redis.aclose()
-            await pool.close()
 
     handlers: list[type] = [WhatsAppWebhookController, HealthController]
     if settings.debug:

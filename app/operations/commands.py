@@ -5,29 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import msgspec
-from redis.asyncio import Redis
 
+from app.operations.dead_letters import (
+    drop_dead_letter,
+    list_dead_letters,
+    retry_dead_letter,
+    show_dead_letter,
+)
+from app.operations.log_status import format_status, read_status
+from app.operations.retention import trim
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-
-
-@asynccontextmanager
-async def _redis(settings: Settings) -> AsyncIterator[Redis]:
-    from app.platform.redis_client import open_redis
-
-    redis = open_redis(settings.redis_url)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
-def _keys(settings: Settings) -> Keys:
-    return Keys(settings.key_prefix, settings.partitions)
+from app.wiring.clients import redis_client
+from projections.replay import replay
 
 
 def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type: ignore[type-arg,no-untyped-def]
@@ -39,10 +31,11 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
             return asyncio.run(coro_factory(settings, args))
         return command
 
-    replay = sub.add_parser("replay", help="rebuild every projection from the log, live")
-    replay.add_argument("--dry-run", action="store_true", help="print counts, change nothing")
-    replay.add_argument("--batch-size", type=int, default=5_000)
-    replay.set_defaults(func=run(_replay))
+    replay_parser = sub.add_parser("replay", help="rebuild every projection from the log, live")
+    replay_parser.add_argument("--dry-run", action="store_true",
+                               help="print counts, change nothing")
+    replay_parser.add_argument("--batch-size", type=int, default=5_000)
+    replay_parser.set_defaults(func=run(_replay))
 
     sub.add_parser("trim", help="delete stream entries archived and acked by every group"
                    ).set_defaults(func=run(_trim))
@@ -66,11 +59,9 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from projections.replay import replay
-
     try:
-        async with _redis(settings) as redis:
-            report = await replay(settings.database_url, redis, _keys(settings),
+        async with redis_client(settings) as redis:
+            report = await replay(settings.database_url, redis, Keys.from_settings(settings),
                                   dry_run=args.dry_run, batch_size=args.batch_size)
     except KeyboardInterrupt:
         print("mecove: replay interrupted; live tables unchanged", file=sys.stderr)
@@ -87,28 +78,22 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _trim(settings: Settings, args: argparse.Namespace) -> int:
-    from app.operations.retention import trim
-
-    async with _redis(settings) as redis:
-        deleted = await trim(redis, _keys(settings), settings.database_url)
+    async with redis_client(settings) as redis:
+        deleted = await trim(redis, Keys.from_settings(settings), settings.database_url)
     print(f"trim: deleted {deleted} entries")
     return 0
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from app.operations.log_status import format_status, read_status
-
-    async with _redis(settings) as redis:
-        status = await read_status(redis, _keys(settings), settings.database_url)
+    async with redis_client(settings) as redis:
+        status = await read_status(redis, Keys.from_settings(settings), settings.database_url)
     print(msgspec.json.encode(status).decode() if args.json else format_status(status))
     return 0
 
 
 async def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
-    from app.operations.dead_letters import list_dead_letters
-
-    async with _redis(settings) as redis:
-        letters = await list_dead_letters(redis, _keys(settings))
+    async with redis_client(settings) as redis:
+        letters = await list_dead_letters(redis, Keys.from_settings(settings))
     if not letters:
         print("no dead letters")
     for d in letters:
@@ -118,10 +103,8 @@ async def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dlq_show(settings: Settings, args: argparse.Namespace) -> int:
-    from app.operations.dead_letters import show_dead_letter
-
-    async with _redis(settings) as redis:
-        found = await show_dead_letter(redis, _keys(settings), args.id)
+    async with redis_client(settings) as redis:
+        found = await show_dead_letter(redis, Keys.from_settings(settings), args.id)
     if found is None:
         print(f"mecove: no dead letter {args.id}", file=sys.stderr)
         return 1
@@ -131,11 +114,9 @@ async def _dlq_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _each_target(settings: Settings, args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped-def]
-    from app.operations.dead_letters import list_dead_letters
-
-    keys = _keys(settings)
+    keys = Keys.from_settings(settings)
     missing = 0
-    async with _redis(settings) as redis:
+    async with redis_client(settings) as redis:
         ids = [d.dlq_id for d in await list_dead_letters(redis, keys)] if args.all else [args.id]
         for dlq_id in ids:
             result = await action(redis, keys, dlq_id)
@@ -148,12 +129,8 @@ async def _each_target(settings: Settings, args: argparse.Namespace, action) -> 
 
 
 async def _dlq_retry(settings: Settings, args: argparse.Namespace) -> int:
-    from app.operations.dead_letters import retry_dead_letter
-
     return await _each_target(settings, args, retry_dead_letter)
 
 
 async def _dlq_drop(settings: Settings, args: argparse.Namespace) -> int:
-    from app.operations.dead_letters import drop_dead_letter
-
     return await _each_target(settings, args, drop_dead_letter)

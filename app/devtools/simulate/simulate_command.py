@@ -28,10 +28,14 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from app.devtools.dev_command import DATABASE_NAME, ensure_database
+from app.devtools.embedded.embedded_servers import EmbeddedServers
+from app.devtools.embedded.server_process import ServerStartError, free_port
 from app.devtools.simulate.simulate_options import SimulateOptions
 from app.devtools.simulate.traffic_plan import (
     OptionsError,
@@ -52,10 +56,9 @@ from app.devtools.simulate.transcript import (
     user_line,
 )
 from app.devtools.simulated_graph_api import FakeGraphApi, ReceivedSend
+from app.ingress.signature import sign_body
+from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-
-if TYPE_CHECKING:
-    from app.devtools.embedded.embedded_servers import EmbeddedServers
 
 # The simulated business: its phone number id, displayed number and account id.
 PHONE_NUMBER_ID = "109876543210987"
@@ -97,8 +100,6 @@ class ServiceUnderSimulation:
 
     def __init__(self, settings: Settings, options: SimulateOptions, graph_url: str,
                  secret: str) -> None:
-        from app.devtools.embedded.server_process import free_port
-
         self.settings = settings
         self.options = options
         self.graph_url = graph_url
@@ -118,10 +119,6 @@ class ServiceUnderSimulation:
 
     async def start(self, stop: asyncio.Event) -> bool:
         """Start and wait until ready; False if it failed (reported) or ``stop`` was set."""
-        from app.devtools.dev_command import DATABASE_NAME, ensure_database
-        from app.devtools.embedded.embedded_servers import EmbeddedServers
-        from app.devtools.embedded.server_process import ServerStartError
-
         database_url = self.settings.database_url
         if not database_url or not self.redis_url:
             servers = EmbeddedServers(self.data_dir, postgres=not database_url,
@@ -177,14 +174,9 @@ class ServiceUnderSimulation:
         A replier creates its group when it starts; Redis 6.2 (the embedded one) lists a
         consumer only after its first delivery, so the group is the sign to look for.
         """
-        from redis.asyncio import Redis
-        from redis.exceptions import RedisError
-
-        from app.platform.eventlog.keys import Keys
-
         redis = Redis.from_url(self.redis_url, socket_connect_timeout=2)
         try:
-            for stream in Keys(self.settings.key_prefix, self.settings.partitions).streams():
+            for stream in Keys.from_settings(self.settings).streams():
                 groups = await redis.xinfo_groups(stream)
                 if not any(_text(g["name"]) == "replier" for g in groups):
                     return False
@@ -268,8 +260,6 @@ class Conversation:
         return time.monotonic() - self.started
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: PlannedDelivery) -> None:
-        from app.ingress.signature import sign_body
-
         now = time.monotonic()
         user = delivery.user
         raw = self._bodies.get(delivery.number)

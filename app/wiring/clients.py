@@ -1,0 +1,52 @@
+"""The clients a process opens from its settings: Redis, the PostgreSQL pool, the event log.
+
+The event log comes from ``EventLog.from_settings``. Imports ``app.platform`` only, so the
+ingress, the operator's commands and dev tooling can open what they need here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.platform.database import open_database
+from app.platform.eventlog.append import EventLog
+from app.platform.redis_client import open_redis
+from app.platform.settings import Settings
+
+__all__ = ["Clients", "open_clients", "redis_client"]
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """What a process talks to: pooled Redis, a PostgreSQL pool, and the event log on Redis."""
+
+    redis: Redis
+    pool: asyncpg.Pool
+    event_log: EventLog
+
+
+@asynccontextmanager
+async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
+    """A pooled Redis client for ``settings.redis_url``, closed on exit."""
+    redis = open_redis(settings.redis_url)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+@asynccontextmanager
+async def open_clients(settings: Settings, *, pool_max_size: int = 10) -> AsyncIterator[Clients]:
+    """Redis, a PostgreSQL pool of at most ``pool_max_size`` and the event log; all closed on
+    exit (the pool first, then Redis)."""
+    async with redis_client(settings) as redis:
+        pool = await open_database(settings.database_url, min_size=1, max_size=pool_max_size)
+        try:
+            yield Clients(redis, pool, EventLog.from_settings(settings, redis))
+        finally:
+            await pool.close()
