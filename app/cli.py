@@ -75,8 +75,19 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return _migrate(_settings())
 
 
+def _refuse_unsigned_webhooks(settings: Settings) -> None:
+    from app.platform.settings import require_signed_webhooks
+
+    try:
+        require_signed_webhooks(settings)
+    except SettingsError as exc:
+        print(f"mecove: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
+    _refuse_unsigned_webhooks(settings)
     import uvicorn  # lazy: see the module docstring
 
     from app.ingress.app_factory import create_app
@@ -96,6 +107,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Migrations, then the ingress and one process per consumer group, supervised."""
     settings = _settings()
+    _refuse_unsigned_webhooks(settings)
     if _migrate(settings) != 0:
         return 1
     return supervise(service_commands(args.host, args.groups), settings)

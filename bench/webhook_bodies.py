@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from app.ingress.parse_webhook import InboundText, events_from_texts
+from app.platform.identities import Sender
 from schema.events import MessageReceived
 
 APP_SECRET = "bench-app-secret"
@@ -135,7 +136,7 @@ def received_events(
         received_at = first_ms + offset
         raw = {"from": sender, "id": wamid, "timestamp": str(received_at // 1000),
                "text": {"body": text}, "type": "text"}
-        inbound = InboundText(sender="+" + sender, wamid=wamid, text=text,
+        inbound = InboundText(sender=Sender(phone="+" + sender, bsuid=None), wamid=wamid, text=text,
                               client_timestamp=received_at // 1000, raw=raw)
         events += events_from_texts([inbound], received_at_ms=received_at)
     return events

@@ -40,9 +40,12 @@ from schema.events import decode_body
 
 log = logging.getLogger("mecove.replay")
 
-LIVE = ("users", "identities", "messages", "summaries")
+LIVE = ("users", "identities", "messages", "summaries", "unreadable_messages",
+        "delivery_statuses")
 REBUILD = TableSet(users="users_rebuild", identities="identities_rebuild",
-                   messages="messages_rebuild", summaries="summaries_rebuild", archive=None)
+                   messages="messages_rebuild", summaries="summaries_rebuild",
+                   unreadable="unreadable_messages_rebuild",
+                   statuses="delivery_statuses_rebuild", archive=None)
 FOREIGN_KEYS = (
     ("identities", "user_id", "users"),
     ("messages", "user_id", "users"),
@@ -207,6 +210,7 @@ async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys) 
     """Under the swap lock: project the stream beyond the checkpoint, as the projector would."""
     tables = TableSet(users=REBUILD.users, identities=REBUILD.identities,
                       messages=REBUILD.messages, summaries=REBUILD.summaries,
+                      unreadable=REBUILD.unreadable, statuses=REBUILD.statuses,
                       archive="event_archive")
     applied = 0
     for partition in range(keys.partitions):

@@ -11,12 +11,15 @@ from app.platform.eventlog.entries import entry_position
 from schema.events import (
     SCHEMA_VERSION,
     AnyEvent,
+    DeliveryStatusReceived,
     MessageReceived,
+    MessageUnreadable,
     ReplySent,
     SummaryCreated,
     encode_body,
     event_type_name,
 )
+from schema.ids import identity_id_for
 
 _json = msgspec.json.Encoder()
 
@@ -24,6 +27,10 @@ _json = msgspec.json.Encoder()
 def _jsonb_text(value: object) -> str:
     """JSON for a jsonb column, which refuses the NUL escape: it becomes U+FFFD."""
     return _json.encode(value).decode().replace("\\u0000", "\\ufffd")
+
+
+# A later status never goes back to an earlier one; statuses may arrive in any order.
+STATUS_RANKS = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -35,9 +42,13 @@ class RowChanges:
     """Column-wise rows, ready for ``unnest``-based bulk statements."""
 
     users: dict[str, datetime] = field(default_factory=dict)
-    identities: dict[str, tuple[str, str, str, datetime]] = field(default_factory=dict)
+    # id -> (user id, channel, key, created, kind, parent bsuid, username)
+    identities: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     messages: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
-    replies: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    replies: dict[str, tuple[datetime, str, str | None]] = field(default_factory=dict)
+    unreadable: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
+    recovered: dict[str, str] = field(default_factory=dict)  # unreadable event id -> message id
+    statuses: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     summaries: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     archive: list[tuple] = field(default_factory=list)  # type: ignore[type-arg]
 
@@ -51,10 +62,9 @@ class RowChanges:
         if isinstance(event, MessageReceived):
             received = ms_to_datetime(event.received_at)
             self.users.setdefault(event.user_id, received)
-            self.identities.setdefault(
-                event.identity_id,
-                (event.user_id, event.channel, event.channel_user_key, received),
-            )
+            self._add_identities(event, received)
+            if event.recovered_from is not None:
+                self.recovered[event.recovered_from] = event.message_id
             self.messages.setdefault(event.message_id, (
                 event.user_id,
                 event.identity_id,
@@ -67,7 +77,8 @@ class RowChanges:
                 event.source_message_id,
             ))
         elif isinstance(event, ReplySent):
-            self.replies[event.message_id] = (ms_to_datetime(event.replied_at), event.reply_text)
+            self.replies[event.message_id] = (ms_to_datetime(event.replied_at), event.reply_text,
+                                              event.outbound_message_id)
         elif isinstance(event, SummaryCreated):
             self.summaries.setdefault(event.summary_id, (
                 event.user_id,
@@ -82,7 +93,48 @@ class RowChanges:
                 event.input_hash,
                 event.error,
             ))
+        elif isinstance(event, MessageUnreadable):
+            self.unreadable[event.event_id] = (
+                ms_to_datetime(event.received_at), event.reason,
+                event.raw_message.replace("\x00", "\ufffd"),
+                event.raw_contacts.replace("\x00", "\ufffd") if event.raw_contacts else None,
+            )
+        elif isinstance(event, DeliveryStatusReceived):
+            self._add_status(event)
         # ReplyFailed and SummaryRequested change no table; they are archived like the rest.
+
+    def _add_identities(self, event: MessageReceived, received: datetime) -> None:
+        """Every identity the event names for its user; the first row of each id wins, but
+        the username and parent BSUID of a BSUID identity are the latest ones given."""
+        named = {event.channel_user_key: event.identity_id}
+        for key in (event.phone, event.bsuid):
+            if key is not None and key not in named:
+                named[key] = identity_id_for(event.channel, key)
+        for key, identity_id in named.items():
+            is_bsuid = not key.startswith("+")
+            first = self.identities.get(identity_id)
+            self.identities[identity_id] = (
+                first[0] if first else event.user_id,
+                event.channel,
+                key,
+                first[3] if first else received,
+                "bsuid" if is_bsuid else "phone",
+                (event.parent_bsuid or (first[5] if first else None)) if is_bsuid else None,
+                (event.username or (first[6] if first else None)) if is_bsuid else None,
+            )
+
+    def _add_status(self, event: DeliveryStatusReceived) -> None:
+        rank = STATUS_RANKS.get(event.status, 0)
+        current = self.statuses.get(event.outbound_message_id)
+        if current is not None and current[1] >= rank:
+            return
+        self.statuses[event.outbound_message_id] = (
+            event.status, rank,
+            datetime.fromtimestamp(event.status_at, tz=UTC) if event.status_at is not None
+            else None,
+            event.recipient, event.recipient_bsuid, event.error_code, event.error_title,
+            ms_to_datetime(event.received_at),
+        )
 
 
 def columns(rows: dict[str, tuple]) -> list[list[object]]:  # type: ignore[type-arg]

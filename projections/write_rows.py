@@ -22,11 +22,14 @@ class TableSet:
     identities: str = "identities"
     messages: str = "messages"
     summaries: str = "summaries"
+    unreadable: str = "unreadable_messages"
+    statuses: str = "delivery_statuses"
     archive: str | None = "event_archive"  # None: replay does not re-archive
 
     def __post_init__(self) -> None:
         """Refuse a set whose names could not enter SQL (ValueError), before any statement."""
-        for name in (self.users, self.identities, self.messages, self.summaries, self.archive):
+        for name in (self.users, self.identities, self.messages, self.summaries,
+                     self.unreadable, self.statuses, self.archive):
             if name is not None:
                 q(name)
 
@@ -47,9 +50,12 @@ async def write_row_changes(
     if changes.identities:
         await connection.execute(
             f"INSERT INTO {q(tables.identities)} "  # noqa: S608
-            "(id, user_id, channel, channel_user_key, created_at) "
+            "(id, user_id, channel, channel_user_key, created_at, kind, parent_bsuid, username) "
             "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], "
-            "$5::timestamptz[]) ON CONFLICT DO NOTHING",
+            "$5::timestamptz[], $6::text[], $7::text[], $8::text[]) ON CONFLICT (id) DO UPDATE "
+            "SET parent_bsuid = COALESCE(EXCLUDED.parent_bsuid, "  # the first link never moves
+            f"{q(tables.identities)}.parent_bsuid), "
+            f"username = COALESCE(EXCLUDED.username, {q(tables.identities)}.username)",
             *columns(changes.identities),
         )
     if changes.messages:
@@ -65,9 +71,9 @@ async def write_row_changes(
     if changes.replies:
         await connection.execute(
             f"UPDATE {q(tables.messages)} AS m SET replied_at = u.replied_at, "  # noqa: S608
-            "reply_text = u.reply_text "
-            "FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) "
-            "AS u(id, replied_at, reply_text) "
+            "reply_text = u.reply_text, reply_outbound_id = u.outbound_id "
+            "FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[]) "
+            "AS u(id, replied_at, reply_text, outbound_id) "
             "WHERE m.id = u.id",
             *columns(changes.replies),
         )
@@ -80,6 +86,37 @@ async def write_row_changes(
             "$5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], "
             "$11::text[], $12::text[]) ON CONFLICT (id) DO NOTHING",
             *columns(changes.summaries),
+        )
+    if changes.unreadable:
+        await connection.execute(
+            f"INSERT INTO {q(tables.unreadable)} "  # noqa: S608
+            "(event_id, received_at, reason, raw_message, raw_contacts) "
+            "SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], "
+            "$5::text[]) ON CONFLICT (event_id) DO UPDATE SET received_at = EXCLUDED.received_at, "
+            "reason = EXCLUDED.reason, raw_message = EXCLUDED.raw_message, "
+            "raw_contacts = EXCLUDED.raw_contacts",
+            *columns(changes.unreadable),
+        )
+    if changes.recovered:
+        await connection.execute(
+            f"INSERT INTO {q(tables.unreadable)} (event_id, recovered_message_id) "  # noqa: S608
+            "SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT (event_id) "
+            "DO UPDATE SET recovered_message_id = EXCLUDED.recovered_message_id",
+            *columns({k: (v,) for k, v in changes.recovered.items()}),
+        )
+    if changes.statuses:
+        await connection.execute(
+            f"INSERT INTO {q(tables.statuses)} AS d "  # noqa: S608
+            "(outbound_message_id, status, status_rank, status_at, recipient, recipient_bsuid, "
+            "error_code, error_title, updated_at) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], "
+            "$5::text[], $6::text[], $7::int[], $8::text[], $9::timestamptz[]) "
+            "ON CONFLICT (outbound_message_id) DO UPDATE SET status = EXCLUDED.status, "
+            "status_rank = EXCLUDED.status_rank, status_at = EXCLUDED.status_at, "
+            "recipient = EXCLUDED.recipient, recipient_bsuid = EXCLUDED.recipient_bsuid, "
+            "error_code = EXCLUDED.error_code, error_title = EXCLUDED.error_title, "
+            "updated_at = EXCLUDED.updated_at WHERE EXCLUDED.status_rank > d.status_rank",
+            *columns(changes.statuses),
         )
     if changes.archive and tables.archive is not None:
         rows = list(zip(*changes.archive, strict=True))

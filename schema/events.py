@@ -25,7 +25,7 @@ class MessageReceived(Event, frozen=True, tag="MessageReceived"):
     identity_id: str
     message_id: str
     channel: str
-    channel_user_key: str  # E.164 with +
+    channel_user_key: str  # the identity the message came from: E.164 with +, else the BSUID
     source_message_id: str  # Meta's wamid
     content_type: str
     text: str
@@ -33,6 +33,51 @@ class MessageReceived(Event, frozen=True, tag="MessageReceived"):
     received_at: int  # server ms
     tracking_score: float  # score in the user's tracking ZSET (received_at plus a tie-break)
     raw_payload: dict[str, Any] | None = None
+    # Identities of ``user_id`` decided at ingress (replay copies them, never re-decides).
+    # Events written before identities existed carry none: ``channel_user_key`` says it all.
+    phone: str | None = None  # E.164 with +, when Meta gave one and it belongs to this user
+    bsuid: str | None = None  # business-scoped user id, e.g. ``US.13491208655302741918``
+    parent_bsuid: str | None = None  # ``CC.ENT.…`` when the business has parent BSUIDs
+    username: str | None = None  # display only: users may change it
+    recovered_from: str | None = None  # event id of the MessageUnreadable this one reads
+
+    @property
+    def sender_phone(self) -> str | None:
+        """The sender's phone (events written before BSUIDs name it only as their user key)."""
+        if self.phone is not None or self.bsuid is not None:
+            return self.phone
+        return self.channel_user_key if self.channel_user_key.startswith("+") else None
+
+    @property
+    def sender_bsuid(self) -> str | None:
+        if self.bsuid is not None:
+            return self.bsuid
+        return None if self.channel_user_key.startswith("+") else self.channel_user_key
+
+
+class MessageUnreadable(Event, frozen=True, tag="MessageUnreadable"):
+    """A message object of an acknowledged webhook that this version could not read.
+
+    Kept whole so that a later version can turn it into a MessageReceived (``mecove replay``).
+    """
+
+    reason: str
+    raw_message: str  # the message object's JSON, exactly as received
+    raw_contacts: str | None  # the ``contacts`` of the same change, JSON, when present
+    received_at: int  # server ms
+
+
+class DeliveryStatusReceived(Event, frozen=True, tag="DeliveryStatusReceived"):
+    """Meta's report on a message we sent: ``sent``, ``delivered``, ``read`` or ``failed``."""
+
+    outbound_message_id: str  # the wamid Meta gave our reply
+    status: str
+    status_at: int | None  # Meta's timestamp, seconds
+    recipient: str | None  # ``recipient_id`` as Meta wrote it: a phone or a BSUID
+    recipient_bsuid: str | None
+    error_code: int | None
+    error_title: str | None
+    received_at: int  # server ms
 
 
 class ReplySent(Event, frozen=True, tag="ReplySent"):
@@ -74,10 +119,15 @@ class SummaryCreated(Event, frozen=True, tag="SummaryCreated"):
     error: str | None
 
 
-AnyEvent = MessageReceived | ReplySent | ReplyFailed | SummaryRequested | SummaryCreated
+AnyEvent = (
+    MessageReceived | ReplySent | ReplyFailed | SummaryRequested | SummaryCreated
+    | MessageUnreadable | DeliveryStatusReceived
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     MessageReceived,
+    MessageUnreadable,
+    DeliveryStatusReceived,
     ReplySent,
     ReplyFailed,
     SummaryRequested,

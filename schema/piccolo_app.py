@@ -5,16 +5,19 @@ import os
 from piccolo.conf.apps import AppConfig
 
 from schema.tables import (
+    DeliveryStatus,
     EventArchive,
     Identity,
     Message,
     ProjectionCheckpoint,
     Summary,
+    UnreadableMessage,
     User,
 )
 
 APP_CONFIG = AppConfig(
     app_name="mecove",
     migrations_folder_path=os.path.join(os.path.dirname(__file__), "migrations"),
-    table_classes=[User, Identity, Message, Summary, ProjectionCheckpoint, EventArchive],
+    table_classes=[User, Identity, Message, Summary, UnreadableMessage, DeliveryStatus,
+                   ProjectionCheckpoint, EventArchive],
 )

@@ -29,8 +29,11 @@ class Identity(Table, tablename="identities", db=DB):
     id = UUID(primary_key=True)
     user_id = ForeignKey(references=User, db_column_name="user_id")
     channel = Varchar(length=32)
-    channel_user_key = Varchar(length=64)
+    channel_user_key = Varchar(length=160)  # E.164 with +, or a business-scoped user id
     created_at = Timestamptz()
+    kind = Varchar(length=16, default="phone")  # "phone" or "bsuid"
+    parent_bsuid = Varchar(length=160, null=True, default=None)
+    username = Varchar(length=128, null=True, default=None)  # latest seen; display only
 
 
 class Message(Table, tablename="messages", db=DB):
@@ -45,6 +48,7 @@ class Message(Table, tablename="messages", db=DB):
     source_message_id = Varchar(length=255)
     replied_at = Timestamptz(null=True, default=None)
     reply_text = Text(null=True, default=None)
+    reply_outbound_id = Varchar(length=255, null=True, default=None)  # Meta's id of our reply
 
 
 class Summary(Table, tablename="summaries", db=DB):
@@ -60,6 +64,35 @@ class Summary(Table, tablename="summaries", db=DB):
     input_messages_count = Integer(default=0)
     input_hash = Varchar(length=64, null=True, default=None)
     error = Text(null=True, default=None)
+
+
+class UnreadableMessage(Table, tablename="unreadable_messages", db=DB):
+    """Message objects kept raw because the version that received them could not read them.
+
+    ``recovered_message_id`` is set once a later version turned one into a message.
+    """
+
+    event_id = UUID(primary_key=True)
+    received_at = Timestamptz(null=True, default=None)
+    reason = Text(null=True, default=None)
+    raw_message = Text(null=True, default=None)
+    raw_contacts = Text(null=True, default=None)
+    recovered_message_id = UUID(null=True, default=None)
+
+
+class DeliveryStatus(Table, tablename="delivery_statuses", db=DB):
+    """The furthest status Meta reported for each reply we sent (sent < delivered < read <
+    failed), so statuses arriving in any order give the same row."""
+
+    outbound_message_id = Varchar(length=255, primary_key=True)
+    status = Varchar(length=16)
+    status_rank = Integer()
+    status_at = Timestamptz(null=True, default=None)
+    recipient = Varchar(length=160, null=True, default=None)
+    recipient_bsuid = Varchar(length=160, null=True, default=None)
+    error_code = Integer(null=True, default=None)
+    error_title = Text(null=True, default=None)
+    updated_at = Timestamptz()
 
 
 class ProjectionCheckpoint(Table, tablename="projection_checkpoints", db=DB):

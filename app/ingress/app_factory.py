@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,12 +12,24 @@ from litestar.datastructures import State
 from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
-from app.platform.settings import Settings
+from app.platform.identities import IdentityLinks
+from app.platform.settings import Settings, require_signed_webhooks
 from app.wiring.clients import open_clients
+
+log = logging.getLogger("mecove.ingress")
 
 
 def create_app(settings: Settings) -> Litestar:
-    """The ingress application; pools are opened and closed by its lifespan."""
+    """The ingress application; pools are opened and closed by its lifespan.
+
+    Raises SettingsError when real replies would answer unsigned webhooks (see
+    ``require_signed_webhooks``).
+    """
+    require_signed_webhooks(settings)
+    if not settings.whatsapp_app_secret:
+        log.warning("webhooks are accepted UNSIGNED (WHATSAPP_APP_SECRET is not set)%s",
+                    "" if settings.whatsapp_dry_run
+                    else " although replies are sent: MECOVE_ALLOW_UNSIGNED_WEBHOOKS=true")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -24,6 +37,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.redis = clients.redis
             app.state.pool = clients.pool
             app.state.event_log = clients.event_log
+            app.state.identity_links = IdentityLinks(clients.redis, settings.key_prefix)
             yield
 
     handlers: list[type] = [WhatsAppWebhookController, HealthController]

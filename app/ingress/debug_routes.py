@@ -12,8 +12,7 @@ from litestar.params import FromQuery
 from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND, HTTP_503_SERVICE_UNAVAILABLE
 from redis.exceptions import RedisError
 
-from app.ingress.parse_webhook import CHANNEL
-from app.ingress.phone import InvalidPhoneNumber, normalise_e164
+from app.ingress.parse_webhook import CHANNEL, as_bsuid, as_phone
 from schema.events import SummaryRequested
 
 log = logging.getLogger("mecove.debug")
@@ -26,14 +25,22 @@ class DebugController(Controller):
 
     @route("/enqueue-summary", http_method=["GET", "POST"], status_code=HTTP_200_OK)
     async def enqueue_summary(
-        self, state: State, phone: FromQuery[str] = DEFAULT_PHONE
+        self, state: State, phone: FromQuery[str | None] = None,
+        user_id: FromQuery[str | None] = None,
     ) -> Response[dict[str, object]]:
-        """Append SummaryRequested for the identity ``(whatsapp, phone)``."""
-        try:
-            key = normalise_e164(phone)
-        except InvalidPhoneNumber:
-            return Response({"ok": False, "error": f"not a phone number: {phone!r}"},
-                            status_code=HTTP_404_NOT_FOUND)
+        """Append SummaryRequested for the user of ``?phone=`` or ``?user_id=<BSUID>``
+        (default: the phone +10000000000)."""
+        if user_id is not None:
+            key = as_bsuid(user_id)
+            if key is None:
+                return Response({"ok": False,
+                                 "error": f"not a business-scoped user id: {user_id!r}"},
+                                status_code=HTTP_404_NOT_FOUND)
+        else:
+            key = as_phone(phone if phone is not None else DEFAULT_PHONE)
+            if key is None:
+                return Response({"ok": False, "error": f"not a phone number: {phone!r}"},
+                                status_code=HTTP_404_NOT_FOUND)
         async with state.pool.acquire() as connection:
             user_id = await connection.fetchval(
                 "SELECT user_id FROM identities WHERE channel = $1 AND channel_user_key = $2",

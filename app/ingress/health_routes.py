@@ -34,4 +34,6 @@ class HealthController(Controller):
         except Exception as exc:  # noqa: BLE001
             checks["postgres"] = f"unavailable: {type(exc).__name__}"
         ok = checks["redis"] is True and checks["postgres"] is True
+        # Whether webhooks must carry Meta's signature (false: anyone may post one).
+        checks["signed"] = bool(state.settings.whatsapp_app_secret)
         return Response(content={"ok": ok, **checks}, status_code=200 if ok else 503)

@@ -1,21 +1,34 @@
-"""Webhook body -> the inbound text messages it carries (pure: no I/O, no clock)."""
+"""Webhook body -> what it carries: texts, unreadable messages, delivery statuses (pure).
+
+Liberal in what it accepts: a message object with an id and a sender (a phone number, a
+business-scoped user id, or both) is read whatever the types of its optional fields. A message
+object it cannot read at all is returned as ``UnreadableMessage`` with its raw JSON, never
+dropped. Non-text messages are only counted.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from app.ingress.phone import InvalidPhoneNumber, normalise_e164
-from app.ingress.webhook_payload import InboundMessage, WebhookBody
-from schema.events import MessageReceived
-from schema.ids import event_id_for, identity_id_for, message_id_for, user_id_for
+from app.ingress.webhook_payload import WebhookBody
+from app.platform.identities import Resolution, Sender, first_sighting
+from schema.events import DeliveryStatusReceived, MessageReceived, MessageUnreadable
+from schema.ids import event_id_for, identity_id_for, message_id_for
 
 CHANNEL = "whatsapp"
 # One delivery's messages get scores received_at + i / 1024: strictly increasing, exact in a
 # double, and still inside the same millisecond for up to 1024 messages.
 TIE_BREAK = 1 / 1024
+# ``CC.`` + up to 128 alphanumerics; a parent BSUID has ``ENT.`` after the country code.
+BSUID_PATTERN = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
+PARENT_BSUID_PATTERN = re.compile(r"[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}")
+DELIVERY_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
+MAX_USERNAME_LENGTH = 128
 
 
 class MalformedWebhook(ValueError):
@@ -24,39 +37,65 @@ class MalformedWebhook(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class InboundText:
-    sender: str  # E.164 with +
+    sender: Sender
     wamid: str
     text: str
     client_timestamp: int | None
     raw: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableMessage:
+    reason: str
+    raw_message: str  # the message object's JSON as received
+    raw_contacts: str | None  # the change's ``contacts`` JSON, which may name the sender
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    outbound_message_id: str
+    status: str
+    status_at: int | None
+    recipient: str | None
+    recipient_bsuid: str | None
+    error_code: int | None
+    error_title: str | None
+
+
 @dataclass(slots=True)
 class ParsedWebhook:
     texts: list[InboundText] = field(default_factory=list)
-    ignored: int = 0  # non-text messages, statuses, unparseable messages
+    unreadable: list[UnreadableMessage] = field(default_factory=list)
+    statuses: list[DeliveryStatus] = field(default_factory=list)
+    ignored: int = 0  # non-text messages, statuses we do not record
     unknown_shape: bool = False  # well-formed JSON that is not a WhatsApp webhook
 
 
 _body_decoder = msgspec.json.Decoder(WebhookBody)
-_message_decoder = msgspec.json.Decoder(InboundMessage)
 _any_decoder = msgspec.json.Decoder()
-
+_encoder = msgspec.json.Encoder()
 
 # 9999-12-31T23:59:59Z, the last second both PostgreSQL and Python's datetime can hold.
 MAX_TIMESTAMP_S = 253_402_300_799
 MAX_WAMID_LENGTH = 255  # the width of messages.source_message_id
 
 
-def _client_timestamp(raw: str | None) -> int | None:
-    """Meta's seconds, or None when absent or outside what a timestamp column can hold."""
-    if raw is None:
+def client_timestamp(raw: object) -> int | None:
+    """Meta's seconds (a string, or a number from some senders), or None when unusable."""
+    if isinstance(raw, bool):
         return None
-    try:
-        value = int(raw)
-    except ValueError:
+    if isinstance(raw, float):
+        value = int(raw) if raw == raw and abs(raw) < 1e18 else None
+    elif isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str):
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            return None
+    else:
         return None
-    return value if 0 <= value <= MAX_TIMESTAMP_S else None
+    return value if value is not None and 0 <= value <= MAX_TIMESTAMP_S else None
 
 
 def _storable(text: str) -> str:
@@ -64,8 +103,40 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+def _string(value: object) -> str | None:
+    """A non-empty string, or a number written as one (Meta's ids are digits)."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def as_phone(value: object) -> str | None:
+    text = _string(value)
+    if text is None:
+        return None
+    try:
+        return normalise_e164(text)
+    except InvalidPhoneNumber:
+        return None
+
+
+def as_bsuid(value: object) -> str | None:
+    text = _string(value)
+    if text is None or PARENT_BSUID_PATTERN.fullmatch(text):
+        return None
+    return text if BSUID_PATTERN.fullmatch(text) else None
+
+
+def _as_parent_bsuid(value: object) -> str | None:
+    text = _string(value)
+    return text if text is not None and PARENT_BSUID_PATTERN.fullmatch(text) else None
+
+
 def parse_webhook(body: bytes) -> ParsedWebhook:
-    """Every text message of every entry and change; counts what is ignored.
+    """Every text, unreadable message and delivery status of every entry and change.
 
     Raises MalformedWebhook when the body is not JSON (or nests deeper than we decode).
     """
@@ -94,60 +165,213 @@ def _parse(body: bytes) -> ParsedWebhook:
             if value is None:
                 parsed.ignored += 1
                 continue
-            parsed.ignored += len(value.statuses or ())
-            for raw in value.messages or ():
-                text = _text_message(raw)
-                if text is None:
+            contacts_json = (bytes(value.contacts).decode()
+                             if value.contacts and bytes(value.contacts) != b"null" else None)
+            for raw in _raw_items(value.messages, parsed, contacts_json):
+                read_message(raw, contacts_json, parsed)
+            for raw in _raw_items(value.statuses, None, None):
+                status = _delivery_status(raw)
+                if status is None:
                     parsed.ignored += 1
                 else:
-                    parsed.texts.append(text)
+                    parsed.statuses.append(status)
     return parsed
 
 
-def _text_message(raw: msgspec.Raw) -> InboundText | None:
+def _raw_items(raw: msgspec.Raw, parsed: ParsedWebhook | None,
+               contacts_json: str | None) -> list[msgspec.Raw]:
+    """The elements of a JSON list, each still raw; a non-list messages field is unreadable."""
+    if not raw:
+        return []
     try:
-        message = _message_decoder.decode(raw)
+        items = msgspec.json.decode(raw, type=list[msgspec.Raw] | None)
     except msgspec.ValidationError:
-        return None
-    if message.type != "text" or message.text is None or not message.id:
-        return None
-    if len(message.id) > MAX_WAMID_LENGTH or "\x00" in message.id:
-        return None  # not a wamid Meta would send; it could never be stored
-    try:
-        sender = normalise_e164(message.sender)
-    except InvalidPhoneNumber:
-        return None
-    return InboundText(
+        if parsed is not None:
+            parsed.unreadable.append(UnreadableMessage(
+                "messages is not a list", bytes(raw).decode(), contacts_json))
+        return []
+    return items or []
+
+
+def read_message(raw: msgspec.Raw | bytes, contacts_json: str | None,
+                 parsed: ParsedWebhook) -> None:
+    """Read one message object into ``parsed``: a text, an unreadable message, or a count."""
+    raw_json = bytes(raw).decode()
+    message = _any_decoder.decode(raw)
+    if not isinstance(message, dict):
+        parsed.unreadable.append(UnreadableMessage("not a JSON object", raw_json, contacts_json))
+        return
+    wamid = _string(message.get("id"))
+    if wamid is None or len(wamid) > MAX_WAMID_LENGTH or "\x00" in wamid:
+        parsed.unreadable.append(UnreadableMessage("no usable id", raw_json, contacts_json))
+        return
+    sender = _sender(message, _contacts(contacts_json))
+    if sender is None:
+        parsed.unreadable.append(UnreadableMessage("no usable sender", raw_json, contacts_json))
+        return
+    kind = message.get("type")
+    text = message.get("text")
+    if kind is None and isinstance(text, dict):
+        kind = "text"
+    if kind != "text":
+        parsed.ignored += 1  # media, reactions, system notices...: acknowledged, not answered
+        return
+    body = text.get("body") if isinstance(text, dict) else None
+    if not isinstance(body, str):
+        parsed.unreadable.append(UnreadableMessage("text without a body", raw_json,
+                                                   contacts_json))
+        return
+    parsed.texts.append(InboundText(
         sender=sender,
-        wamid=message.id,
-        text=_storable(message.text.body),
-        client_timestamp=_client_timestamp(message.timestamp),
-        raw=_any_decoder.decode(raw),
+        wamid=wamid,
+        text=_storable(body),
+        client_timestamp=client_timestamp(message.get("timestamp")),
+        raw=message,
+    ))
+
+
+def _contacts(contacts_json: str | None) -> list[dict[str, Any]]:
+    if not contacts_json:
+        return []
+    try:
+        contacts = _any_decoder.decode(contacts_json)
+    except msgspec.DecodeError:
+        return []
+    if not isinstance(contacts, list):
+        return []
+    return [c for c in contacts if isinstance(c, dict)]
+
+
+def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Sender | None:
+    """Who wrote: ``from`` / ``from_user_id``, completed by the matching ``contacts`` entry."""
+    raw_from = message.get("from")
+    phone = as_phone(raw_from)
+    bsuid = as_bsuid(message.get("from_user_id")) or (None if phone else as_bsuid(raw_from))
+    parent = _as_parent_bsuid(message.get("from_parent_user_id"))
+    names_itself = "from" in message or "from_user_id" in message
+    contact = _matching_contact(contacts, phone, bsuid, names_itself)
+    username = None
+    if contact is not None:
+        phone = phone or as_phone(contact.get("wa_id"))
+        bsuid = bsuid or as_bsuid(contact.get("user_id"))
+        parent = parent or _as_parent_bsuid(contact.get("parent_user_id"))
+        profile = contact.get("profile")
+        if isinstance(profile, dict):
+            name = _string(profile.get("username"))
+            username = name[:MAX_USERNAME_LENGTH] if name else None
+    if phone is None and bsuid is None:
+        return None
+    return Sender(phone=phone, bsuid=bsuid, parent_bsuid=parent, username=username)
+
+
+def _matching_contact(contacts: list[dict[str, Any]], phone: str | None,
+                      bsuid: str | None, names_itself: bool) -> dict[str, Any] | None:
+    for contact in contacts:
+        if bsuid is not None and as_bsuid(contact.get("user_id")) == bsuid:
+            return contact
+        if phone is not None and as_phone(contact.get("wa_id")) == phone:
+            return contact
+    # A message that names no sender at all, beside a single contact: that contact wrote it.
+    if len(contacts) == 1 and not names_itself:
+        return contacts[0]
+    return None
+
+
+def _delivery_status(raw: msgspec.Raw) -> DeliveryStatus | None:
+    try:
+        status = _any_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(status, dict):
+        return None
+    outbound = _string(status.get("id"))
+    kind = status.get("status")
+    if outbound is None or len(outbound) > MAX_WAMID_LENGTH or kind not in DELIVERY_STATUSES:
+        return None
+    code: int | None = None
+    title: str | None = None
+    errors = status.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        raw_code = errors[0].get("code")
+        code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
+        raw_title = errors[0].get("title") or errors[0].get("message")
+        title = _storable(raw_title)[:200] if isinstance(raw_title, str) else None
+    recipient = _string(status.get("recipient_id"))
+    return DeliveryStatus(
+        outbound_message_id=outbound,
+        status=kind,
+        status_at=client_timestamp(status.get("timestamp")),
+        recipient=recipient[:160] if recipient else None,
+        recipient_bsuid=as_bsuid(status.get("recipient_user_id")) or as_bsuid(recipient),
+        error_code=code,
+        error_title=title,
     )
 
 
-def events_from_texts(texts: list[InboundText], received_at_ms: int) -> list[MessageReceived]:
-    """One MessageReceived per text, in delivery order, with strictly increasing scores."""
+def events_from_texts(texts: list[InboundText], received_at_ms: int,
+                      resolutions: list[Resolution] | None = None) -> list[MessageReceived]:
+    """One MessageReceived per text, in delivery order, with strictly increasing scores.
+
+    ``resolutions`` (one per text) say which user each sender is and which of its identities
+    belong to that user (see ``app/platform/identities.py``); without them every sender is
+    taken as seen for the first time.
+    """
+    if resolutions is None:
+        resolutions = [first_sighting(t.sender) for t in texts]
     events: list[MessageReceived] = []
-    for index, inbound in enumerate(texts):
-        identity_id = identity_id_for(CHANNEL, inbound.sender)
+    for index, (inbound, resolved) in enumerate(zip(texts, resolutions, strict=True)):
+        key = resolved.phone or resolved.bsuid
+        assert key is not None  # a sender always has a phone or a BSUID
+        identity_id = identity_id_for(CHANNEL, key)
         message_id = message_id_for(identity_id, inbound.wamid)
-        events.append(
-            MessageReceived(
-                event_id=event_id_for("MessageReceived", message_id),
-                occurred_at=received_at_ms,
-                user_id=user_id_for(identity_id),
-                identity_id=identity_id,
-                message_id=message_id,
-                channel=CHANNEL,
-                channel_user_key=inbound.sender,
-                source_message_id=inbound.wamid,
-                content_type="text",
-                text=inbound.text,
-                client_timestamp=inbound.client_timestamp,
-                received_at=received_at_ms,
-                tracking_score=received_at_ms + index * TIE_BREAK,
-                raw_payload=inbound.raw,
-            )
-        )
+        events.append(MessageReceived(
+            event_id=event_id_for("MessageReceived", message_id),
+            occurred_at=received_at_ms,
+            user_id=resolved.user_id,
+            identity_id=identity_id,
+            message_id=message_id,
+            channel=CHANNEL,
+            channel_user_key=key,
+            source_message_id=inbound.wamid,
+            content_type="text",
+            text=inbound.text,
+            client_timestamp=inbound.client_timestamp,
+            received_at=received_at_ms,
+            tracking_score=received_at_ms + index * TIE_BREAK,
+            raw_payload=inbound.raw,
+            phone=resolved.phone,
+            bsuid=resolved.bsuid,
+            parent_bsuid=inbound.sender.parent_bsuid,
+            username=inbound.sender.username,
+        ))
     return events
+
+
+def unreadable_event(message: UnreadableMessage, received_at_ms: int) -> MessageUnreadable:
+    """The event that keeps an unreadable message; its id is that of its content."""
+    subject = f"{message.raw_message}\n{message.raw_contacts or ''}"
+    return MessageUnreadable(
+        event_id=event_id_for("MessageUnreadable", subject),
+        occurred_at=received_at_ms,
+        reason=message.reason,
+        raw_message=message.raw_message,
+        raw_contacts=message.raw_contacts,
+        received_at=received_at_ms,
+    )
+
+
+def status_event(status: DeliveryStatus, received_at_ms: int) -> DeliveryStatusReceived:
+    """One event per (outbound message, status): a redelivered status has the same id."""
+    return DeliveryStatusReceived(
+        event_id=event_id_for("DeliveryStatusReceived",
+                              f"{status.outbound_message_id}:{status.status}"),
+        occurred_at=received_at_ms,
+        outbound_message_id=status.outbound_message_id,
+        status=status.status,
+        status_at=status.status_at,
+        recipient=status.recipient,
+        recipient_bsuid=status.recipient_bsuid,
+        error_code=status.error_code,
+        error_title=status.error_title,
+        received_at=received_at_ms,
+    )

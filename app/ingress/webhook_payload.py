@@ -1,7 +1,9 @@
-"""Meta's webhook body as msgspec Structs: only what MeCove reads, everything else ignored.
+"""Meta's webhook body as msgspec Structs: only the envelope is typed, the rest read liberally.
 
-Each message is kept as ``msgspec.Raw`` and decoded on its own, so that one message of an
-unexpected shape does not hide the valid ones of the same delivery.
+The envelope (``object`` / ``entry`` / ``changes`` / ``value``) is decoded into Structs. Each
+message, status and contact is kept as ``msgspec.Raw`` and read on its own (see
+``app/ingress/parse_webhook.py``), so that one object of an unexpected shape, or an optional
+field of an unexpected type, never hides the readable ones of the same delivery.
 """
 
 from __future__ import annotations
@@ -9,21 +11,11 @@ from __future__ import annotations
 import msgspec
 
 
-class TextBody(msgspec.Struct):
-    body: str
-
-
-class InboundMessage(msgspec.Struct, rename={"sender": "from"}):
-    sender: str
-    id: str
-    type: str
-    timestamp: str | None = None
-    text: TextBody | None = None
-
-
 class ChangeValue(msgspec.Struct):
-    messages: list[msgspec.Raw] | None = None
-    statuses: list[msgspec.Raw] | None = None
+    # Raw JSON, whatever its type (an empty Raw when the key is absent).
+    messages: msgspec.Raw = msgspec.Raw()
+    statuses: msgspec.Raw = msgspec.Raw()
+    contacts: msgspec.Raw = msgspec.Raw()
 
 
 class Change(msgspec.Struct):
@@ -32,7 +24,7 @@ class Change(msgspec.Struct):
 
 
 class Entry(msgspec.Struct):
-    id: str | None = None
+    id: str | int | None = None
     changes: list[Change] = msgspec.field(default_factory=list)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,11 +18,26 @@ from litestar.status_codes import (
 )
 from redis.exceptions import RedisError
 
-from app.ingress.parse_webhook import MalformedWebhook, events_from_texts, parse_webhook
+from app.ingress.parse_webhook import (
+    MalformedWebhook,
+    ParsedWebhook,
+    events_from_texts,
+    parse_webhook,
+    status_event,
+    unreadable_event,
+)
 from app.ingress.signature import signature_is_valid, tokens_match
 from app.platform.eventlog.append import EventLog
-from app.platform.metrics import APPEND_SECONDS, WEBHOOKS
+from app.platform.identities import IdentityLinks
+from app.platform.metrics import (
+    APPEND_SECONDS,
+    DELIVERY_FAILURES,
+    DELIVERY_STATUSES,
+    UNREADABLE_MESSAGES,
+    WEBHOOKS,
+)
 from app.platform.settings import Settings
+from schema.events import DeliveryStatusReceived, MessageUnreadable
 
 log = logging.getLogger("mecove.ingress")
 
@@ -87,25 +103,55 @@ class WhatsAppWebhookController(Controller):
             WEBHOOKS.labels("ignored").inc()
             log.info("webhook ignored: not a WhatsApp webhook shape")
             return _json(HTTP_200_OK, OK_BODY)
-        if not parsed.texts:
+        if not (parsed.texts or parsed.unreadable or parsed.statuses):
             WEBHOOKS.labels("ignored").inc()
             return _json(HTTP_200_OK, OK_BODY)
-        events = events_from_texts(parsed.texts, received_at_ms=time.time_ns() // 1_000_000)
-        event_log: EventLog = state.event_log
         started = time.perf_counter()
         try:
-            entry_ids = await event_log.append_messages(events)
+            appended = await _append_parsed(parsed, state.identity_links, state.event_log)
         except (RedisError, OSError) as exc:
             WEBHOOKS.labels("unavailable").inc()
             log.error("event log unavailable: answering 503 so Meta redelivers",
                       extra={"fields": {"error": type(exc).__name__}})
             return _error(HTTP_503_SERVICE_UNAVAILABLE, "event log unavailable")
         APPEND_SECONDS.observe(time.perf_counter() - started)
-        WEBHOOKS.labels("accepted" if any(entry_ids) else "duplicate").inc()
-        for event, entry_id in zip(events, entry_ids, strict=True):
-            log.debug(  # one line per message costs ~10% of the ingress's CPU at INFO
-                "message appended" if entry_id else "duplicate delivery ignored",
-                extra={"fields": {"event_id": event.event_id, "message_id": event.message_id,
-                                  "entry_id": entry_id}},
-            )
+        WEBHOOKS.labels("accepted" if appended else "duplicate").inc()
         return _json(HTTP_200_OK, OK_BODY)
+
+
+async def _append_parsed(parsed: ParsedWebhook, identity_links: IdentityLinks,
+                         event_log: EventLog) -> bool:
+    """Resolve the senders, then append texts, unreadable messages and statuses.
+
+    Returns whether any new message was appended (statuses and unreadable messages count).
+    """
+    received_at = time.time_ns() // 1_000_000
+    events = []
+    if parsed.texts:
+        resolutions = await identity_links.resolve([t.sender for t in parsed.texts])
+        events = events_from_texts(parsed.texts, received_at, resolutions)
+    others: list[MessageUnreadable | DeliveryStatusReceived] = [
+        unreadable_event(m, received_at) for m in parsed.unreadable]
+    others += [status_event(s, received_at) for s in parsed.statuses]
+    entry_ids = await event_log.append_messages(events) if events else []
+    # Partitioned by their own id: neither kind belongs to a known user yet.
+    await asyncio.gather(*(event_log.append(e, user_id=e.event_id) for e in others))
+    for event, entry_id in zip(events, entry_ids, strict=True):
+        log.debug(  # one line per message costs ~10% of the ingress's CPU at INFO
+            "message appended" if entry_id else "duplicate delivery ignored",
+            extra={"fields": {"event_id": event.event_id, "message_id": event.message_id,
+                              "user_id": event.user_id, "entry_id": entry_id}},
+        )
+    for other in others:
+        if isinstance(other, MessageUnreadable):
+            UNREADABLE_MESSAGES.labels(other.reason).inc()
+            log.warning("message kept raw: this version cannot read it", extra={"fields": {
+                "event_id": other.event_id, "reason": other.reason}})
+        else:
+            DELIVERY_STATUSES.labels(other.status).inc()
+            if other.status == "failed":
+                DELIVERY_FAILURES.labels(str(other.error_code)).inc()
+                log.warning("Meta reports a reply as failed", extra={"fields": {
+                    "event_id": other.event_id, "outbound_message_id": other.outbound_message_id,
+                    "error_code": other.error_code}})
+    return any(entry_ids) or bool(others)

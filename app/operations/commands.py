@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import sys
 
+import asyncpg
 import msgspec
+from redis.asyncio import Redis
 
+from app.ingress.recovery import recover_unreadable
 from app.operations.dead_letters import (
     drop_dead_letter,
     list_dead_letters,
@@ -16,7 +19,9 @@ from app.operations.dead_letters import (
 )
 from app.operations.log_status import format_status, read_status
 from app.operations.retention import trim
+from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
+from app.platform.identities import IdentityLinks
 from app.platform.settings import Settings
 from app.wiring.clients import redis_client
 from projections.replay import replay
@@ -58,9 +63,25 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
         action.set_defaults(func=run(handler))
 
 
+async def _recover_unreadable(settings: Settings, redis: Redis) -> None:
+    """Messages kept raw that this version can read become messages before the rebuild."""
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        report = await recover_unreadable(
+            connection, IdentityLinks(redis, settings.key_prefix),
+            EventLog.from_settings(settings, redis))
+    finally:
+        await connection.close()
+    if report.examined:
+        print(f"replay: {report.recovered} of {report.examined} unreadable messages are now "
+              "readable and were appended as messages")
+
+
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     try:
         async with redis_client(settings) as redis:
+            if not args.dry_run:
+                await _recover_unreadable(settings, redis)
             report = await replay(settings.database_url, redis, Keys.from_settings(settings),
                                   dry_run=args.dry_run, batch_size=args.batch_size)
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ projector checkpoint against the stream tail. Works on Redis 6.2 (no ``lag`` fie
 
 from __future__ import annotations
 
+import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
@@ -42,6 +43,10 @@ class PartitionStatus(msgspec.Struct):
 class LogStatus(msgspec.Struct):
     partitions: list[PartitionStatus]
     groups: list[GroupStatus]
+    # From PostgreSQL (None without a database): messages kept raw and not yet recovered,
+    # replies Meta reported as failed, by error code.
+    unreadable_messages: int | None = None
+    failed_deliveries: dict[str, int] | None = None
 
 
 async def _lag(redis: Redis, stream: str, info: dict) -> int | None:
@@ -53,8 +58,27 @@ async def _lag(redis: Redis, stream: str, info: dict) -> int | None:
     return len(entries)
 
 
+async def _problem_counts(database_url: str) -> tuple[int, dict[str, int]]:
+    """Unreadable messages not yet recovered; replies Meta reported failed, by error code."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        unreadable = int(await connection.fetchval(
+            "SELECT count(*) FROM unreadable_messages "
+            "WHERE recovered_message_id IS NULL AND reason IS NOT NULL"))
+        failed = {str(r["error_code"]): int(r["n"]) for r in await connection.fetch(
+            "SELECT error_code, count(*) AS n FROM delivery_statuses "
+            "WHERE status = 'failed' GROUP BY error_code ORDER BY error_code")}
+    finally:
+        await connection.close()
+    return unreadable, failed
+
+
 async def read_status(redis: Redis, keys: Keys, database_url: str | None) -> LogStatus:
     checkpoints = await read_checkpoints_at(database_url) if database_url else {}
+    unreadable: int | None = None
+    failed: dict[str, int] | None = None
+    if database_url:
+        unreadable, failed = await _problem_counts(database_url)
     partitions: list[PartitionStatus] = []
     groups: list[GroupStatus] = []
     for partition in range(keys.partitions):
@@ -89,7 +113,8 @@ async def read_status(redis: Redis, keys: Keys, database_url: str | None) -> Log
                 last_delivered_id=as_text(info["last-delivered-id"]) or "0-0",
                 consumers=consumers,
             ))
-    return LogStatus(partitions=partitions, groups=groups)
+    return LogStatus(partitions=partitions, groups=groups, unreadable_messages=unreadable,
+                     failed_deliveries=failed)
 
 
 def format_status(status: LogStatus) -> str:
@@ -109,4 +134,13 @@ def format_status(status: LogStatus) -> str:
         lag = "?" if g.lag is None else str(g.lag)
         lines.append(f"{g.group:<12} {g.partition:>4} {lag:>8} {g.pending:>8} {oldest:>10}  "
                      f"{consumers}")
+    if status.unreadable_messages is not None:
+        lines.append("")
+        lines.append(f"unreadable messages kept raw (recovered by `mecove replay` once readable): "
+                     f"{status.unreadable_messages}")
+    if status.failed_deliveries is not None:
+        failed = ", ".join(f"code {code}: {n}" for code, n in status.failed_deliveries.items())
+        total = sum(status.failed_deliveries.values())
+        lines.append(f"replies Meta reported failed: {total}"
+                     + (f" ({failed})" if failed else ""))
     return "\n".join(lines)

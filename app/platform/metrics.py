@@ -28,3 +28,15 @@ LLM_SECONDS = Histogram(
 LLM_FALLBACKS = Counter("mecove_llm_fallbacks_total", "LLM answers replaced by the fallback",
                         ["purpose"])
 GRAPH_SENDS = Counter("mecove_graph_sends_total", "Graph API sends by outcome", ["outcome"])
+IDENTITY_LINKS = Counter("mecove_identity_links_total",
+                         "Phone or BSUID identities linked to a user for the first time")
+IDENTITY_CONFLICTS = Counter(
+    "mecove_identity_conflicts_total",
+    "Messages whose phone was already linked to another user than their BSUID's (first kept)")
+UNREADABLE_MESSAGES = Counter(
+    "mecove_unreadable_messages_total",
+    "Message objects kept raw because this version could not read them", ["reason"])
+DELIVERY_STATUSES = Counter("mecove_delivery_statuses_total",
+                            "Meta's status reports on our replies", ["status"])
+DELIVERY_FAILURES = Counter("mecove_delivery_failures_total",
+                            "Replies Meta reported as failed, by Meta's error code", ["code"])

@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     whatsapp_permanent_token: str | None = None
     whatsapp_api_base_url: str = "https://graph.facebook.com"
     whatsapp_api_version: str = "v21.0"
+    # Accept unsigned webhooks although replies really go out (MECOVE_ALLOW_UNSIGNED_WEBHOOKS).
+    allow_unsigned_webhooks: bool = False
     groq_api_key: str | None = None
     groq_base_url: str | None = None
     llm_config_path: str | None = None
@@ -152,6 +154,7 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
             _opt(env, "WHATSAPP_API_BASE_URL") or "https://graph.facebook.com"
         ).rstrip("/"),
         whatsapp_api_version=_opt(env, "WHATSAPP_API_VERSION") or "v21.0",
+        allow_unsigned_webhooks=_bool(env, "MECOVE_ALLOW_UNSIGNED_WEBHOOKS"),
         groq_api_key=_opt(env, "GROQ_API_KEY"),
         groq_base_url=_opt(env, "GROQ_BASE_URL"),
         llm_config_path=_opt(env, "MECOVE_LLM_CONFIG"),
@@ -169,6 +172,24 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         summary_wait_projection_ms=_int(env, "MECOVE_SUMMARY_WAIT_PROJECTION_MS", 10_000),
         consumer_name=env.get("MECOVE_CONSUMER_NAME", "").strip() or default_consumer_name(),
     )
+
+
+def require_signed_webhooks(settings: Settings) -> None:
+    """Refuse an ingress that would send real replies to unsigned, forgeable webhooks.
+
+    Raises SettingsError (one line naming WHATSAPP_APP_SECRET) when WhatsApp sending
+    credentials are set, no app secret is, and MECOVE_ALLOW_UNSIGNED_WEBHOOKS is not true.
+    Dry-run (no sending credentials) never needs a secret.
+    """
+    if settings.whatsapp_dry_run or settings.whatsapp_app_secret:
+        return
+    if settings.allow_unsigned_webhooks:
+        return
+    raise SettingsError(
+        "WHATSAPP_APP_SECRET is not set while WhatsApp sending credentials are: anyone could "
+        "forge webhooks that make this number message any phone. Set WHATSAPP_APP_SECRET "
+        "(Meta app dashboard > App settings > Basic), or MECOVE_ALLOW_UNSIGNED_WEBHOOKS=true "
+        "to accept unsigned webhooks on purpose")
 
 
 def load_settings(*, require_urls: bool = True) -> Settings:

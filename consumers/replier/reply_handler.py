@@ -142,8 +142,9 @@ class ReplyHandler(GroupHandler):
                 raise ReplyInDoubt("reply in doubt: another attempt holds the send")
             try:
                 outbound_id = await self.graph.send_text(
-                    message.channel_user_key, completion.text,
+                    message.sender_phone, completion.text,
                     message.source_message_id if contextual else None,
+                    recipient=message.sender_bsuid,
                 )
             except BaseException as exc:
                 # Meta answered with an error or never got the request: nothing was sent.

@@ -67,13 +67,18 @@ def classify(error: GraphError) -> GraphSendError:
     return GraphRetryableError(text) if is_retryable(error) else GraphPermanentError(text)
 
 
-def message_body(to: str, text: str, context_message_id: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "to": to,
-        "type": "text",
-        "text": {"body": text},
-    }
+def message_body(to: str | None, text: str, context_message_id: str | None,
+                 recipient: str | None = None) -> dict[str, Any]:
+    """The ``/messages`` body: ``to`` = the phone when known, else ``recipient`` = the BSUID."""
+    body: dict[str, Any] = {"messaging_product": "whatsapp"}
+    if to:
+        body["to"] = to
+    elif recipient:
+        body["recipient"] = recipient
+    else:
+        raise ValueError("a reply needs a phone number or a business-scoped user id")
+    body["type"] = "text"
+    body["text"] = {"body": text}
     if context_message_id:
         body["context"] = {"message_id": context_message_id}
     return body
@@ -91,11 +96,13 @@ class GraphClient:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
 
-    async def send_text(self, to: str, text: str, context_message_id: str | None) -> str | None:
-        """Send; returns Meta's outbound message id (None if a 200 carried none)."""
+    async def send_text(self, to: str | None, text: str, context_message_id: str | None,
+                        recipient: str | None = None) -> str | None:
+        """Send to the phone ``to``, else to the BSUID ``recipient``; returns Meta's outbound
+        message id (None if a 200 carried none)."""
         try:
             response = await self._client.post(
-                self._url, json=message_body(to, text, context_message_id)
+                self._url, json=message_body(to, text, context_message_id, recipient)
             )
         except httpx.TransportError as exc:
             raise GraphRetryableError(f"network error: {type(exc).__name__}") from exc

@@ -28,7 +28,8 @@ Switches (thread-safe, settable any time): ``latency_s``, ``malformed_json``, ``
 ``expected_phone_number_id`` (mismatch -> 400 code 100, subcode 33).
 
 Request validation mirrors Meta's: the body must be a JSON object with
-``messaging_product == "whatsapp"`` and a ``to``; a ``text`` message needs ``text.body``.
+``messaging_product == "whatsapp"`` and a ``to`` (phone) or ``recipient`` (BSUID); a ``text``
+message needs ``text.body``.
 Validation and auth failures are answered before a scripted response is consumed.
 
 "Confirmed sends" are requests answered HTTP 200 - including a 200 whose body was malformed
@@ -278,12 +279,15 @@ class FakeGraphApi(FakeHttpServer):
         return None
 
     def success_response(self, request: RecordedRequest) -> FakeResponse:
-        to = str(request.body["to"])
+        to = request.body.get("to")
+        # Meta answers a BSUID send with the BSUID as input and user_id (no wa_id).
+        contact = ({"input": str(to), "wa_id": re.sub(r"\D", "", str(to))} if to
+                   else {"input": request.body["recipient"], "user_id": request.body["recipient"]})
         return json_response(
             200,
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": re.sub(r"\D", "", to)}],
+                "contacts": [contact],
                 "messages": [{"id": f"wamid.FAKE{uuid.uuid4().hex.upper()}"}],
             },
         )
@@ -298,8 +302,10 @@ def _validate_message(body: Any) -> str | None:
         return "The request body must be a JSON object."
     if body.get("messaging_product") != "whatsapp":
         return "The parameter messaging_product is required and must be 'whatsapp'."
-    if not isinstance(body.get("to"), str) or not body["to"].strip():
-        return "The parameter to is required."
+    # ``to`` (a phone) or ``recipient`` (a business-scoped user id); with both, ``to`` wins.
+    addresses = [body.get(k) for k in ("to", "recipient") if body.get(k) is not None]
+    if not addresses or not all(isinstance(a, str) and a.strip() for a in addresses):
+        return "The parameter to or recipient is required."
     kind = body.get("type", "text")
     if kind == "text":
         text = body.get("text")

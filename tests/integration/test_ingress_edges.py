@@ -24,7 +24,7 @@ def _stream(settings: Settings) -> str:
 
 @pytest.mark.parametrize(
     ("file", "variant"),
-    [("message.json", "image"), ("message.json", "reaction"), ("message_status.json", "read"),
+    [("message.json", "image"), ("message.json", "reaction"),
      ("outgoing_message.json", "text"), ("system.json", "identity_change"),
      ("account_update.json", "account_deleted")],
 )
@@ -37,6 +37,18 @@ async def test_non_text_deliveries_get_200_and_no_event(
                                      headers=signed_headers(raw, "test-app-secret"))
     assert response.status_code == 200
     assert await redis.xlen(_stream(settings)) == 0
+
+
+async def test_a_status_delivery_gets_200_and_one_status_event(
+    settings: Settings, redis: Redis
+) -> None:
+    raw = encode(fixture_body("message_status.json", "read"))
+    async with ingress(settings) as client:
+        response = await client.post("/webhooks/whatsapp", content=raw,
+                                     headers=signed_headers(raw, "test-app-secret"))
+    assert response.status_code == 200
+    kinds = [fields[b"type"] for _, fields in await redis.xrange(_stream(settings))]
+    assert kinds == [b"DeliveryStatusReceived"]
 
 
 async def test_malformed_json_is_a_400(settings: Settings, redis: Redis) -> None:

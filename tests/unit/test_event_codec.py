@@ -18,7 +18,9 @@ from app.platform.eventlog.entries import (
 from schema.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
+    DeliveryStatusReceived,
     MessageReceived,
+    MessageUnreadable,
     ReplyFailed,
     ReplySent,
     SummaryCreated,
@@ -53,6 +55,23 @@ EVENTS = [
         range_start=AT - 7 * 86_400_000, range_end=AT, status="ok", summary_text="All good.",
         model_name="llama", prompt_version="v1", input_messages_count=12,
         input_hash="abc123", error=None,
+    ),
+    MessageReceived(
+        event_id="e-6", occurred_at=AT, user_id="u-2", identity_id="i-2", message_id="m-2",
+        channel="whatsapp", channel_user_key="US.13491208655302741918",
+        source_message_id="wamid.2", content_type="text", text="hi", client_timestamp=None,
+        received_at=AT, tracking_score=float(AT), phone=None, bsuid="US.13491208655302741918",
+        parent_bsuid="US.ENT.11815799212886844830", username="jane", recovered_from="e-7",
+    ),
+    MessageUnreadable(
+        event_id="e-7", occurred_at=AT, reason="no usable sender",
+        raw_message='{"id":"wamid.3","type":"text"}', raw_contacts=None, received_at=AT,
+    ),
+    DeliveryStatusReceived(
+        event_id="e-8", occurred_at=AT, outbound_message_id="wamid.out", status="failed",
+        status_at=1_700_000_000, recipient="US.13491208655302741918",
+        recipient_bsuid="US.13491208655302741918", error_code=131047,
+        error_title="Re-engagement message", received_at=AT,
     ),
 ]
 EVENT_IDS = [type(e).__name__ for e in EVENTS]
@@ -212,3 +231,15 @@ def test_a_position_turns_back_into_its_entry_id(entry_id: str) -> None:
 def test_a_redis_reply_reads_as_text_whether_bytes_or_str(reply: bytes | str | None,
                                                          text: str | None) -> None:
     assert as_text(reply) == text
+
+
+def test_a_message_of_before_bsuids_is_answered_at_its_phone() -> None:
+    message = EVENTS[0]
+    assert isinstance(message, MessageReceived)
+    assert (message.sender_phone, message.sender_bsuid) == ("+919130099484", None)
+
+
+def test_a_username_user_is_answered_at_the_bsuid() -> None:
+    message = EVENTS[5]
+    assert isinstance(message, MessageReceived)
+    assert (message.sender_phone, message.sender_bsuid) == (None, "US.13491208655302741918")

@@ -147,7 +147,9 @@ def test_the_text_fixture_gives_its_sender_with_a_plus_and_its_body() -> None:
 
     assert len(parsed.texts) == 1
     text = parsed.texts[0]
-    assert text.sender == "+972987654321"
+    assert text.sender.phone == "+972987654321"
+    assert text.sender.bsuid == "US.13491208655302741918"
+    assert text.sender.parent_bsuid == "US.ENT.11815799212886844830"
     assert text.wamid == "wamid.xyzxyz"
     assert text.text == "Body Text"
     assert text.client_timestamp == 1697043223
@@ -187,16 +189,18 @@ def test_several_entries_and_several_changes_are_all_read_in_order() -> None:
     parsed = parse_webhook(encode(body))
 
     assert [t.text for t in parsed.texts] == ["e0 c0", "e0 c1", "e1 c0", "e1 c0 bis"]
-    assert [t.sender for t in parsed.texts] == ["+" + SENDER] * 2 + ["+14155550100"] * 2
+    assert [t.sender.phone for t in parsed.texts] == ["+" + SENDER] * 2 + ["+14155550100"] * 2
 
 
-def test_statuses_are_counted_as_ignored() -> None:
+def test_delivery_statuses_are_read_as_statuses() -> None:
     body = _webhook([_change(statuses=[_status("wamid.1"), _status("wamid.2", "read")])])
 
     parsed = parse_webhook(encode(body))
 
     assert parsed.texts == []
-    assert parsed.ignored == 2
+    assert [(s.outbound_message_id, s.status) for s in parsed.statuses] == [
+        ("wamid.1", "delivered"), ("wamid.2", "read")]
+    assert parsed.ignored == 0
     assert not parsed.unknown_shape
 
 
@@ -211,7 +215,8 @@ def test_non_text_messages_are_counted_as_ignored_beside_the_texts() -> None:
     parsed = parse_webhook(encode(body))
 
     assert [t.wamid for t in parsed.texts] == ["wamid.t"]
-    assert parsed.ignored == 2
+    assert parsed.ignored == 1  # the image; the status is read as a status
+    assert len(parsed.statuses) == 1
 
 
 def test_a_change_without_a_value_is_counted_as_ignored() -> None:
@@ -295,44 +300,76 @@ def test_a_whatsapp_webhook_with_no_entries_is_not_an_unknown_shape() -> None:
     assert parsed.texts == []
 
 
-@pytest.mark.parametrize(
-    "broken",
-    [
-        {"from": SENDER, "id": "wamid.bad", "type": "text", "text": 5},
-        {"from": SENDER, "id": "wamid.bad", "type": "text", "text": {"body": 5}},
-        {"from": SENDER, "id": "wamid.bad", "type": "text", "text": {}},
-        {"from": SENDER, "id": "wamid.bad", "type": "text"},
-        {"from": 919130099484, "id": "wamid.bad", "type": "text", "text": {"body": "x"}},
-        {"from": SENDER, "id": 7, "type": "text", "text": {"body": "x"}},
-        {"from": SENDER, "id": "", "type": "text", "text": {"body": "x"}},
-        {"from": SENDER, "type": "text", "text": {"body": "x"}},
-        {"from": SENDER, "id": "wamid.bad", "type": 1, "text": {"body": "x"}},
-        {"from": SENDER, "id": "wamid.bad", "type": "text", "timestamp": 17,
-         "text": {"body": "x"}},
-        {"from": "not a phone", "id": "wamid.bad", "type": "text", "text": {"body": "x"}},
-        {"from": "", "id": "wamid.bad", "type": "text", "text": {"body": "x"}},
-        "a string instead of a message",
-        42,
-        None,
-        [],
-    ],
-    ids=["text-is-a-number", "body-is-a-number", "text-without-body", "text-missing",
-         "from-is-a-number", "id-is-a-number", "id-empty", "id-missing", "type-is-a-number",
-         "timestamp-is-a-number", "from-not-a-phone", "from-empty", "message-is-a-string",
-         "message-is-a-number", "message-is-null", "message-is-a-list"],
-)
-def test_a_message_of_the_wrong_shape_is_ignored_while_its_valid_sibling_is_kept(
-    broken: Any,
+# Each oddly shaped message object between two good ones: what becomes of it. "text" = read
+# as a text (optional metadata never costs a message), "unreadable" = kept raw as an event.
+ODD_MESSAGES: list[tuple[str, Any, str]] = [
+    ("text-is-a-number", {"from": SENDER, "id": "wamid.odd", "type": "text", "text": 5},
+     "unreadable"),
+    ("body-is-a-number", {"from": SENDER, "id": "wamid.odd", "type": "text",
+                          "text": {"body": 5}}, "unreadable"),
+    ("text-without-body", {"from": SENDER, "id": "wamid.odd", "type": "text", "text": {}},
+     "unreadable"),
+    ("text-missing", {"from": SENDER, "id": "wamid.odd", "type": "text"}, "unreadable"),
+    ("from-is-a-number", {"from": 919130099484, "id": "wamid.odd", "type": "text",
+                          "text": {"body": "x"}}, "text"),
+    ("id-is-a-number", {"from": SENDER, "id": 7, "type": "text", "text": {"body": "x"}},
+     "text"),
+    ("id-empty", {"from": SENDER, "id": "", "type": "text", "text": {"body": "x"}},
+     "unreadable"),
+    ("id-missing", {"from": SENDER, "type": "text", "text": {"body": "x"}}, "unreadable"),
+    ("type-is-a-number", {"from": SENDER, "id": "wamid.odd", "type": 1,
+                          "text": {"body": "x"}}, "ignored"),
+    ("type-missing-with-a-text", {"from": SENDER, "id": "wamid.odd", "text": {"body": "x"}},
+     "text"),
+    ("timestamp-is-a-number", {"from": SENDER, "id": "wamid.odd", "type": "text",
+                               "timestamp": 1700000000, "text": {"body": "x"}}, "text"),
+    ("timestamp-is-a-float", {"from": SENDER, "id": "wamid.odd", "type": "text",
+                              "timestamp": 1700000000.5, "text": {"body": "x"}}, "text"),
+    ("timestamp-is-an-object", {"from": SENDER, "id": "wamid.odd", "type": "text",
+                                "timestamp": {"s": 1}, "text": {"body": "x"}}, "text"),
+    ("extra-keys", {"from": SENDER, "id": "wamid.odd", "type": "text", "text": {"body": "x"},
+                    "from_logical_id": "95000398405635", "new_field": [1, {"a": None}]}, "text"),
+    ("from-not-a-phone", {"from": "not a phone", "id": "wamid.odd", "type": "text",
+                          "text": {"body": "x"}}, "unreadable"),
+    ("from-empty", {"from": "", "id": "wamid.odd", "type": "text", "text": {"body": "x"}},
+     "unreadable"),
+    ("from-empty-with-a-bsuid", {"from": "", "from_user_id": "US.13491208655302741918",
+                                 "id": "wamid.odd", "type": "text", "text": {"body": "x"}},
+     "text"),
+    ("bsuid-only", {"from_user_id": "US.13491208655302741918", "id": "wamid.odd",
+                    "type": "text", "text": {"body": "x"}}, "text"),
+    ("bsuid-is-a-number", {"from_user_id": 13491208655302741918, "id": "wamid.odd",
+                           "type": "text", "text": {"body": "x"}}, "unreadable"),
+    ("image-named-only-by-the-contacts", {"id": "wamid.odd", "type": "image",
+                                          "image": {"id": "1"}}, "ignored"),
+    ("text-named-only-by-the-contacts", {"id": "wamid.odd", "type": "text",
+                                         "text": {"body": "x"}}, "text"),
+    ("message-is-a-string", "a string instead of a message", "unreadable"),
+    ("message-is-a-number", 42, "unreadable"),
+    ("message-is-null", None, "unreadable"),
+    ("message-is-a-list", [], "unreadable"),
+]
+
+
+@pytest.mark.parametrize(("odd", "outcome"), [(m, o) for _, m, o in ODD_MESSAGES],
+                         ids=[name for name, _, _ in ODD_MESSAGES])
+def test_an_oddly_shaped_message_is_read_or_kept_raw_beside_its_valid_siblings(
+    odd: Any, outcome: str,
 ) -> None:
     good_before = text_message(SENDER, "before", wamid="wamid.before")
     good_after = text_message(SENDER, "after", wamid="wamid.after")
     body = delivery(good_before, good_after)
-    body["entry"][0]["changes"][0]["value"]["messages"].insert(1, broken)
+    body["entry"][0]["changes"][0]["value"]["messages"].insert(1, odd)
 
     parsed = parse_webhook(encode(body))
 
-    assert [t.wamid for t in parsed.texts] == ["wamid.before", "wamid.after"]
-    assert parsed.ignored == 1
+    kept = ["wamid.before", "wamid.odd", "wamid.after"] if outcome == "text" \
+        else ["wamid.before", "wamid.after"]
+    assert [t.wamid if t.wamid != "7" else "wamid.odd" for t in parsed.texts] == kept
+    assert len(parsed.unreadable) == (1 if outcome == "unreadable" else 0)
+    assert parsed.ignored == (1 if outcome == "ignored" else 0)
+    if outcome == "unreadable":
+        assert json.loads(parsed.unreadable[0].raw_message) == odd
 
 
 def test_a_huge_top_level_string_is_an_unknown_shape() -> None:
@@ -448,7 +485,7 @@ def test_the_event_carries_the_text_and_the_raw_message() -> None:
     assert event.raw_payload == message
 
 
-def test_no_texts_give_no_events() -> None:
+def test_no_texts_give_noevents_from_texts() -> None:
     assert events_from_texts([], RECEIVED_AT) == []
 
 

@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import msgspec
+import pytest
+
 from projections.row_changes import RowChanges, columns, ms_to_datetime
 from schema.events import (
     SCHEMA_VERSION,
+    DeliveryStatusReceived,
     MessageReceived,
+    MessageUnreadable,
     ReplyFailed,
     ReplySent,
     SummaryCreated,
     SummaryRequested,
     encode_body,
 )
+from schema.ids import identity_id_for
 
 AT = 1_700_000_000_123
 AT_DT = datetime(2023, 11, 14, 22, 13, 20, 123_000, tzinfo=UTC)
@@ -58,7 +64,8 @@ def test_a_message_received_gives_one_user_one_identity_and_one_message_row() ->
     changes.add(0, "1700000000000-0", _received(raw={"id": "wamid.1", "x": [1]}))
 
     assert changes.users == {"u-1": AT_DT}
-    assert changes.identities == {"i-1": ("u-1", "whatsapp", "+919130099484", AT_DT)}
+    assert changes.identities == {
+        "i-1": ("u-1", "whatsapp", "+919130099484", AT_DT, "phone", None, None)}
     assert list(changes.messages) == ["m-1"]
     user, identity, received, client, content_type, text, raw, wamid = changes.messages["m-1"]
     assert (user, identity, received) == ("u-1", "i-1", AT_DT)
@@ -115,7 +122,7 @@ def test_a_reply_sent_gives_a_reply_update_of_its_message() -> None:
     changes = RowChanges()
     changes.add(0, "1-0", _reply("m-1", "hello back", AT + 500))
 
-    assert changes.replies == {"m-1": (ms_to_datetime(AT + 500), "hello back")}
+    assert changes.replies == {"m-1": (ms_to_datetime(AT + 500), "hello back", "wamid.out")}
     assert changes.messages == {}
     assert changes.users == {}
 
@@ -125,7 +132,7 @@ def test_the_later_reply_of_a_batch_wins() -> None:
     changes.add(0, "1-0", _reply("m-1", "first", AT + 1))
     changes.add(0, "1-1", _reply("m-1", "second", AT + 2))
 
-    assert changes.replies == {"m-1": (ms_to_datetime(AT + 2), "second")}
+    assert changes.replies == {"m-1": (ms_to_datetime(AT + 2), "second", "wamid.out")}
 
 
 def test_a_summary_created_gives_a_summary_row() -> None:
@@ -203,3 +210,75 @@ def test_columns_of_message_rows_line_up_with_their_ids() -> None:
     assert cols[6] == ["text 1", "text 2"]
     assert cols[8] == ["wamid.1", "wamid.2"]
     assert all(len(c) == 2 for c in cols)
+
+
+BSUID = "US.13491208655302741918"
+
+
+def _linked(n: int, *, phone: str | None, username: str | None = None) -> MessageReceived:
+    key = phone or BSUID
+    return MessageReceived(
+        event_id=f"e-l{n}", occurred_at=AT + n, user_id="u-1",
+        identity_id=identity_id_for("whatsapp", key), message_id=f"m-l{n}", channel="whatsapp",
+        channel_user_key=key, source_message_id=f"wamid.l{n}", content_type="text",
+        text="x", client_timestamp=None, received_at=AT + n, tracking_score=float(AT + n),
+        phone=phone, bsuid=BSUID, parent_bsuid="US.ENT.1", username=username,
+    )
+
+
+def test_a_message_naming_a_phone_and_a_bsuid_gives_both_identities_of_one_user() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _linked(1, phone="+919130099484", username="jane"))
+
+    phone_row = changes.identities[identity_id_for("whatsapp", "+919130099484")]
+    bsuid_row = changes.identities[identity_id_for("whatsapp", BSUID)]
+    assert phone_row[0] == bsuid_row[0] == "u-1"
+    assert (phone_row[4], bsuid_row[4]) == ("phone", "bsuid")
+    assert bsuid_row[5:] == ("US.ENT.1", "jane")
+
+
+def test_the_latest_username_given_is_kept_and_a_missing_one_erases_nothing() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _linked(1, phone=None, username="jane"))
+    changes.add(0, "1-1", _linked(2, phone=None, username="jane_doe"))
+    changes.add(0, "1-2", _linked(3, phone=None, username=None))
+
+    assert changes.identities[identity_id_for("whatsapp", BSUID)][6] == "jane_doe"
+
+
+def test_a_message_unreadable_gives_an_unreadable_row_and_its_recovery_marks_it() -> None:
+    unreadable = MessageUnreadable(event_id="u-e", occurred_at=AT, reason="no usable sender",
+                                   raw_message='{"id":"w"}', raw_contacts=None, received_at=AT)
+    recovered = msgspec.structs.replace(_received(1), recovered_from="u-e")
+    changes = RowChanges()
+    changes.add(0, "1-0", recovered)  # the marker may come first: another partition
+    changes.add(1, "1-0", unreadable)
+
+    assert changes.unreadable == {"u-e": (AT_DT, "no usable sender", '{"id":"w"}', None)}
+    assert changes.recovered == {"u-e": "m-1"}
+
+
+def _status(status: str, code: int | None = None) -> DeliveryStatusReceived:
+    return DeliveryStatusReceived(
+        event_id=f"s-{status}", occurred_at=AT, outbound_message_id="wamid.out", status=status,
+        status_at=1_700_000_000, recipient=BSUID, recipient_bsuid=BSUID, error_code=code,
+        error_title=None, received_at=AT)
+
+
+@pytest.mark.parametrize("order", [("sent", "delivered", "read"), ("read", "sent", "delivered"),
+                                   ("delivered", "read", "sent")])
+def test_statuses_in_any_order_leave_the_furthest_one(order: tuple[str, ...]) -> None:
+    changes = RowChanges()
+    for index, status in enumerate(order):
+        changes.add(0, f"1-{index}", _status(status))
+
+    assert changes.statuses["wamid.out"][:2] == ("read", 3)
+
+
+def test_a_failed_status_keeps_its_error_code() -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", _status("sent"))
+    changes.add(0, "1-1", _status("failed", 131047))
+
+    assert changes.statuses["wamid.out"][0] == "failed"
+    assert changes.statuses["wamid.out"][5] == 131047

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from app.platform.settings import SettingsError, settings_from_env
@@ -166,3 +171,44 @@ def test_whatsapp_sends_for_real_with_phone_number_id_and_token() -> None:
                                       WHATSAPP_PERMANENT_TOKEN="tok"))
 
     assert not settings.whatsapp_dry_run
+
+
+SENDING = {"DATABASE_URL": "postgresql://u@127.0.0.1:1/db", "REDIS_URL": "redis://127.0.0.1:1/0",
+           "WHATSAPP_PHONE_NUMBER_ID": "1122334455667", "WHATSAPP_PERMANENT_TOKEN": "token"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [({}, True), ({"WHATSAPP_APP_SECRET": "s"}, False),
+     ({"MECOVE_ALLOW_UNSIGNED_WEBHOOKS": "true"}, False)],
+    ids=["sending-without-secret", "sending-with-secret", "unsigned-on-purpose"],
+)
+def test_an_ingress_that_sends_replies_needs_signed_webhooks(
+    extra: dict[str, str], refused: bool
+) -> None:
+    from app.platform.settings import require_signed_webhooks
+
+    settings = settings_from_env({**SENDING, **extra})
+    if refused:
+        with pytest.raises(SettingsError, match="WHATSAPP_APP_SECRET"):
+            require_signed_webhooks(settings)
+    else:
+        require_signed_webhooks(settings)
+
+
+def test_a_dry_run_ingress_needs_no_secret() -> None:
+    from app.platform.settings import require_signed_webhooks
+
+    env = {k: v for k, v in SENDING.items() if not k.startswith("WHATSAPP")}
+    require_signed_webhooks(settings_from_env(env))
+
+
+@pytest.mark.parametrize("command", ["api", "up"])
+def test_mecove_refuses_to_start_unsigned_with_one_line(command: str, tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), **SENDING}
+    result = subprocess.run([sys.executable, "-m", "app.cli", command], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert len(lines) == 1 and "WHATSAPP_APP_SECRET" in lines[0]

@@ -1,0 +1,153 @@
+"""Who wrote: one user per person, whether Meta names them by phone, by BSUID, or both.
+
+Links live in Redis under one fixed hash tag (``{prefix}:{ids}:bsuid:<bsuid>`` and
+``{prefix}:{ids}:phone:<e164>``, value = user id), written once and never changed. One Lua
+script reads and creates the links of a whole delivery atomically, before its events are
+appended; the decided user id and identities travel in the MessageReceived event, so the
+projections and replay copy the decision and never take it again. A crash between resolving
+and appending is harmless: Meta redelivers and the links resolve the same way.
+
+The rule (docs/decisions/0007-user-identities.md): the BSUID's user if the BSUID is linked,
+else the phone's user if the phone is linked, else a new user whose id derives from the phone
+when there is one (as it always did), else from the BSUID. Unlinked identities of the message
+are then linked to that user. A phone already linked to another user is left alone (the first
+link wins): the message goes to the BSUID's user without that phone, logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from app.platform.metrics import IDENTITY_CONFLICTS, IDENTITY_LINKS
+from schema.ids import identity_id_for, user_id_for
+
+log = logging.getLogger("mecove.identities")
+
+CHANNEL = "whatsapp"
+
+# Per sender i (1-based), KEYS[2i-1] is its BSUID link, KEYS[2i] its phone link;
+# ARGV[3i-2] / ARGV[3i-1] say whether the sender has a BSUID / a phone ('1' or '0'),
+# ARGV[3i] is the user id for a person seen for the first time.
+# Returns per sender {user id, phone state, links created}; phone state is 'linked', 'none'
+# or 'conflict' (the phone belongs to another user).
+RESOLVE_IDENTITIES_LUA = """
+local results = {}
+for i = 1, #KEYS / 2 do
+  local bsuid_key = KEYS[2 * i - 1]
+  local phone_key = KEYS[2 * i]
+  local has_bsuid = ARGV[3 * i - 2] == '1'
+  local has_phone = ARGV[3 * i - 1] == '1'
+  local new_user = ARGV[3 * i]
+  local created = 0
+  local user = false
+  if has_bsuid then user = redis.call('GET', bsuid_key) end
+  local phone_user = false
+  if has_phone then phone_user = redis.call('GET', phone_key) end
+  if not user then user = phone_user or new_user end
+  if has_bsuid and redis.call('SET', bsuid_key, user, 'NX') then created = created + 1 end
+  local phone_state = 'none'
+  if has_phone then
+    if not phone_user then
+      redis.call('SET', phone_key, user)
+      created = created + 1
+      phone_state = 'linked'
+    elseif phone_user == user then
+      phone_state = 'linked'
+    else
+      phone_state = 'conflict'
+    end
+  end
+  results[i] = {user, phone_state, created}
+end
+return results
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """How Meta named the writer of a message; at least one of phone and bsuid is set."""
+
+    phone: str | None  # E.164 with +
+    bsuid: str | None
+    parent_bsuid: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The user a sender is, and which of its identities belong to that user."""
+
+    user_id: str
+    phone: str | None  # None when absent, or when it is linked to another user
+    bsuid: str | None
+
+
+def first_user_id(sender: Sender) -> str:
+    """The id of a person seen for the first time: from the phone when given, so that users
+    known by phone before BSUIDs existed keep their id; else from the BSUID."""
+    key = sender.phone or sender.bsuid
+    assert key is not None
+    return user_id_for(identity_id_for(CHANNEL, key))
+
+
+def first_sighting(sender: Sender) -> Resolution:
+    """The resolution of a sender none of whose identities is linked yet."""
+    return Resolution(user_id=first_user_id(sender), phone=sender.phone, bsuid=sender.bsuid)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityKeys:
+    prefix: str
+
+    def bsuid(self, bsuid: str) -> str:
+        return f"{self.prefix}:{{ids}}:bsuid:{bsuid}"
+
+    def phone(self, phone: str) -> str:
+        return f"{self.prefix}:{{ids}}:phone:{phone}"
+
+    def unused(self) -> str:
+        """Stands in for an identity a sender lacks: same slot, never read or written."""
+        return f"{self.prefix}:{{ids}}:none"
+
+
+class IdentityLinks:
+    """Resolves senders to users, creating links atomically (one script call per delivery)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.keys = IdentityKeys(prefix)
+        self._resolve = redis.register_script(RESOLVE_IDENTITIES_LUA)
+
+    async def resolve(self, senders: Sequence[Sender]) -> list[Resolution]:
+        """One Resolution per sender, in order; raises RedisError when Redis is unreachable."""
+        if not senders:
+            return []
+        keys: list[str] = []
+        args: list[str] = []
+        for sender in senders:
+            keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
+                     self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
+            args += ["1" if sender.bsuid else "0", "1" if sender.phone else "0",
+                     first_user_id(sender)]
+        replies = await self._resolve(keys=keys, args=args)
+        resolutions: list[Resolution] = []
+        for sender, (raw_user, raw_state, created) in zip(senders, replies, strict=True):
+            user_id = raw_user.decode() if isinstance(raw_user, bytes) else str(raw_user)
+            state = raw_state.decode() if isinstance(raw_state, bytes) else str(raw_state)
+            if int(created):
+                IDENTITY_LINKS.inc(int(created))
+            if state == "conflict":
+                IDENTITY_CONFLICTS.inc()
+                log.warning("phone already linked to another user; kept the first link and "
+                            "answered through the BSUID", extra={"fields": {
+                                "user_id": user_id,
+                                "identity_id": identity_id_for(CHANNEL, sender.phone or "")}})
+            resolutions.append(Resolution(
+                user_id=user_id,
+                phone=sender.phone if state == "linked" else None,
+                bsuid=sender.bsuid,
+            ))
+        return resolutions
