@@ -12,9 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from app.ingress import parse_webhook as parser
-from app.ingress.app_factory import event_log_for
 from app.ingress.recovery import recover_unreadable
 from app.operations.log_status import read_status
+from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.keys import Keys
 from app.platform.identities import IdentityLinks
 from app.platform.settings import Settings
@@ -109,7 +110,7 @@ async def test_a_phone_and_a_bsuid_linked_by_one_webhook_are_one_user_in_either_
     assert {i["user_id"] for i in identities} == {users[0]["id"]}
     assert identities[0]["username"] == "jane"
     # One user, one conversation: the contextual ZSET holds all three messages.
-    keys = Keys(settings.key_prefix, 1)
+    keys = ConversationKeys(Keys(settings.key_prefix, 1))
     assert await redis.zcard(keys.tracking(0, str(users[0]["id"]))) == 3
 
 
@@ -214,7 +215,7 @@ async def test_an_unreadable_message_is_kept_counted_and_recovered_once_readable
     original = parser.as_phone
     monkeypatch.setattr(parser, "as_phone", lambda value: original(
         value.get("phone") if isinstance(value, dict) else value))
-    event_log = event_log_for(settings, redis)
+    event_log = EventLog.from_settings(settings, redis)
     links = IdentityLinks(redis, settings.key_prefix)
     async with pool.acquire() as connection:
         first = await recover_unreadable(connection, links, event_log)
