@@ -2,7 +2,7 @@
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
-from schema.piccolo_conf import DB
+from schema.migrations.ddl_migration import ddl_migration
 
 ID = "2026-12-01T10:00:00:000000"
 VERSION = "1.38.0"
@@ -40,11 +40,4 @@ STATEMENTS = (
 
 
 async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="mecove", description=DESCRIPTION)
-
-    async def apply() -> None:
-        for statement in STATEMENTS:
-            await DB.run_ddl(statement)
-
-    manager.add_raw(apply)
-    return manager
+    return ddl_migration(ID, DESCRIPTION, STATEMENTS)
