@@ -1,7 +1,6 @@
-"""The projection tables (the seed's §2.3) plus the checkpoint and the event archive.
-
-Column names are snake_case versions of the seed's camelCase names. Unique keys and indexes
-are created by the migration in ``schema/migrations``.
+"""The projection tables (users, identities, messages, summaries…), the checkpoint and the
+event archive. Column names are snake_case; unique keys and indexes are created by the
+migrations in ``schema/migrations``.
 """
 
 from piccolo.columns import (

@@ -6,7 +6,7 @@ from schema.migrations.ddl_migration import ddl_migration
 
 ID = "2026-11-27T16:40:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "initial tables with the seed's unique keys and indexes"
+DESCRIPTION = "initial tables with their unique keys and indexes"
 
 STATEMENTS = (
     """CREATE TABLE users (

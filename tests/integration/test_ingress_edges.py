@@ -1,4 +1,4 @@
-"""The ingress answers every kind of input as SPEC §5 says, and never with a 500."""
+"""The ingress answers every kind of input as the README's HTTP table says, and never with a 500."""
 
 from __future__ import annotations
 

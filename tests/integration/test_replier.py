@@ -1,4 +1,4 @@
-"""The replier: LLM text to the Graph API, contextual by the seed's rule, at most one send."""
+"""The replier: LLM text to the Graph API, contextual by the reply-mode rule, at most one send."""
 
 from __future__ import annotations
 

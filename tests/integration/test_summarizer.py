@@ -128,7 +128,7 @@ async def test_messages_older_than_seven_days_are_excluded_and_the_range_is_exac
     assert int(summary["range_start"].timestamp() * 1000) == now - 7 * DAY_MS
 
 
-async def test_llm_down_writes_the_seed_text_with_fallback_status_and_the_error(
+async def test_llm_down_writes_the_plain_summary_with_fallback_status_and_the_error(
     settings: Settings, redis: Redis, pool: asyncpg.Pool, groq: FakeGroqApi
 ) -> None:
     groq.fail_always(503)

@@ -33,6 +33,6 @@ def test_the_input_hash_depends_on_ids_texts_and_order() -> None:
     assert input_hash([SummaryInput("ab", "c", 0)]) != input_hash([SummaryInput("a", "bc", 0)])
 
 
-def test_the_range_is_the_last_seven_days_and_the_fallback_is_the_seeds() -> None:
+def test_the_range_is_the_last_seven_days_and_the_fallback_is_the_plain_summary() -> None:
     assert summary_range(10 * RANGE_MS) == (9 * RANGE_MS, 10 * RANGE_MS)
     assert fallback_text(3) == "Summary generated for 3 messages."

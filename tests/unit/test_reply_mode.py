@@ -19,7 +19,7 @@ RECEIVED = 1_700_000_000_000
         (1, 60_000, ReplyMode.CONTEXTUAL),
     ],
 )
-def test_the_seed_rule_decides_the_reply_mode(
+def test_the_contextual_rule_decides_the_reply_mode(
     messages_after: int, elapsed_ms: int, expected: ReplyMode
 ) -> None:
     assert decide_reply_mode(messages_after, RECEIVED, RECEIVED + elapsed_ms) is expected
