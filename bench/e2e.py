@@ -32,6 +32,7 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target, percentile
@@ -41,7 +42,6 @@ from bench.processes import (
     Service,
     clean_env,
     cpu_seconds,
-    free_port,
     mecove_command,
     read_listening_line,
     rss_mb,

@@ -30,6 +30,7 @@ from pathlib import Path
 import msgspec
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
@@ -39,7 +40,6 @@ from bench.processes import (
     Service,
     clean_env,
     cpu_seconds,
-    free_port,
     mecove_command,
     start_py_spy,
     wait_for_http,

@@ -15,9 +15,9 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.faults.ledger import dedupe_marks
 from tests.faults.pipeline import Pipeline
 from tests.service import ingress

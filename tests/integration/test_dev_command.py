@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from schema.events import ReplySent, decode_event
-from tests.conftest import free_port
 from tests.processes import ROOT, start_mecove, stop, wait_for_http
 from tests.service import eventually
 from tests.webhooks import delivery, encode, signed_headers, text_message

@@ -11,9 +11,9 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.service import ingress
 from tests.webhooks import delivery, encode, fixture_body, signed_headers, text_message
 

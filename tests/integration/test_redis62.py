@@ -16,11 +16,11 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.operations.log_status import read_status
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_runtime import ensure_group
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import dead_letters, events_of_type, replier
 from tests.service import consumers, eventually, ingress

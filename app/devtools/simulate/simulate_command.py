@@ -97,7 +97,7 @@ class ServiceUnderSimulation:
 
     def __init__(self, settings: Settings, options: SimulateOptions, graph_url: str,
                  secret: str) -> None:
-        from app.devtools.embedded.server_process import free_port
+        from app.devtools.ports import free_port
 
         self.settings = settings
         self.options = options
