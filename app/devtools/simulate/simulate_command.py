@@ -51,7 +51,7 @@ from app.devtools.simulate.transcript import (
     summary_lines,
     user_line,
 )
-from app.devtools.simulated_graph_api import FakeGraphApi, ReceivedSend
+from app.devtools.simulated_graph_api import ReceivedSend, SimulatedGraphApi
 from app.platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -326,8 +326,8 @@ async def simulate(settings: Settings, options: SimulateOptions, plan: list[Plan
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     replies: asyncio.Queue[ReceivedSend] = asyncio.Queue()
-    graph = FakeGraphApi(lambda send: loop.call_soon_threadsafe(replies.put_nowait, send),
-                         port=options.graph_port).start()
+    graph = SimulatedGraphApi(lambda send: loop.call_soon_threadsafe(replies.put_nowait, send),
+                              port=options.graph_port).start()
     service: ServiceUnderSimulation | None = None
     secret = settings.whatsapp_app_secret
     traffic = options.traffic
