@@ -36,6 +36,14 @@ from app.devtools.ports import free_port
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target, percentile
+from bench.numbered_messages import (
+    APP_SECRET,
+    PHONE_NUMBER_ID,
+    WEBHOOK_PATH,
+    SignedBody,
+    received_events,
+    signed_bodies,
+)
 from bench.processes import (
     BenchError,
     ProcessSet,
@@ -51,14 +59,6 @@ from bench.processes import (
 from bench.raw_http import HttpError, RawHttpClient
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.standalone import run_standalone
-from bench.webhook_bodies import (
-    APP_SECRET,
-    PHONE_NUMBER_ID,
-    WEBHOOK_PATH,
-    SignedBody,
-    received_events,
-    signed_bodies,
-)
 
 GRAPH_TOKEN = "bench-graph-token"
 GROQ_KEY = "bench-groq-key"

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
+from bench.numbered_messages import received_events
 from bench.processes import (
     BenchError,
     ProcessSet,
@@ -41,7 +42,6 @@ from bench.processes import (
 )
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.standalone import run_standalone
-from bench.webhook_bodies import received_events
 from projections.projector import PROJECTION
 from projections.row_changes import RowChanges, entry_position
 from schema.events import MessageReceived, encode_event

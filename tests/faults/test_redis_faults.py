@@ -23,6 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import signed_headers
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from tests.faults.fault_table import FaultRow, FaultTable
@@ -39,7 +40,6 @@ from tests.faults.traffic import (
     soak_plan,
 )
 from tests.service import ingress
-from tests.webhooks import signed_headers
 
 pytestmark = pytest.mark.slow
 

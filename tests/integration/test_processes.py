@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from tests.fakes.graph_api import FakeGraphApi
@@ -20,7 +21,6 @@ from tests.fakes.groq_api import FakeGroqApi
 from tests.integration.consumer_helpers import events_of_type
 from tests.processes import env_for, start_mecove, stop, wait_for_http
 from tests.service import eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 pytestmark = pytest.mark.slow
 

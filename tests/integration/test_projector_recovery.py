@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
@@ -14,7 +15,6 @@ from projections.projector import Projector, read_checkpoint
 from schema.events import ReplySent, SummaryCreated, decode_event
 from schema.ids import event_id_for
 from tests.service import consumers, eventually
-from tests.webhooks import delivery, encode, text_message
 
 
 async def _append_texts(redis: Redis, settings: Settings, count: int, sender: str) -> list:

@@ -17,6 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.operations.log_status import read_status
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_runtime import ensure_group
@@ -24,7 +25,6 @@ from app.platform.settings import Settings
 from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import dead_letters, events_of_type, replier
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 
 def _redis62_binary() -> Path:
