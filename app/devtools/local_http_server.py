@@ -66,7 +66,8 @@ class LocalHttpServer:
     """Serve ``handle`` on ``host:port`` (port 0: a free one) from ``start()`` to ``stop()``.
 
     ``handle`` runs on the server's threads, one per connection. If it raises, the traceback is
-    printed and the client gets a 500 naming the server and the exception.
+    printed and the client gets a 500 naming the server and the exception. Stand-ins subclass
+    this and pass one of their own methods as ``handle``.
     """
 
     def __init__(
@@ -144,7 +145,7 @@ class LocalHttpServer:
         """``http://HOST:PORT`` (no trailing slash); RuntimeError before ``start()``."""
         return f"http://{self.host}:{self.port}"
 
-    def answer(self, request: HttpRequest) -> HttpAnswer:
+    def respond(self, request: HttpRequest) -> HttpAnswer:
         """``handle(request)``, or a 500 that names the crash (printed too) if it raised."""
         try:
             return self.handle(request)
@@ -223,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.close_connection = True
             return
-        answer = self.server.owner.answer(
+        answer = self.server.owner.respond(
             HttpRequest(self.command, self.path, self._lowered_headers(), raw)
         )
         if answer.drop:

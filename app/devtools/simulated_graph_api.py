@@ -16,8 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.devtools.graph_wire import (
@@ -45,34 +44,14 @@ class ReceivedSend:
     received_at: float  # the stand-in's clock (time.monotonic by default)
 
 
-class SimulatedGraphApi:
+class SimulatedGraphApi(LocalHttpServer):
     """Serve from ``start()`` until ``stop()``; ``on_send`` is called from the server's threads."""
 
     def __init__(self, on_send: Callable[[ReceivedSend], None], *, host: str = "127.0.0.1",
                  port: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(self.answer, host=host, port=port, name="simulated-graph-api")
         self._on_send = on_send
         self._clock = clock
-        self._http = LocalHttpServer(self.answer, host=host, port=port,
-                                     name="simulated-graph-api")
-
-    @property
-    def base_url(self) -> str:
-        """``http://HOST:PORT``; RuntimeError before ``start()``."""
-        return self._http.base_url
-
-    def start(self) -> Self:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def answer(self, request: HttpRequest) -> HttpAnswer:
         """Meta's answer to ``request``; an accepted text send also goes to ``on_send``."""

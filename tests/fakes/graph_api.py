@@ -204,18 +204,9 @@ def _is_confirmed(record: RecordedRequest) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = standalone_parser("Fake WhatsApp Cloud (Graph) API")
     parser.add_argument("--expected-token", default=None, help="bearer token to insist on")
-    parser.add_argument("--phone-number-id", default=None, help="only accept this sender id")
-    return serve_command_line(
-        parser,
-        lambda args: FakeGraphApi(
-            args.host,
-            args.port,
-            expected_token=args.expected_token,
-            expected_phone_number_id=args.phone_number_id,
-            verbose=args.verbose,
-        ),
-        argv,
-    )
+    parser.add_argument("--phone-number-id", dest="expected_phone_number_id", default=None,
+                        help="only accept this sender id")
+    return serve_command_line(FakeGraphApi, parser, argv)
 
 
 if __name__ == "__main__":

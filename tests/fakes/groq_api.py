@@ -238,17 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = standalone_parser("Fake Groq chat completions API")
     parser.add_argument("--reply-text", default=DEFAULT_REPLY)
     parser.add_argument("--expected-api-key", default=None, help="bearer key to insist on")
-    return serve_command_line(
-        parser,
-        lambda args: FakeGroqApi(
-            args.host,
-            args.port,
-            reply_text=args.reply_text,
-            expected_api_key=args.expected_api_key,
-            verbose=args.verbose,
-        ),
-        argv,
-    )
+    return serve_command_line(FakeGroqApi, parser, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, ClassVar, Generic, Self, TextIO, TypeAlias, TypeVar, cast, overload
 from urllib.parse import parse_qs, urlsplit
 
@@ -266,7 +266,7 @@ def _latency(value: Any) -> float:
     return seconds
 
 
-class FakeHttpServer:
+class FakeHttpServer(LocalHttpServer):
     """Base class of the fakes: lifecycle, recording, switches and control endpoints.
 
     Precedence for each API request: ``precheck()`` (routing/auth/validation; does not consume
@@ -274,8 +274,8 @@ class FakeHttpServer:
     ``malformed_json`` switch is on). Latency applies to every API answer; control endpoints
     under ``/_fake/`` are answered at once and not recorded.
 
-    ``nodelay`` and ``backlog`` are the socket options of ``LocalHttpServer``; the defaults
-    suit load tests (no delayed-ACK wait per answer, no resets when many clients connect).
+    ``nodelay`` and ``backlog`` are ``LocalHttpServer``'s socket options; the defaults suit
+    load tests (no delayed-ACK wait per answer, no resets when many clients connect at once).
     """
 
     name: ClassVar[str] = "fake"
@@ -302,7 +302,7 @@ class FakeHttpServer:
         self._script: deque[Scripted] = deque()
         self._failure: Scripted | None = None
         self._stopping = threading.Event()
-        self._http = LocalHttpServer(
+        super().__init__(
             self._handle_http,
             host=host,
             port=port,
@@ -317,41 +317,16 @@ class FakeHttpServer:
     def start(self) -> Self:
         """Bind (port 0 = a free port), serve from a daemon thread; returns self."""
         self._stopping.clear()
-        self._http.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         """Stop serving and cut open connections (idempotent). Sleeping answers are abandoned."""
-        if not self._http.running:
+        if not self.running:
             return
         self._stopping.set()
-        self._http.stop()
+        super().stop()
         with self._changed:
             self._changed.notify_all()
-
-    def __enter__(self) -> Self:
-        return self.start() if not self._http.running else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._http.running
-
-    @property
-    def port(self) -> int:
-        return self._http.port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash); RuntimeError before ``start()``."""
-        return self._http.base_url
 
     # ---------------------------------------------------------------- switches
 
@@ -667,18 +642,20 @@ def standalone_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-FakeT = TypeVar("FakeT", bound=FakeHttpServer)
-
-
 def serve_command_line(
+    fake_class: Callable[..., FakeHttpServer],
     parser: argparse.ArgumentParser,
-    build: Callable[[argparse.Namespace], FakeT],
     argv: Sequence[str] | None = None,
 ) -> int:
     """A fake's ``python -m`` entry point: parse ``argv`` with ``parser`` (from
-    ``standalone_parser``), ``build`` the fake, apply ``--latency``, serve; returns 0."""
-    args = parser.parse_args(argv)
-    fake = build(args)
-    fake.latency_s = args.latency
+    ``standalone_parser``), build the fake, apply ``--latency``, serve; returns 0.
+
+    Options the fake adds to the parser are passed to ``fake_class`` as keywords named by their
+    ``dest``, so ``--expected-token`` reaches ``expected_token=``.
+    """
+    options = vars(parser.parse_args(argv))
+    latency = options.pop("latency")
+    fake = fake_class(options.pop("host"), options.pop("port"), **options)
+    fake.latency_s = latency
     serve_standalone(fake)
     return 0
