@@ -46,6 +46,7 @@ from app.devtools.local_http_server import (
 
 __all__ = [
     "CONTROL_PREFIX",
+    "ControlRoute",
     "MALFORMED_BODY",
     "FakeHttpServer",
     "HttpAnswer",
