@@ -11,8 +11,8 @@ and idle; a backlog of ``--backlog`` messages is appended to the log (as the ing
 one Lua step per batch) and the clock runs until the fake has the last send.
 
 The fakes are the test suite's (``tests/fakes``), each in its own process so its threads do
-not share a GIL with the load, launched by ``bench/fake_apis.py`` with TCP_NODELAY (else each
-answer waits ~40 ms for a delayed ACK, which no real API does).
+not share a GIL with the load; they answer with TCP_NODELAY and a deep listen backlog
+(``app.devtools.local_http_server``), as a real API would.
 
 ``python -m bench.e2e --rate 200 --seconds 30``
 """
@@ -32,16 +32,24 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target, percentile
+from bench.numbered_messages import (
+    APP_SECRET,
+    PHONE_NUMBER_ID,
+    WEBHOOK_PATH,
+    SignedBody,
+    received_events,
+    signed_bodies,
+)
 from bench.processes import (
     BenchError,
     ProcessSet,
     Service,
     clean_env,
     cpu_seconds,
-    free_port,
     mecove_command,
     read_listening_line,
     rss_mb,
@@ -51,14 +59,6 @@ from bench.processes import (
 from bench.raw_http import HttpError, RawHttpClient
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.standalone import run_standalone
-from bench.webhook_bodies import (
-    APP_SECRET,
-    PHONE_NUMBER_ID,
-    WEBHOOK_PATH,
-    SignedBody,
-    received_events,
-    signed_bodies,
-)
 
 GRAPH_TOKEN = "bench-graph-token"
 GROQ_KEY = "bench-groq-key"
@@ -385,11 +385,11 @@ async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
         async with ScratchSpace(options.admin_database_url, options.redis_url, "ee") as scratch:
             async with ProcessSet(work_dir / "logs") as processes:
                 graph = await processes.start(
-                    "fake-graph", [sys.executable, "-m", "bench.fake_apis", "graph", "--port", "0",
+                    "fake-graph", [sys.executable, "-m", "tests.fakes.graph_api", "--port", "0",
                                    "--expected-token", GRAPH_TOKEN],
                     clean_env({}), stdout_pipe=True)
                 groq = await processes.start(
-                    "fake-groq", [sys.executable, "-m", "bench.fake_apis", "groq", "--port", "0",
+                    "fake-groq", [sys.executable, "-m", "tests.fakes.groq_api", "--port", "0",
                                   "--reply-text", "Thanks! We'll get back to you shortly."],
                     clean_env({}), stdout_pipe=True)
                 bench = _Bench(options, scratch, processes, await read_listening_line(graph),

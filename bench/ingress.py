@@ -31,16 +31,17 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.cli import UVICORN_OPTIONS
+from app.devtools.ports import free_port
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
+from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
 from bench.peer_env import ensure_peer_python
 from bench.processes import (
     ProcessSet,
     Service,
     clean_env,
     cpu_seconds,
-    free_port,
     mecove_command,
     start_py_spy,
     wait_for_http,
@@ -48,7 +49,6 @@ from bench.processes import (
 )
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.standalone import run_standalone
-from bench.webhook_bodies import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
 
 INGRESS = "ingress"
 BARE = "bare Litestar"

@@ -11,7 +11,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -69,13 +68,6 @@ def work_directory(label: str) -> Iterator[Path]:
         print(f"bench: logs kept in {path}", file=sys.stderr)
         raise
     shutil.rmtree(path, ignore_errors=True)
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -32,6 +32,7 @@ from app.platform.checkpoints import PROJECTOR
 from app.platform.eventlog.entries import encode_event, entry_position
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
+from bench.numbered_messages import received_events
 from bench.processes import (
     BenchError,
     ProcessSet,
@@ -43,7 +44,6 @@ from bench.processes import (
 )
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.standalone import run_standalone
-from bench.webhook_bodies import received_events
 from projections.row_changes import RowChanges
 from schema.events import MessageReceived
 

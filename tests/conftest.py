@@ -219,9 +219,3 @@ def settings(servers: TestServers, database_url: str, key_prefix: str) -> Settin
         whatsapp_app_secret="test-app-secret",
         whatsapp_verify_token="test-verify-token",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

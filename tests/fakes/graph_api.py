@@ -14,7 +14,8 @@ Success (HTTP 200)::
      "contacts": [{"input": "<to>", "wa_id": "<to, digits only>"}],
      "messages": [{"id": "wamid.<unique>"}]}
 
-Errors carry Meta's error object (``FakeGraphApi.error_body``)::
+Errors carry Meta's error object (``app.devtools.graph_wire.error_body``, the wire format this
+fake shares with the simulated Graph API of ``mecove simulate``)::
 
     {"error": {"message": "(#131047) Re-engagement message", "type": "OAuthException",
                "code": 131047, "error_subcode": ..., "error_data": {...}, "fbtrace_id": "..."}}
@@ -25,7 +26,9 @@ closed / re-engagement), 131026 (undeliverable), 131056 (pair rate limit), 13100
 
 Switches (thread-safe, settable any time): ``latency_s``, ``malformed_json``, ``script()``,
 ``fail_always()``, ``clear()``, ``expected_token`` (bearer mismatch -> 401 code 190) and
-``expected_phone_number_id`` (mismatch -> 400 code 100, subcode 33).
+``expected_phone_number_id`` (mismatch -> 400 code 100, subcode 33). A new switch is one
+``Switch`` line on the class and a check in ``precheck()`` (add it to ``settable`` to let
+``POST /_fake/config`` set it).
 
 Request validation mirrors Meta's: the body must be a JSON object with
 ``messaging_product == "whatsapp"`` and a ``to`` (phone) or ``recipient`` (BSUID); a ``text``
@@ -46,58 +49,33 @@ and serves until SIGTERM/SIGINT. Control endpoints: ``GET /_fake/sent`` (confirm
 
 from __future__ import annotations
 
-import re
-import secrets
 import sys
-import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from app.devtools.graph_wire import (
+    MESSAGES_PATH,
+    META_ERRORS,
+    accepted_answer,
+    default_error_code,
+    error_answer,
+    new_outbound_wamid,
+    refuse_request,
+    refuse_send,
+)
+from app.devtools.local_http_server import HttpAnswer
 from tests.fakes.http_fake import (
     ControlRoute,
     FakeHttpServer,
-    FakeResponse,
     RecordedRequest,
     Scripted,
+    Switch,
     json_response,
-    serve_standalone,
+    serve_command_line,
     standalone_parser,
 )
 
-__all__ = ["META_ERRORS", "FakeGraphApi", "main"]
-
-_MESSAGES_PATH = re.compile(r"^/(?P<version>v\d+\.\d+)/(?P<phone_number_id>[^/]+)/messages/?$")
-
-# code -> (usual HTTP status, title, error_data.details or None)
-META_ERRORS: dict[int, tuple[int, str, str | None]] = {
-    1: (500, "An unknown error occurred", None),
-    2: (503, "Service temporarily unavailable", None),
-    4: (429, "Application request limit reached", None),
-    10: (403, "Application does not have permission for this action", None),
-    100: (400, "Invalid parameter", None),
-    190: (401, "Error validating access token: Session has expired.", None),
-    2500: (400, "Unknown path components", None),
-    130429: (429, "Rate limit hit", "Cloud API message throughput has been reached."),
-    131000: (500, "Something went wrong", None),
-    131026: (400, "Message Undeliverable", "Unable to deliver the message."),
-    131047: (
-        400,
-        "Re-engagement message",
-        "Message failed to send because more than 24 hours have passed since the customer "
-        "last replied to this number.",
-    ),
-    131048: (429, "Spam rate limit hit", None),
-    131056: (429, "(Business Account, Consumer Account) pair rate limit hit", None),
-}
-
-_DEFAULT_CODE_BY_STATUS = {400: 100, 401: 190, 403: 10, 404: 100, 429: 130429, 500: 1, 503: 2}
-_DEFAULT_SUBCODES = {190: 463}
-
-
-def _default_code(status: int) -> int:
-    if status in _DEFAULT_CODE_BY_STATUS:
-        return _DEFAULT_CODE_BY_STATUS[status]
-    return 1 if status >= 500 else 100
+__all__ = ["FakeGraphApi", "main"]
 
 
 class FakeGraphApi(FakeHttpServer):
@@ -109,6 +87,11 @@ class FakeGraphApi(FakeHttpServer):
         "expected_phone_number_id",
     }
 
+    expected_token = Switch[str | None](None)
+    """If set, a request whose bearer token differs is answered 401 with code 190."""
+    expected_phone_number_id = Switch[str | None](None)
+    """If set, posting to another phone number id is answered 400 code 100 subcode 33."""
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -119,32 +102,8 @@ class FakeGraphApi(FakeHttpServer):
         verbose: bool = False,
     ) -> None:
         super().__init__(host, port, verbose=verbose)
-        self._expected_token = expected_token
-        self._expected_phone_number_id = expected_phone_number_id
-
-    # ---------------------------------------------------------------- switches
-
-    @property
-    def expected_token(self) -> str | None:
-        """If set, a request whose bearer token differs is answered 401 with code 190."""
-        with self._lock:
-            return self._expected_token
-
-    @expected_token.setter
-    def expected_token(self, value: str | None) -> None:
-        with self._lock:
-            self._expected_token = value
-
-    @property
-    def expected_phone_number_id(self) -> str | None:
-        """If set, posting to another phone number id is answered 400 code 100 subcode 33."""
-        with self._lock:
-            return self._expected_phone_number_id
-
-    @expected_phone_number_id.setter
-    def expected_phone_number_id(self, value: str | None) -> None:
-        with self._lock:
-            self._expected_phone_number_id = value
+        self.expected_token = expected_token
+        self.expected_phone_number_id = expected_phone_number_id
 
     @staticmethod
     def error(
@@ -199,7 +158,7 @@ class FakeGraphApi(FakeHttpServer):
     def control_routes(self) -> dict[tuple[str, str], ControlRoute]:
         return {("GET", "/_fake/sent"): self._control_sent}
 
-    def _control_sent(self, _body: Any, query: dict[str, list[str]]) -> FakeResponse:
+    def _control_sent(self, _body: Any, query: dict[str, list[str]]) -> HttpAnswer:
         wait = self._wait_params(query)
         if wait is not None:
             self.wait_for_sends(*wait)
@@ -207,65 +166,25 @@ class FakeGraphApi(FakeHttpServer):
 
     # ---------------------------------------------------------------- wire format
 
-    @staticmethod
-    def error_body(
-        code: int,
-        message: str | None = None,
-        subcode: int | None = None,
-        details: str | None = None,
-    ) -> dict[str, Any]:
-        """Meta's error object for ``code`` (message/details default from ``META_ERRORS``)."""
-        _status, title, default_details = META_ERRORS.get(code, (400, "Error", None))
-        if message is None:
-            message = title if code == 190 else f"(#{code}) {title}"
-        error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
-        subcode = subcode if subcode is not None else _DEFAULT_SUBCODES.get(code)
-        if subcode is not None:
-            error["error_subcode"] = subcode
-        details = details if details is not None else default_details
-        if details is not None:
-            error["error_data"] = {"messaging_product": "whatsapp", "details": details}
-        error["fbtrace_id"] = "A" + secrets.token_urlsafe(16)
-        return {"error": error}
-
-    def _meta_error(
-        self,
-        status: int,
-        code: int,
-        message: str | None = None,
-        subcode: int | None = None,
-    ) -> FakeResponse:
-        return json_response(
-            status,
-            self.error_body(code, message, subcode),
-            headers={"WWW-Authenticate": 'OAuth "Facebook Platform" "invalid_token"'}
-            if status == 401
-            else None,
-        )
-
-    def error_response(self, request: RecordedRequest, plan: Scripted) -> FakeResponse:
-        code = _default_code(plan.status)
+    def error_response(self, request: RecordedRequest, plan: Scripted) -> HttpAnswer:
+        code = default_error_code(plan.status)
         if isinstance(plan.code, int) or (isinstance(plan.code, str) and plan.code.isdigit()):
             code = int(plan.code)
-        return self._meta_error(plan.status, code, plan.message, plan.subcode)
+        return error_answer(plan.status, code, plan.message, plan.subcode)
 
-    def precheck(self, request: RecordedRequest) -> FakeResponse | None:
-        match = _MESSAGES_PATH.match(request.path)
-        if match is None:
-            return self._meta_error(
-                400, 2500, f"Unknown path components: {request.path}", subcode=None
-            )
-        if request.method != "POST":
-            return self._meta_error(400, 100, f"Unsupported {request.method} request.", subcode=33)
+    def precheck(self, request: RecordedRequest) -> HttpAnswer | None:
+        refusal = refuse_request(request.method, request.path)
+        if refusal is not None:
+            return refusal
         expected = self.expected_token
         if expected is not None:
-            auth = request.headers.get("authorization", "")
-            scheme, _, token = auth.partition(" ")
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or token.strip() != expected:
-                return self._meta_error(401, 190)
+                return error_answer(401, 190)
         wanted_id = self.expected_phone_number_id
-        if wanted_id is not None and match["phone_number_id"] != wanted_id:
-            return self._meta_error(
+        match = MESSAGES_PATH.match(request.path)
+        if wanted_id is not None and match is not None and match["phone_number_id"] != wanted_id:
+            return error_answer(
                 400,
                 100,
                 f"Unsupported post request. Object with ID '{match['phone_number_id']}' does "
@@ -273,62 +192,22 @@ class FakeGraphApi(FakeHttpServer):
                 "this operation.",
                 subcode=33,
             )
-        problem = _validate_message(request.body)
-        if problem is not None:
-            return self._meta_error(400, 100, f"(#100) {problem}")
-        return None
+        return refuse_send(request.body)
 
-    def success_response(self, request: RecordedRequest) -> FakeResponse:
-        to = request.body.get("to")
-        # Meta answers a BSUID send with the BSUID as input and user_id (no wa_id).
-        contact = ({"input": str(to), "wa_id": re.sub(r"\D", "", str(to))} if to
-                   else {"input": request.body["recipient"], "user_id": request.body["recipient"]})
-        return json_response(
-            200,
-            {
-                "messaging_product": "whatsapp",
-                "contacts": [contact],
-                "messages": [{"id": f"wamid.FAKE{uuid.uuid4().hex.upper()}"}],
-            },
-        )
+    def success_response(self, request: RecordedRequest) -> HttpAnswer:
+        return accepted_answer(request.body, new_outbound_wamid())
 
 
 def _is_confirmed(record: RecordedRequest) -> bool:
     return record.status == 200
 
 
-def _validate_message(body: Any) -> str | None:
-    if not isinstance(body, dict):
-        return "The request body must be a JSON object."
-    if body.get("messaging_product") != "whatsapp":
-        return "The parameter messaging_product is required and must be 'whatsapp'."
-    # ``to`` (a phone) or ``recipient`` (a business-scoped user id); with both, ``to`` wins.
-    addresses = [body.get(k) for k in ("to", "recipient") if body.get(k) is not None]
-    if not addresses or not all(isinstance(a, str) and a.strip() for a in addresses):
-        return "The parameter to or recipient is required."
-    kind = body.get("type", "text")
-    if kind == "text":
-        text = body.get("text")
-        if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"]:
-            return "The parameter text['body'] is required."
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = standalone_parser("Fake WhatsApp Cloud (Graph) API")
     parser.add_argument("--expected-token", default=None, help="bearer token to insist on")
-    parser.add_argument("--phone-number-id", default=None, help="only accept this sender id")
-    args = parser.parse_args(argv)
-    fake = FakeGraphApi(
-        args.host,
-        args.port,
-        expected_token=args.expected_token,
-        expected_phone_number_id=args.phone_number_id,
-        verbose=args.verbose,
-    )
-    fake.latency_s = args.latency
-    serve_standalone(fake)
-    return 0
+    parser.add_argument("--phone-number-id", dest="expected_phone_number_id", default=None,
+                        help="only accept this sender id")
+    return serve_command_line(FakeGraphApi, parser, argv)
 
 
 if __name__ == "__main__":

@@ -47,13 +47,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from app.devtools.local_http_server import HttpAnswer
 from tests.fakes.http_fake import (
     FakeHttpServer,
-    FakeResponse,
     RecordedRequest,
     Scripted,
+    Switch,
     json_response,
-    serve_standalone,
+    serve_command_line,
     standalone_parser,
 )
 
@@ -90,6 +91,15 @@ class FakeGroqApi(FakeHttpServer):
         "expected_api_key",
     }
 
+    reply_text = Switch[str](DEFAULT_REPLY, str)
+    """The content of every answer (unless ``responder`` or ``empty_content``)."""
+    responder = Switch[Responder | None](None)
+    """``fn(request_json) -> content``; overrides ``reply_text`` while set."""
+    empty_content = Switch[bool](False, bool, cleared=True)
+    """Answer ``"content": ""`` (overrides ``responder`` and ``reply_text``)."""
+    expected_api_key = Switch[str | None](None)
+    """If set, a request whose bearer key differs is answered 401 invalid_api_key."""
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -101,61 +111,14 @@ class FakeGroqApi(FakeHttpServer):
         verbose: bool = False,
     ) -> None:
         super().__init__(host, port, verbose=verbose)
-        self._reply_text = self._initial_reply_text = reply_text
-        self._responder = self._initial_responder = responder
-        self._empty_content = False
-        self._expected_api_key = expected_api_key
-
-    # ---------------------------------------------------------------- switches
-
-    @property
-    def reply_text(self) -> str:
-        with self._lock:
-            return self._reply_text
-
-    @reply_text.setter
-    def reply_text(self, value: str) -> None:
-        with self._lock:
-            self._reply_text = str(value)
-
-    @property
-    def responder(self) -> Responder | None:
-        """``fn(request_json) -> content``; overrides ``reply_text`` while set."""
-        with self._lock:
-            return self._responder
-
-    @responder.setter
-    def responder(self, value: Responder | None) -> None:
-        with self._lock:
-            self._responder = value
-
-    @property
-    def empty_content(self) -> bool:
-        """Answer ``"content": ""`` (overrides ``responder`` and ``reply_text``)."""
-        with self._lock:
-            return self._empty_content
-
-    @empty_content.setter
-    def empty_content(self, value: bool) -> None:
-        with self._lock:
-            self._empty_content = bool(value)
-
-    @property
-    def expected_api_key(self) -> str | None:
-        """If set, a request whose bearer key differs is answered 401 invalid_api_key."""
-        with self._lock:
-            return self._expected_api_key
-
-    @expected_api_key.setter
-    def expected_api_key(self, value: str | None) -> None:
-        with self._lock:
-            self._expected_api_key = value
+        self.reply_text = self._initial_reply_text = reply_text
+        self.responder = self._initial_responder = responder
+        self.expected_api_key = expected_api_key
 
     def _clear_extra(self) -> None:
         # back to the constructor's content; expected_api_key is configuration, kept
-        self._reply_text = self._initial_reply_text
-        self._responder = self._initial_responder
-        self._empty_content = False
+        self.reply_text = self._initial_reply_text
+        self.responder = self._initial_responder
 
     @staticmethod
     def error(status: int, code: str | None = None, *, message: str | None = None) -> Scripted:
@@ -197,11 +160,11 @@ class FakeGroqApi(FakeHttpServer):
             }
         }
 
-    def error_response(self, request: RecordedRequest, plan: Scripted) -> FakeResponse:
+    def error_response(self, request: RecordedRequest, plan: Scripted) -> HttpAnswer:
         code = None if plan.code is None else str(plan.code)
         return json_response(plan.status, self.error_body(plan.status, code, plan.message))
 
-    def precheck(self, request: RecordedRequest) -> FakeResponse | None:
+    def precheck(self, request: RecordedRequest) -> HttpAnswer | None:
         if request.path.rstrip("/") != CHAT_COMPLETIONS_PATH:
             return json_response(
                 404, self.error_body(404, "unknown_url", f"Unknown request URL: {request.path}")
@@ -232,7 +195,7 @@ class FakeGroqApi(FakeHttpServer):
             )
         return None
 
-    def success_response(self, request: RecordedRequest) -> FakeResponse:
+    def success_response(self, request: RecordedRequest) -> HttpAnswer:
         body: dict[str, Any] = request.body
         try:
             content = self._content(body)
@@ -263,7 +226,7 @@ class FakeGroqApi(FakeHttpServer):
 
     def _content(self, body: dict[str, Any]) -> str:
         with self._lock:
-            empty, responder, text = self._empty_content, self._responder, self._reply_text
+            empty, responder, text = self.empty_content, self.responder, self.reply_text
         if empty:
             return ""
         if responder is not None:
@@ -275,17 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = standalone_parser("Fake Groq chat completions API")
     parser.add_argument("--reply-text", default=DEFAULT_REPLY)
     parser.add_argument("--expected-api-key", default=None, help="bearer key to insist on")
-    args = parser.parse_args(argv)
-    fake = FakeGroqApi(
-        args.host,
-        args.port,
-        reply_text=args.reply_text,
-        expected_api_key=args.expected_api_key,
-        verbose=args.verbose,
-    )
-    fake.latency_s = args.latency
-    serve_standalone(fake)
-    return 0
+    return serve_command_line(FakeGroqApi, parser, argv)
 
 
 if __name__ == "__main__":

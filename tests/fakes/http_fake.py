@@ -1,18 +1,19 @@
-"""Shared plumbing for the fake HTTP servers used by integration tests.
+"""Shared plumbing for the fake HTTP servers used by the tests and the benchmarks.
 
-Each fake is a real HTTP/1.1 server on 127.0.0.1 (stdlib ``ThreadingHTTPServer`` in a daemon
-thread), so the real clients (httpx, the groq SDK, a service started as a subprocess) talk to it
-over a socket exactly as they would talk to the real API.
+Each fake is a real HTTP/1.1 server on 127.0.0.1 (``app.devtools.local_http_server``: keep-alive,
+TCP_NODELAY, a deep listen backlog), so the real clients (httpx, the groq SDK, a service started
+as a subprocess) talk to it over a socket exactly as they would talk to the real API.
 
 What lives here, shared by every fake:
 
 * lifecycle: ``start()`` binds a free port (port 0) and serves from a daemon thread,
   ``stop()`` shuts the server down and cuts open keep-alive connections; context manager;
-* request parsing (Content-Length or chunked bodies, JSON decoding) and a thread-safe record of
-  every API request (``recorded()``), with a condition variable to wait on (no busy spin);
-* behaviour switches, settable from any thread at any time: ``latency_s``, ``malformed_json``,
-  a queue of scripted responses consumed one per API request (``script()``), a persistent
-  failure (``fail_always()``) and ``clear()`` to return to the defaults;
+* JSON decoding and a thread-safe record of every API request (``recorded()``), with a
+  condition variable to wait on (no busy spin);
+* behaviour switches (``Switch``), settable from any thread at any time: ``latency_s``,
+  ``malformed_json``, a queue of scripted responses consumed one per API request
+  (``script()``), a persistent failure (``fail_always()``) and ``clear()`` to return to the
+  defaults;
 * the ``/_fake/...`` control endpoints (never recorded, never delayed) that let a test drive a
   fake running in another process, and ``serve_standalone()`` for ``python -m`` entry points.
 
@@ -26,29 +27,36 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import sys
 import threading
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
-from typing import Any, ClassVar, Self, TextIO, TypeAlias
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from types import FrameType
+from typing import Any, ClassVar, Generic, Self, TextIO, TypeAlias, TypeVar, cast, overload
 from urllib.parse import parse_qs, urlsplit
+
+from app.devtools.local_http_server import (
+    DEFAULT_BACKLOG,
+    HttpAnswer,
+    HttpRequest,
+    LocalHttpServer,
+)
 
 __all__ = [
     "CONTROL_PREFIX",
+    "ControlRoute",
     "MALFORMED_BODY",
     "FakeHttpServer",
-    "FakeResponse",
+    "HttpAnswer",
     "RecordedRequest",
     "ScriptItem",
     "Scripted",
+    "Switch",
     "json_response",
     "parse_script_item",
+    "serve_command_line",
     "serve_standalone",
     "standalone_parser",
 ]
@@ -186,247 +194,142 @@ class RecordedRequest:
         return data
 
 
-@dataclass(frozen=True)
-class FakeResponse:
-    """An answer to write: status, body bytes, content type, extra headers."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-
-
 def json_response(
     status: int, payload: Any, headers: Mapping[str, str] | None = None
-) -> FakeResponse:
-    return FakeResponse(
+) -> HttpAnswer:
+    """An ``application/json`` answer carrying ``payload``."""
+    return HttpAnswer(
         status=status,
         body=json.dumps(payload).encode("utf-8"),
         headers=dict(headers or {}),
     )
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128  # many clients connect at once in load tests
-    daemon_threads = True
-    block_on_close = False
+ControlRoute: TypeAlias = Callable[[Any, dict[str, list[str]]], HttpAnswer]
 
-    def __init__(self, address: tuple[str, int], fake: FakeHttpServer) -> None:
-        self.fake = fake
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def cut_connections(self) -> None:
-        """Close keep-alive connections so no handler thread serves after ``stop()``."""
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):  # client went away / we cut it: not news
-            return
-        super().handle_error(request, client_address)
+T = TypeVar("T")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True  # headers and body go out separately: no delayed-ACK wait
-    protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs; every answer has a length
-    server: _Server
+class Switch(Generic[T]):
+    """A behaviour switch of a fake: an attribute read and set from any thread, under its lock.
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    Declared on the class (``expected_token = Switch[str | None](None)``); ``convert`` checks
+    and normalises each new value (ValueError refuses it). ``cleared`` switches go back to
+    ``default`` on ``clear()``; the others are configuration and stay as set.
+    """
 
-    def do_POST(self) -> None:
-        self._dispatch()
+    def __init__(
+        self, default: T, convert: Callable[[Any], T] | None = None, *, cleared: bool = False
+    ) -> None:
+        self.default = default
+        self.convert = convert
+        self.cleared = cleared
+        self.slot = ""
 
-    def do_PUT(self) -> None:
-        self._dispatch()
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_switch_{name}"
 
-    def do_DELETE(self) -> None:
-        self._dispatch()
+    @overload
+    def __get__(self, fake: None, owner: type | None = None) -> Self: ...
 
-    def do_PATCH(self) -> None:
-        self._dispatch()
+    @overload
+    def __get__(self, fake: FakeHttpServer, owner: type | None = None) -> T: ...
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.fake.verbose:
-            super().log_message(format, *args)
+    def __get__(self, fake: FakeHttpServer | None, owner: type | None = None) -> T | Self:
+        if fake is None:
+            return self
+        with fake._lock:
+            return cast(T, fake.__dict__.get(self.slot, self.default))
 
-    def _dispatch(self) -> None:
-        try:
-            raw = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return
-        answer = self.server.fake._handle_http(
-            method=self.command,
-            target=self.path,
-            headers={k.lower(): v for k, v in self._header_items()},
-            raw_body=raw,
-        )
-        if answer.drop:
-            self.close_connection = True
-            return
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
-        self.wfile.flush()
+    def __set__(self, fake: FakeHttpServer, value: Any) -> None:
+        converted = self.convert(value) if self.convert is not None else value
+        with fake._lock:
+            fake.__dict__[self.slot] = converted
 
-    def _header_items(self) -> list[tuple[str, str]]:
-        merged: dict[str, str] = {}
-        for name, value in self.headers.items():
-            merged[name] = f"{merged[name]}, {value}" if name in merged else value
-        return list(merged.items())
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size_line = self.rfile.readline(65537)
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)  # CRLF after each chunk
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    def reset(self, fake: FakeHttpServer) -> None:
+        with fake._lock:
+            fake.__dict__.pop(self.slot, None)
 
 
-ControlRoute: TypeAlias = Callable[[Any, dict[str, list[str]]], FakeResponse]
+def _switches(fake_class: type) -> list[Switch[Any]]:
+    return [
+        value
+        for klass in fake_class.__mro__
+        for value in vars(klass).values()
+        if isinstance(value, Switch)
+    ]
 
 
-class FakeHttpServer:
+def _latency(value: Any) -> float:
+    seconds = float(value)
+    if seconds < 0:
+        raise ValueError("latency_s must be >= 0")
+    return seconds
+
+
+class FakeHttpServer(LocalHttpServer):
     """Base class of the fakes: lifecycle, recording, switches and control endpoints.
 
     Precedence for each API request: ``precheck()`` (routing/auth/validation; does not consume
     the script) -> next scripted response -> ``fail_always`` -> normal success (malformed if the
     ``malformed_json`` switch is on). Latency applies to every API answer; control endpoints
     under ``/_fake/`` are answered at once and not recorded.
+
+    ``nodelay`` and ``backlog`` are ``LocalHttpServer``'s socket options; the defaults suit
+    load tests (no delayed-ACK wait per answer, no resets when many clients connect at once).
     """
 
     name: ClassVar[str] = "fake"
     # Switches POST /_fake/config may set (JSON object of name -> value).
     settable: ClassVar[frozenset[str]] = frozenset({"latency_s", "malformed_json"})
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False) -> None:
-        self.host = host
-        self.verbose = verbose
-        self._requested_port = port
+    latency_s = Switch[float](0.0, _latency, cleared=True)
+    """Seconds to wait before each API answer (a scripted ``latency_s`` overrides it)."""
+    malformed_json = Switch[bool](False, bool, cleared=True)
+    """Answer successes with HTTP 200 and a body that is not JSON."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        verbose: bool = False,
+        nodelay: bool = True,
+        backlog: int = DEFAULT_BACKLOG,
+    ) -> None:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._records: list[RecordedRequest] = []
         self._script: deque[Scripted] = deque()
         self._failure: Scripted | None = None
-        self._latency_s = 0.0
-        self._malformed_json = False
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        super().__init__(
+            self._handle_http,
+            host=host,
+            port=port,
+            name=self.name,
+            nodelay=nodelay,
+            backlog=backlog,
+            verbose=verbose,
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> Self:
         """Bind (port 0 = a free port), serve from a daemon thread; returns self."""
-        if self._server is not None:
-            raise RuntimeError(f"{self.name} already started at {self.base_url}")
         self._stopping.clear()
-        server = _Server((self.host, self._requested_port), self)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{self.name}:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         """Stop serving and cut open connections (idempotent). Sleeping answers are abandoned."""
-        server, thread = self._server, self._thread
-        if server is None:
+        if not self.running:
             return
         self._stopping.set()
-        server.shutdown()
-        server.cut_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server, self._thread = None, None
+        super().stop()
         with self._changed:
             self._changed.notify_all()
 
-    def __enter__(self) -> Self:
-        return self.start() if self._server is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash); RuntimeError before ``start()``."""
-        return f"http://{self.host}:{self.port}"
-
     # ---------------------------------------------------------------- switches
-
-    @property
-    def latency_s(self) -> float:
-        with self._lock:
-            return self._latency_s
-
-    @latency_s.setter
-    def latency_s(self, value: float) -> None:
-        if value < 0:
-            raise ValueError("latency_s must be >= 0")
-        with self._lock:
-            self._latency_s = float(value)
-
-    @property
-    def malformed_json(self) -> bool:
-        with self._lock:
-            return self._malformed_json
-
-    @malformed_json.setter
-    def malformed_json(self, value: bool) -> None:
-        with self._lock:
-            self._malformed_json = bool(value)
 
     def script(self, items: Iterable[ScriptItem]) -> None:
         """Append responses to the queue; each API request consumes one (see ``ScriptItem``)."""
@@ -462,8 +365,9 @@ class FakeHttpServer:
         with self._lock:
             self._script.clear()
             self._failure = None
-            self._latency_s = 0.0
-            self._malformed_json = False
+            for switch in _switches(type(self)):
+                if switch.cleared:
+                    switch.reset(self)
             self._clear_extra()
 
     def forget(self) -> None:
@@ -516,15 +420,15 @@ class FakeHttpServer:
 
     # ---------------------------------------------------------------- subclass hooks
 
-    def precheck(self, request: RecordedRequest) -> FakeResponse | None:
+    def precheck(self, request: RecordedRequest) -> HttpAnswer | None:
         """Routing, auth, validation: an answer here pre-empts the script (not consumed)."""
         return None
 
-    def success_response(self, request: RecordedRequest) -> FakeResponse:
+    def success_response(self, request: RecordedRequest) -> HttpAnswer:
         """The API's normal 200 answer to ``request``."""
         raise NotImplementedError
 
-    def error_response(self, request: RecordedRequest, plan: Scripted) -> FakeResponse:
+    def error_response(self, request: RecordedRequest, plan: Scripted) -> HttpAnswer:
         """The API's error answer for ``plan`` (its status/code/subcode/message)."""
         raise NotImplementedError
 
@@ -538,24 +442,16 @@ class FakeHttpServer:
 
     # ---------------------------------------------------------------- request handling
 
-    def _handle_http(
-        self, method: str, target: str, headers: dict[str, str], raw_body: bytes
-    ) -> FakeResponse:
-        parts = urlsplit(target)
+    def _handle_http(self, http: HttpRequest) -> HttpAnswer:
+        parts = urlsplit(http.target)
         query = parse_qs(parts.query)
         try:
-            body = json.loads(raw_body) if raw_body else None
+            body = json.loads(http.body) if http.body else None
         except ValueError:
             body = None
-        try:
-            if parts.path.startswith(CONTROL_PREFIX):
-                return self._control(method, parts.path, body, query)
-            return self._api(method, parts.path, query, headers, body, raw_body)
-        except Exception as exc:  # a bug in the fake: make it loud, in the log and the answer
-            traceback.print_exc()
-            return json_response(
-                500, {"error": {"message": f"{self.name} crashed: {exc!r}", "type": "fake"}}
-            )
+        if parts.path.startswith(CONTROL_PREFIX):
+            return self._control(http.method, parts.path, body, query)
+        return self._api(http.method, parts.path, query, http.headers, body, http.body)
 
     def _api(
         self,
@@ -565,7 +461,7 @@ class FakeHttpServer:
         headers: dict[str, str],
         body: Any,
         raw_body: bytes,
-    ) -> FakeResponse:
+    ) -> HttpAnswer:
         with self._changed:
             request = RecordedRequest(
                 seq=len(self._records),
@@ -585,17 +481,16 @@ class FakeHttpServer:
         if answer is None:
             with self._lock:
                 plan = self._script.popleft() if self._script else self._failure
-                default_latency = self._latency_s
-                malformed_default = self._malformed_json
+                default_latency = self.latency_s
+                malformed_default = self.malformed_json
             plan = plan or Scripted()
             latency = plan.latency_s if plan.latency_s is not None else default_latency
             answer = self._answer(request, plan, malformed_default)
         else:
-            with self._lock:
-                latency = self._latency_s
+            latency = self.latency_s
 
         if latency > 0 and self._stopping.wait(latency):
-            return FakeResponse(status=0, body=b"", drop=True)  # stopped while sleeping
+            return HttpAnswer(status=0, body=b"", drop=True)  # stopped while sleeping
         if plan is not None and plan.retry_after is not None:
             answer = replace(
                 answer, headers={**answer.headers, "Retry-After": f"{plan.retry_after:g}"}
@@ -605,11 +500,11 @@ class FakeHttpServer:
 
     def _answer(
         self, request: RecordedRequest, plan: Scripted, malformed_default: bool
-    ) -> FakeResponse:
+    ) -> HttpAnswer:
         if plan.drop:
-            return FakeResponse(status=0, body=b"", drop=True)
+            return HttpAnswer(status=0, body=b"", drop=True)
         if plan.body is not None:
-            return FakeResponse(plan.status, plan.body.encode("utf-8"), "text/plain; charset=utf-8")
+            return HttpAnswer(plan.status, plan.body.encode("utf-8"), "text/plain; charset=utf-8")
         if not plan.is_success:
             return self.error_response(request, plan)
         answer = self.success_response(request)
@@ -618,7 +513,7 @@ class FakeHttpServer:
             return replace(answer, body=MALFORMED_BODY)
         return replace(answer, status=plan.status) if plan.status != answer.status else answer
 
-    def _settle(self, request: RecordedRequest, answer: FakeResponse) -> None:
+    def _settle(self, request: RecordedRequest, answer: HttpAnswer) -> None:
         """Record the answer before it is written, so a client never sees it first."""
         parsed: Any = None
         if not answer.drop and answer.content_type.startswith("application/json"):
@@ -640,7 +535,7 @@ class FakeHttpServer:
 
     def _control(
         self, method: str, path: str, body: Any, query: dict[str, list[str]]
-    ) -> FakeResponse:
+    ) -> HttpAnswer:
         routes: dict[tuple[str, str], ControlRoute] = {
             ("GET", "/_fake/health"): lambda _b, _q: json_response(200, {"ok": True}),
             ("GET", "/_fake/requests"): self._control_requests,
@@ -669,7 +564,7 @@ class FakeHttpServer:
             return json_response(408, {"error": str(exc)})
 
     @staticmethod
-    def _ok(action: Callable[[], None]) -> FakeResponse:
+    def _ok(action: Callable[[], None]) -> HttpAnswer:
         action()
         return json_response(200, {"ok": True})
 
@@ -680,19 +575,19 @@ class FakeHttpServer:
             return None
         return int(query["wait_for"][0]), float(query.get("timeout", ["5"])[0])
 
-    def _control_requests(self, _body: Any, query: dict[str, list[str]]) -> FakeResponse:
+    def _control_requests(self, _body: Any, query: dict[str, list[str]]) -> HttpAnswer:
         wait = self._wait_params(query)
         if wait is not None:
             self.wait_for_requests(*wait)
         return json_response(200, self.requests_view())
 
-    def _control_script(self, body: Any, _query: dict[str, list[str]]) -> FakeResponse:
+    def _control_script(self, body: Any, _query: dict[str, list[str]]) -> HttpAnswer:
         if not isinstance(body, list):
             raise ValueError("POST /_fake/script wants a JSON list of script items")
         self.script(body)
         return json_response(200, {"ok": True, "pending": self.pending_script()})
 
-    def _control_fail_always(self, body: Any, _query: dict[str, list[str]]) -> FakeResponse:
+    def _control_fail_always(self, body: Any, _query: dict[str, list[str]]) -> HttpAnswer:
         spec = body if isinstance(body, dict) else {}
         self.fail_always(
             int(spec.get("status", 500)),
@@ -702,7 +597,7 @@ class FakeHttpServer:
         )
         return json_response(200, {"ok": True})
 
-    def _control_config(self, body: Any, _query: dict[str, list[str]]) -> FakeResponse:
+    def _control_config(self, body: Any, _query: dict[str, list[str]]) -> HttpAnswer:
         if not isinstance(body, dict):
             raise ValueError("POST /_fake/config wants a JSON object of switch -> value")
         unknown = set(body) - self.settable
@@ -746,3 +641,22 @@ def standalone_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return parser
+
+
+def serve_command_line(
+    fake_class: Callable[..., FakeHttpServer],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """A fake's ``python -m`` entry point: parse ``argv`` with ``parser`` (from
+    ``standalone_parser``), build the fake, apply ``--latency``, serve; returns 0.
+
+    Options the fake adds to the parser are passed to ``fake_class`` as keywords named by their
+    ``dest``, so ``--expected-token`` reaches ``expected_token=``.
+    """
+    options = vars(parser.parse_args(argv))
+    latency = options.pop("latency")
+    fake = fake_class(options.pop("host"), options.pop("port"), **options)
+    fake.latency_s = latency
+    serve_standalone(fake)
+    return 0

@@ -22,7 +22,7 @@ from redis import Redis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.conftest import free_port
+from app.devtools.ports import free_port
 
 
 def postgres_bin_dir() -> Path:

@@ -24,14 +24,15 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, signed_headers, text_message
 from app.ingress.app_factory import create_app
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.faults.fault_table import FaultRow, FaultTable
 from tests.faults.ledger import dead_letters, describe_dead_letters, event_types, stream_entries
+from tests.meta_fixtures import fixture_variants
 from tests.service import consumers
-from tests.webhooks import delivery, fixture_variants, signed_headers, text_message
 
 JSON = Any
 ACCEPTED_STATUSES = {200, 400, 413}

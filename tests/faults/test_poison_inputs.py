@@ -16,12 +16,12 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.faults.ledger import dead_letters, describe_dead_letters
 from tests.service import consumers, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 WAIT_S = 5.0
 

@@ -15,10 +15,11 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.platform.database import run_migrations
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import database_url_for, free_port
+from tests.conftest import database_url_for
 from tests.faults.fault_table import FaultRow, FaultTable
 from tests.faults.ledger import projected_wamids, received_wamids
 from tests.faults.pipeline import Pipeline

@@ -22,9 +22,10 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import signed_headers
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.faults.fault_table import FaultRow, FaultTable
 from tests.faults.ledger import dedupe_marks, received_marks, received_wamids
 from tests.faults.pipeline import Pipeline
@@ -39,7 +40,6 @@ from tests.faults.traffic import (
     soak_plan,
 )
 from tests.service import ingress
-from tests.webhooks import signed_headers
 
 pytestmark = pytest.mark.slow
 

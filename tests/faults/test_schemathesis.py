@@ -28,8 +28,8 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.schemas import APIOperation
 
+from app.devtools.ports import free_port
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.faults.fault_table import FaultRow, FaultTable
 from tests.faults.pipeline import Pipeline
 

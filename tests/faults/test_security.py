@@ -15,13 +15,13 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.faults.ledger import dedupe_marks
 from tests.faults.pipeline import Pipeline
 from tests.service import ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"

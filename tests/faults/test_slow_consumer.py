@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from tests.faults.conftest import Fakes
@@ -22,7 +23,6 @@ from tests.faults.fake_processes import confirmed_send_bodies
 from tests.faults.ledger import dead_letters, describe_dead_letters, group_caught_up
 from tests.faults.pipeline import Pipeline
 from tests.service import ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.faults.conftest import Fakes
 from tests.faults.fake_processes import FakeProcess, confirmed_send_bodies
 from tests.faults.fault_table import FaultRow, FaultTable

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.webhooks import delivery, encode, signed_headers, text_message
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 
 WAMID_IN_TEXT = re.compile(r"wamid\.[A-Za-z0-9_.-]+")
 TRANSPORT_ERROR = 0  # the status recorded when no HTTP answer came back at all

@@ -17,12 +17,12 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.entries import decode_event
 from schema.events import ReplySent
-from tests.conftest import free_port
 from tests.processes import ROOT, start_mecove, stop, wait_for_http
 from tests.service import eventually
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 pytestmark = pytest.mark.slow
 

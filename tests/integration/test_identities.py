@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import encode, signed_headers
 from app.ingress import parse_webhook as parser
 from app.ingress.recovery import recover_unreadable
 from app.operations.log_status import read_status
@@ -26,7 +27,6 @@ from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import events_of_type, replier
 from tests.integration.test_operations import checksums, drained
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import encode, signed_headers
 
 PHONE = "919130099484"
 BSUID = "US.13491208655302741918"

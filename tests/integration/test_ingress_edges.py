@@ -11,11 +11,12 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import free_port
+from tests.meta_fixtures import fixture_body
 from tests.service import ingress
-from tests.webhooks import delivery, encode, fixture_body, signed_headers, text_message
 
 
 def _stream(settings: Settings) -> str:

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.operations.dead_letters import list_dead_letters, retry_dead_letter
 from app.operations.log_status import read_status
@@ -28,7 +29,6 @@ from schema.ids import event_id_for
 from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import dead_letters, events_of_type, replier
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 TABLES = ("users", "identities", "messages", "summaries")
 

@@ -12,15 +12,15 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.fakes.graph_api import FakeGraphApi
 from tests.fakes.groq_api import FakeGroqApi
 from tests.integration.consumer_helpers import events_of_type
 from tests.processes import env_for, start_mecove, stop, wait_for_http
 from tests.service import eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 pytestmark = pytest.mark.slow
 

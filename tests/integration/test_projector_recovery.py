@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.platform.checkpoints import read_checkpoint
 from app.platform.eventlog.append import EventLog
@@ -18,7 +19,6 @@ from projections.projector import Projector
 from schema.events import ReplySent, SummaryCreated
 from schema.ids import event_id_for
 from tests.service import consumers, eventually
-from tests.webhooks import delivery, encode, text_message
 
 
 async def _append_texts(redis: Redis, settings: Settings, count: int, sender: str) -> list:

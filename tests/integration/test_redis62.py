@@ -16,15 +16,15 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.operations.log_status import read_status
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_group import ensure_group
 from app.platform.settings import Settings
-from tests.conftest import free_port
 from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import dead_letters, events_of_type, replier
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 
 def _redis62_binary() -> Path:

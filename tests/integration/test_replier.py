@@ -8,6 +8,7 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
@@ -15,7 +16,6 @@ from tests.fakes.graph_api import FakeGraphApi
 from tests.fakes.groq_api import FakeGroqApi
 from tests.integration.consumer_helpers import dead_letters, events_of_type, replier
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 
 async def _post(settings: Settings, *messages: dict) -> None:

@@ -76,7 +76,7 @@ def test_a_simulated_delivery_is_what_the_ingress_reads_as_texts_in_order() -> N
     body = webhook_body(delivery, phone_number_id="1", display_phone_number="2",
                         business_account_id="3", timestamp=1_700_000_000)
     parsed = parse_webhook(body)
-    assert [(t.sender, t.wamid, t.text) for t in parsed.texts] == [
+    assert [(t.sender.phone, t.wamid, t.text) for t in parsed.texts] == [
         ("+" + delivery.user.phone, m.wamid, m.text) for m in delivery.messages]
     assert parsed.ignored == 0 and not parsed.unknown_shape
 

@@ -8,6 +8,7 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
@@ -17,7 +18,6 @@ from projections.projector import Projector
 from schema.events import SummaryRequested
 from tests.fakes.groq_api import FakeGroqApi
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -7,11 +7,12 @@ import asyncio
 import asyncpg
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
+from tests.meta_fixtures import fixture_body
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, fixture_body, signed_headers, text_message
 
 
 async def _count(database_url: str, table: str) -> int:

@@ -1,279 +1,36 @@
-"""The fake Graph and Groq servers, proven with the real clients (httpx, the groq SDK)."""
+"""The pure parts of the test doubles: script items, Meta's Graph wire format, webhook bodies."""
 
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import groq
-import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests/unit has no __init__.py, so pytest does not add the root
     sys.path.insert(0, str(ROOT))
 
-from tests.fakes.graph_api import FakeGraphApi  # noqa: E402
-from tests.fakes.groq_api import DEFAULT_REPLY, FakeGroqApi  # noqa: E402
+from app.devtools.graph_wire import (  # noqa: E402
+    accepted_answer,
+    default_error_code,
+    error_body,
+    refuse_request,
+    refuse_send,
+)
+from app.devtools.webhook_bodies import (  # noqa: E402
+    delivery,
+    encode,
+    hub_signature,
+    signed_headers,
+    text_message,
+)
+from app.ingress.parse_webhook import parse_webhook  # noqa: E402
+from app.ingress.signature import signature_is_valid  # noqa: E402
 from tests.fakes.http_fake import Scripted, parse_script_item  # noqa: E402
 
-TOKEN = "test-token"
-PHONE_ID = "106540352242922"
-TO = "+919130099484"
-MODEL = "llama-3.1-8b-instant"
-
-
-def text_message(body: str = "hi", reply_to: str | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "to": TO,
-        "type": "text",
-        "text": {"body": body},
-    }
-    if reply_to is not None:
-        message["context"] = {"message_id": reply_to}
-    return message
-
-
-@pytest.fixture
-def graph() -> Iterator[FakeGraphApi]:
-    with FakeGraphApi() as fake:
-        yield fake
-
-
-@pytest.fixture
-def graph_client(graph: FakeGraphApi) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=graph.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
-    ) as client:
-        yield client
-
-
-def post_message(client: httpx.Client, message: dict[str, Any]) -> httpx.Response:
-    return client.post(f"/v21.0/{PHONE_ID}/messages", json=message)
-
-
-@pytest.fixture
-def groq_fake() -> Iterator[FakeGroqApi]:
-    with FakeGroqApi() as fake:
-        yield fake
-
-
-def chat(fake: FakeGroqApi, **kwargs: Any) -> groq.AsyncGroq:
-    return groq.AsyncGroq(api_key="test-key", base_url=fake.base_url, **kwargs)
-
-
-async def complete(client: groq.AsyncGroq) -> Any:
-    return await client.chat.completions.create(
-        model=MODEL,
-        messages=[
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "hello"},
-        ],
-        temperature=0.3,
-        max_tokens=64,
-    )
-
-
-# ---------------------------------------------------------------- Graph API fake
-
-
-def test_graph_success_has_meta_shape_and_is_recorded(
-    graph: FakeGraphApi, graph_client: httpx.Client
-) -> None:
-    message = text_message("hi", reply_to="wamid.X")
-    response = post_message(graph_client, message)
-
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/json")
-    data = response.json()
-    assert data["messaging_product"] == "whatsapp"
-    assert data["contacts"] == [{"input": TO, "wa_id": "919130099484"}]
-    [sent_id] = [m["id"] for m in data["messages"]]
-    assert sent_id.startswith("wamid.")
-
-    assert graph.sent() == [message]
-    [record] = graph.requests()
-    assert (record.method, record.path, record.status) == (
-        "POST",
-        f"/v21.0/{PHONE_ID}/messages",
-        200,
-    )
-    assert record.headers["authorization"] == f"Bearer {TOKEN}"
-    assert record.response == data
-    assert record.received_at <= time.time()
-
-    second = post_message(graph_client, text_message("again")).json()
-    assert second["messages"][0]["id"] != sent_id
-    assert graph.sent_texts() == ["hi", "again"]
-
-
-def test_graph_scripted_429_then_200(graph: FakeGraphApi, graph_client: httpx.Client) -> None:
-    graph.script([429, 200])
-
-    limited = post_message(graph_client, text_message())
-    assert limited.status_code == 429
-    error = limited.json()["error"]
-    assert error["code"] == 130429
-    assert error["type"] == "OAuthException"
-    assert graph.sent() == []
-
-    assert post_message(graph_client, text_message()).status_code == 200
-    assert graph.pending_script() == 0
-    assert [r.status for r in graph.requests()] == [429, 200]
-    assert len(graph.sent()) == 1
-
-
-def test_graph_error_131047_body(graph: FakeGraphApi, graph_client: httpx.Client) -> None:
-    graph.script([("error", 400, 131047)])
-
-    response = post_message(graph_client, text_message())
-
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["code"] == 131047
-    assert error["type"] == "OAuthException"
-    assert "Re-engagement" in error["message"]
-    assert "24 hours" in error["error_data"]["details"]
-    assert error["fbtrace_id"]
-    assert graph.sent() == []
-    # the script is spent: normal service resumes
-    assert post_message(graph_client, text_message()).status_code == 200
-
-
-def test_graph_fail_always_until_clear(graph: FakeGraphApi, graph_client: httpx.Client) -> None:
-    graph.fail_always(500)
-    for _ in range(2):
-        response = post_message(graph_client, text_message())
-        assert response.status_code == 500
-        assert response.json()["error"]["code"] == 1
-
-    graph.fail_always(503, 2)
-    assert post_message(graph_client, text_message()).json()["error"]["code"] == 2
-
-    graph.clear()
-    assert post_message(graph_client, text_message()).status_code == 200
-    assert len(graph.sent()) == 1
-
-
-def test_graph_expected_token_answers_401_code_190(graph: FakeGraphApi) -> None:
-    graph.expected_token = TOKEN
-    graph.script([200])
-    with httpx.Client(base_url=graph.base_url) as client:
-        bad = client.post(
-            f"/v21.0/{PHONE_ID}/messages",
-            json=text_message(),
-            headers={"Authorization": "Bearer expired"},
-        )
-        assert bad.status_code == 401
-        error = bad.json()["error"]
-        assert (error["code"], error["error_subcode"]) == (190, 463)
-        assert graph.pending_script() == 1  # auth failures do not consume the script
-
-        good = client.post(
-            f"/v21.0/{PHONE_ID}/messages",
-            json=text_message(),
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        assert good.status_code == 200
-
-
-def test_graph_rejects_invalid_requests(graph: FakeGraphApi, graph_client: httpx.Client) -> None:
-    assert post_message(graph_client, {"to": TO}).json()["error"]["code"] == 100
-    no_text = {"messaging_product": "whatsapp", "to": TO, "type": "text"}
-    assert post_message(graph_client, no_text).status_code == 400
-    assert graph_client.post("/v21.0/nope", json=text_message()).status_code == 400
-    assert graph.sent() == []
-
-
-def test_graph_latency_switch(graph: FakeGraphApi, graph_client: httpx.Client) -> None:
-    graph.latency_s = 0.4
-    started = time.monotonic()
-    assert post_message(graph_client, text_message()).status_code == 200
-    slow = time.monotonic() - started
-    assert 0.35 <= slow < 3
-
-    graph.latency_s = 0
-    started = time.monotonic()
-    post_message(graph_client, text_message())
-    assert time.monotonic() - started < 0.3
-
-    graph.script([Scripted(latency_s=0.3)])  # per-response latency
-    started = time.monotonic()
-    post_message(graph_client, text_message())
-    assert time.monotonic() - started >= 0.25
-
-
-def test_graph_timeout_leaves_send_unconfirmed_until_answered(
-    graph: FakeGraphApi, graph_client: httpx.Client
-) -> None:
-    graph.latency_s = 1.0
-    with pytest.raises(httpx.ReadTimeout):
-        graph_client.post(f"/v21.0/{PHONE_ID}/messages", json=text_message(), timeout=0.2)
-    assert graph.sent() == []
-    # the server still answers 200 after its latency: the message "went out" anyway
-    assert len(graph.wait_for_sends(1, timeout=5)) == 1
-
-
-def test_graph_malformed_json(graph: FakeGraphApi, graph_client: httpx.Client) -> None:
-    graph.malformed_json = True
-    response = post_message(graph_client, text_message())
-    assert response.status_code == 200
-    with pytest.raises(json.JSONDecodeError):
-        response.json()
-    assert len(graph.sent()) == 1  # answered 200: counts as sent, the reply was unreadable
-
-    graph.malformed_json = False
-    graph.script(["malformed", "ok"])
-    with pytest.raises(json.JSONDecodeError):
-        post_message(graph_client, text_message()).json()
-    assert post_message(graph_client, text_message()).json()["messages"]
-
-
-def test_graph_drop_closes_connection(graph: FakeGraphApi, graph_client: httpx.Client) -> None:
-    graph.script(["drop"])
-    with pytest.raises(httpx.RemoteProtocolError):
-        post_message(graph_client, text_message())
-    assert graph.sent() == []
-    assert graph.requests()[0].status is None
-
-
-def test_graph_wait_for_sends(graph: FakeGraphApi) -> None:
-    def send_later() -> None:
-        time.sleep(0.2)
-        with httpx.Client(base_url=graph.base_url) as client:
-            post_message(client, text_message("late"))
-
-    sender = threading.Thread(target=send_later)
-    sender.start()
-    try:
-        assert graph.wait_for_sends(1, timeout=5)[0]["text"]["body"] == "late"
-    finally:
-        sender.join()
-
-    started = time.monotonic()
-    with pytest.raises(TimeoutError, match="2 confirmed send"):
-        graph.wait_for_sends(2, timeout=0.3)
-    assert time.monotonic() - started < 2
-
-
-async def test_graph_with_async_httpx(graph: FakeGraphApi) -> None:
-    graph.script([("error", 401, 190), ("error", 429, 130429), 200])
-    async with httpx.AsyncClient(base_url=graph.base_url) as client:
-        codes = []
-        for _ in range(3):
-            response = await client.post(f"/v21.0/{PHONE_ID}/messages", json=text_message())
-            codes.append(response.status_code)
-    assert codes == [401, 429, 200]
-    assert len(graph.sent()) == 1
+TEXT_SEND = {"messaging_product": "whatsapp", "to": "+15550001", "text": {"body": "hi"}}
 
 
 def test_script_items_are_validated() -> None:
@@ -286,214 +43,64 @@ def test_script_items_are_validated() -> None:
             parse_script_item(bad)
 
 
-def test_graph_stop_refuses_connections() -> None:
-    fake = FakeGraphApi().start()
-    url = fake.base_url
-    fake.stop()
-    fake.stop()  # idempotent
-    with pytest.raises(httpx.ConnectError):
-        httpx.post(f"{url}/v21.0/{PHONE_ID}/messages", json=text_message())
-    with pytest.raises(RuntimeError):
-        _ = fake.base_url
+@pytest.mark.parametrize(("status", "code"), [(400, 100), (401, 190), (429, 130429),
+                                              (500, 1), (503, 2), (502, 1), (418, 100)])
+def test_each_http_status_carries_meta_s_usual_error_code(status: int, code: int) -> None:
+    assert default_error_code(status) == code
 
 
-# ---------------------------------------------------------------- Groq fake
+def test_meta_error_object_names_its_code_and_defaults_its_details() -> None:
+    error = error_body(131047)["error"]
+    assert error["message"] == "(#131047) Re-engagement message"
+    assert "24 hours" in error["error_data"]["details"]
+    assert error_body(190)["error"]["error_subcode"] == 463
 
 
-async def test_groq_sdk_gets_reply_and_request_is_recorded(groq_fake: FakeGroqApi) -> None:
-    client = chat(groq_fake, max_retries=0)
-    try:
-        completion = await complete(client)
-    finally:
-        await client.close()
-
-    assert completion.choices[0].message.content == DEFAULT_REPLY
-    assert completion.choices[0].finish_reason == "stop"
-    assert completion.model == MODEL
-    assert completion.id.startswith("chatcmpl-")
-    assert completion.usage is not None and completion.usage.total_tokens == 2
-
-    [request] = groq_fake.requests()
-    assert request["model"] == MODEL
-    assert request["messages"][1] == {"role": "user", "content": "hello"}
-    assert (request["temperature"], request["max_tokens"]) == (0.3, 64)
-    [record] = groq_fake.recorded()
-    assert record.path == "/openai/v1/chat/completions"
-    assert record.headers["authorization"] == "Bearer test-key"
+def test_an_accepted_send_names_the_recipient_digits_and_the_wamid() -> None:
+    answer = accepted_answer({"to": "+1 555-0001"}, "wamid.X")
+    assert answer.status == 200
+    assert json.loads(answer.body)["contacts"] == [{"input": "+1 555-0001", "wa_id": "15550001"}]
+    assert json.loads(answer.body)["messages"] == [{"id": "wamid.X"}]
 
 
-async def test_groq_reply_text_responder_and_empty_content(groq_fake: FakeGroqApi) -> None:
-    client = chat(groq_fake, max_retries=0)
-    try:
-        groq_fake.reply_text = "Namaste"
-        assert (await complete(client)).choices[0].message.content == "Namaste"
-
-        groq_fake.responder = lambda body: f"echo: {body['messages'][-1]['content']}"
-        assert (await complete(client)).choices[0].message.content == "echo: hello"
-
-        groq_fake.empty_content = True
-        assert (await complete(client)).choices[0].message.content == ""
-
-        groq_fake.clear()
-        assert (await complete(client)).choices[0].message.content == DEFAULT_REPLY
-    finally:
-        await client.close()
+def test_an_accepted_send_by_bsuid_names_the_user_id_and_no_wa_id() -> None:
+    answer = accepted_answer({"recipient": "US.13491208655302741918"}, "wamid.Y")
+    assert json.loads(answer.body)["contacts"] == [
+        {"input": "US.13491208655302741918", "user_id": "US.13491208655302741918"}]
 
 
-async def test_groq_scripted_errors_raise_sdk_errors(groq_fake: FakeGroqApi) -> None:
-    groq_fake.script([500, 429, ("error", 400, "context_length_exceeded"), 200])
-    client = chat(groq_fake, max_retries=0)
-    try:
-        with pytest.raises(groq.InternalServerError) as server_error:
-            await complete(client)
-        assert server_error.value.status_code == 500
-        assert server_error.value.body == {  # the SDK keeps the whole JSON body
-            "error": {
-                "message": "Internal Server Error",
-                "type": "internal_server_error",
-                "code": "internal_server_error",
-            }
-        }
-
-        with pytest.raises(groq.RateLimitError):
-            await complete(client)
-        with pytest.raises(groq.BadRequestError, match="context_length_exceeded"):
-            await complete(client)
-        assert (await complete(client)).choices[0].message.content == DEFAULT_REPLY
-    finally:
-        await client.close()
-    assert len(groq_fake.requests()) == 4
+@pytest.mark.parametrize(("body", "refused"), [
+    (TEXT_SEND, False),
+    ({**TEXT_SEND, "type": "image", "text": None}, False),
+    ({**TEXT_SEND, "messaging_product": "sms"}, True),
+    ({**TEXT_SEND, "to": " "}, True),
+    ({k: v for k, v in TEXT_SEND.items() if k != "to"}, True),
+    ({**{k: v for k, v in TEXT_SEND.items() if k != "to"}, "recipient": "US.1"}, False),
+    ({**TEXT_SEND, "text": {"body": ""}}, True),
+    (["not", "an", "object"], True),
+])
+def test_meta_refuses_sends_without_product_recipient_or_text(body: object,
+                                                               refused: bool) -> None:
+    assert (refuse_send(body) is not None) is refused
 
 
-async def test_groq_fail_always_and_clear(groq_fake: FakeGroqApi) -> None:
-    groq_fake.fail_always(503)
-    client = chat(groq_fake, max_retries=0)
-    try:
-        for _ in range(2):
-            with pytest.raises(groq.APIStatusError) as failure:
-                await complete(client)
-            assert failure.value.status_code == 503
-        groq_fake.clear()
-        assert (await complete(client)).choices[0].message.content == DEFAULT_REPLY
-    finally:
-        await client.close()
+def test_only_a_post_to_the_messages_path_is_a_send() -> None:
+    assert refuse_request("POST", "/v21.0/123/messages") is None
+    wrong_method = refuse_request("GET", "/v21.0/123/messages")
+    assert wrong_method is not None and json.loads(wrong_method.body)["error"]["code"] == 100
+    wrong_path = refuse_request("POST", "/v21.0/123/media")
+    assert wrong_path is not None and json.loads(wrong_path.body)["error"]["code"] == 2500
 
 
-async def test_groq_malformed_json_raises(groq_fake: FakeGroqApi) -> None:
-    groq_fake.malformed_json = True
-    client = chat(groq_fake, max_retries=0)
-    try:
-        # the SDK lets the decoder's error through (json.JSONDecodeError is a ValueError)
-        with pytest.raises((ValueError, groq.APIError)):
-            await complete(client)
-    finally:
-        await client.close()
-
-
-async def test_groq_sdk_default_retries_consume_the_script(groq_fake: FakeGroqApi) -> None:
-    # why a test wants max_retries=0: the SDK's own retry hides a scripted 500
-    groq_fake.script([{"status": 500, "retry_after": 0.01}, 200])
-    client = chat(groq_fake)  # default max_retries=2
-    try:
-        assert (await complete(client)).choices[0].message.content == DEFAULT_REPLY
-    finally:
-        await client.close()
-    assert [r.status for r in groq_fake.recorded()] == [500, 200]
-
-
-async def test_groq_latency_and_api_key(groq_fake: FakeGroqApi) -> None:
-    groq_fake.expected_api_key = "right"
-    client = chat(groq_fake, max_retries=0)
-    try:
-        with pytest.raises(groq.AuthenticationError):
-            await complete(client)
-    finally:
-        await client.close()
-
-    groq_fake.latency_s = 0.3
-    client = groq.AsyncGroq(api_key="right", base_url=groq_fake.base_url, max_retries=0)
-    try:
-        started = time.monotonic()
-        await complete(client)
-        assert 0.25 <= time.monotonic() - started < 3
-    finally:
-        await client.close()
-
-
-# ---------------------------------------------------------------- standalone mode
-
-
-def start_standalone(module: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 15)
-        assert ready, f"{module} printed nothing within 15s"
-        line = process.stdout.readline().strip()
-        assert line.startswith("listening http://127.0.0.1:"), line
-    except BaseException:
-        process.kill()
-        process.communicate()
-        raise
-    return process, line.removeprefix("listening ")
-
-
-def stop_standalone(process: subprocess.Popen[str]) -> None:
-    """SIGTERM, expect a clean exit 0; ``communicate`` also closes the pipes."""
-    process.terminate()
-    try:
-        _, stderr = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise
-    assert process.returncode == 0, stderr
-
-
-@pytest.mark.slow
-def test_graph_standalone_subprocess() -> None:
-    process, base_url = start_standalone("tests.fakes.graph_api")
-    try:
-        with httpx.Client(base_url=base_url, timeout=10) as client:
-            assert post_message(client, text_message("one")).status_code == 200
-
-            scripted = client.post("/_fake/script", json=[["error", 400, 131047], 429])
-            assert scripted.json() == {"ok": True, "pending": 2}
-            assert post_message(client, text_message("two")).json()["error"]["code"] == 131047
-            assert post_message(client, text_message("three")).status_code == 429
-
-            sent = client.get("/_fake/sent", params={"wait_for": 1, "timeout": 2}).json()
-            assert [body["text"]["body"] for body in sent] == ["one"]
-            statuses = [r["status"] for r in client.get("/_fake/requests").json()]
-            assert statuses == [200, 400, 429]
-    finally:
-        stop_standalone(process)
-
-
-@pytest.mark.slow
-def test_groq_standalone_subprocess() -> None:
-    process, base_url = start_standalone("tests.fakes.groq_api")
-    try:
-        with httpx.Client(base_url=base_url, timeout=10) as control:
-            control.post("/_fake/config", json={"reply_text": "from subprocess"})
-            with groq.Groq(api_key="k", base_url=base_url, max_retries=0) as client:
-                completion = client.chat.completions.create(
-                    model=MODEL, messages=[{"role": "user", "content": "hi"}]
-                )
-                assert completion.choices[0].message.content == "from subprocess"
-                control.post("/_fake/script", json=[500])
-                with pytest.raises(groq.InternalServerError):
-                    client.chat.completions.create(
-                        model=MODEL, messages=[{"role": "user", "content": "hi"}]
-                    )
-            bodies = control.get("/_fake/requests").json()
-            assert [b["model"] for b in bodies] == [MODEL, MODEL]
-    finally:
-        stop_standalone(process)
+def test_a_signed_delivery_passes_the_ingress_signature_check_and_parses_in_order() -> None:
+    raw = encode(delivery(text_message("15550001", "one", wamid="wamid.1"),
+                          text_message("15550002", "two 🙏", wamid="wamid.2"),
+                          names={"15550001": "Asha"}))
+    headers = signed_headers(raw, "secret")
+    assert signature_is_valid(raw, headers["X-Hub-Signature-256"], "secret")
+    assert not signature_is_valid(raw, hub_signature(raw, "other"), "secret")
+    parsed = parse_webhook(raw)
+    assert [(t.sender.phone, t.wamid, t.text) for t in parsed.texts] == [
+        ("+15550001", "wamid.1", "one"), ("+15550002", "wamid.2", "two 🙏")]
+    contacts = json.loads(raw)["entry"][0]["changes"][0]["value"]["contacts"]
+    assert [c["profile"]["name"] for c in contacts] == ["Asha", "Test"]

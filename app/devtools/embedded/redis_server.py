@@ -20,11 +20,11 @@ import msgspec
 from app.devtools.embedded.server_process import (
     ServerProcess,
     ServerStartError,
-    free_port,
     spawn,
     stop_stale_server,
     wait_until_ready,
 )
+from app.devtools.ports import free_port
 
 HOST = "127.0.0.1"
 PID_FILE = "redis-server.pid"

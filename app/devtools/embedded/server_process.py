@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,13 +23,6 @@ _PR_SET_PDEATHSIG = 1
 
 class ServerStartError(Exception):
     """An embedded server could not be started; the message is one line for an operator."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _parent_death_signal(sig: int) -> Callable[[], None] | None:

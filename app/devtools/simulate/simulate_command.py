@@ -35,7 +35,8 @@ from redis.exceptions import RedisError
 
 from app.devtools.dev_command import DATABASE_NAME, ensure_database
 from app.devtools.embedded.embedded_servers import EmbeddedServers
-from app.devtools.embedded.server_process import ServerStartError, free_port
+from app.devtools.embedded.server_process import ServerStartError
+from app.devtools.ports import free_port
 from app.devtools.simulate.simulate_options import SimulateOptions
 from app.devtools.simulate.traffic_plan import (
     OptionsError,
@@ -55,7 +56,7 @@ from app.devtools.simulate.transcript import (
     summary_lines,
     user_line,
 )
-from app.devtools.simulated_graph_api import FakeGraphApi, ReceivedSend
+from app.devtools.simulated_graph_api import ReceivedSend, SimulatedGraphApi
 from app.ingress.signature import sign_body
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
@@ -316,8 +317,8 @@ async def simulate(settings: Settings, options: SimulateOptions, plan: list[Plan
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     replies: asyncio.Queue[ReceivedSend] = asyncio.Queue()
-    graph = FakeGraphApi(lambda send: loop.call_soon_threadsafe(replies.put_nowait, send),
-                         port=options.graph_port).start()
+    graph = SimulatedGraphApi(lambda send: loop.call_soon_threadsafe(replies.put_nowait, send),
+                              port=options.graph_port).start()
     service: ServiceUnderSimulation | None = None
     secret = settings.whatsapp_app_secret
     traffic = options.traffic

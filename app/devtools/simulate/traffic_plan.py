@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import dataclass
 
-import msgspec
+from app.devtools import webhook_bodies
 
 # Fictional numbers (NANP 555-01xx) and first names for the simulated users.
 _NAMES = ("Asha", "Ben", "Chen", "Dara", "Elif", "Farid", "Gita", "Hugo", "Ines", "Jon",
@@ -115,66 +115,13 @@ def plan_traffic(options: TrafficOptions, rng: random.Random) -> list[PlannedDel
     return plan
 
 
-# Meta's webhook body, only the fields a real delivery of text messages carries.
-
-class _Text(msgspec.Struct):
-    body: str
-
-
-class _Message(msgspec.Struct, kw_only=True, rename={"sender": "from"}):
-    sender: str
-    id: str
-    timestamp: str
-    text: _Text
-    type: str = "text"
-
-
-class _Profile(msgspec.Struct):
-    name: str
-
-
-class _Contact(msgspec.Struct):
-    profile: _Profile
-    wa_id: str
-
-
-class _Metadata(msgspec.Struct):
-    display_phone_number: str
-    phone_number_id: str
-
-
-class _Value(msgspec.Struct, kw_only=True):
-    messaging_product: str = "whatsapp"
-    metadata: _Metadata
-    contacts: list[_Contact]
-    messages: list[_Message]
-
-
-class _Change(msgspec.Struct, kw_only=True):
-    value: _Value
-    field: str = "messages"
-
-
-class _Entry(msgspec.Struct):
-    id: str
-    changes: list[_Change]
-
-
-class _Webhook(msgspec.Struct, kw_only=True):
-    object: str = "whatsapp_business_account"
-    entry: list[_Entry]
-
-
 def webhook_body(delivery: PlannedDelivery, *, phone_number_id: str,
                  display_phone_number: str, business_account_id: str,
                  timestamp: int) -> bytes:
     """The JSON Meta posts for ``delivery`` (``timestamp``: the sender's clock, seconds)."""
     user = delivery.user
-    value = _Value(
-        metadata=_Metadata(display_phone_number, phone_number_id),
-        contacts=[_Contact(_Profile(user.name), user.phone)],
-        messages=[_Message(sender=user.phone, id=m.wamid, timestamp=str(timestamp),
-                           text=_Text(m.text)) for m in delivery.messages],
-    )
-    return msgspec.json.encode(_Webhook(entry=[_Entry(business_account_id,
-                                                      [_Change(value=value)])]))
+    messages = [webhook_bodies.text_message(user.phone, m.text, m.wamid, timestamp)
+                for m in delivery.messages]
+    return webhook_bodies.encode(webhook_bodies.delivery(
+        *messages, names={user.phone: user.name}, phone_number_id=phone_number_id,
+        display_phone_number=display_phone_number, business_account_id=business_account_id))

@@ -1,29 +1,26 @@
-"""Realistic traffic: signed Meta webhook bodies, and the events the ingress logs for them.
+"""Numbered messages for the benchmarks: message #i as a signed webhook body or as its event.
 
-A body is what the WhatsApp Cloud API posts for one inbound text message (one entry, one
-change, contacts and metadata included), encoded compactly as Meta sends it; every wamid is
-unique. ``received_events`` gives the MessageReceived events of the same messages, for
-benchmarks that start at the log.
+Message #i of a tag has its own wamid, a sender chosen by i, and a realistic text. As a body it
+is what the WhatsApp Cloud API posts for one inbound text message (built by
+``app.devtools.webhook_bodies``), signed with the benchmark's app secret; ``received_events``
+gives the MessageReceived events of the same messages, for benchmarks that start at the log.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-
+from app.devtools import webhook_bodies
 from app.ingress.parse_webhook import InboundText, events_from_texts
 from app.platform.identities import Sender
 from schema.events import MessageReceived
 
 APP_SECRET = "bench-app-secret"
-PHONE_NUMBER_ID = "1122334455667"
+PHONE_NUMBER_ID = webhook_bodies.PHONE_NUMBER_ID
 WEBHOOK_PATH = "/webhooks/whatsapp"
 
 _TEXTS = (
@@ -38,8 +35,6 @@ _TEXTS = (
 )
 _NAMES = ("Asha", "Ravi", "Maria", "John", "Wei", "Fatima", "Lucas", "Priya")
 
-_encoder = msgspec.json.Encoder()
-
 
 @dataclass(frozen=True, slots=True)
 class SignedBody:
@@ -47,11 +42,6 @@ class SignedBody:
     signature: str  # X-Hub-Signature-256 value
     sender: str  # wa_id digits, as Meta sends them (no +)
     wamid: str
-
-
-def sign(body: bytes, secret: str = APP_SECRET) -> str:
-    """Meta's ``X-Hub-Signature-256`` of ``body`` (written here, not taken from ``app``)."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def wamid_for(tag: str, index: int) -> str:
@@ -65,32 +55,8 @@ def sender_for(index: int) -> str:
     return f"91{7_000_000_000 + index:010d}"
 
 
-def text_webhook(sender: str, wamid: str, text: str, name: str, timestamp: int) -> bytes:
-    """The JSON body Meta posts for one inbound text message."""
-    return _encoder.encode({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {
-                        "display_phone_number": "15550783881",
-                        "phone_number_id": PHONE_NUMBER_ID,
-                    },
-                    "contacts": [{"profile": {"name": name}, "wa_id": sender}],
-                    "messages": [{
-                        "from": sender,
-                        "id": wamid,
-                        "timestamp": str(timestamp),
-                        "text": {"body": text},
-                        "type": "text",
-                    }],
-                },
-                "field": "messages",
-            }],
-        }],
-    })
+def _text_of(index: int) -> str:
+    return f"{_TEXTS[index % len(_TEXTS)]} #{index}"
 
 
 def signed_bodies(
@@ -105,9 +71,11 @@ def signed_bodies(
     for index in range(start, start + count):
         sender = sender_for(index if senders is None else index % senders)
         wamid = wamid_for(tag, index)
-        body = text_webhook(sender, wamid, f"{_TEXTS[index % len(_TEXTS)]} #{index}",
-                            _NAMES[index % len(_NAMES)], timestamp + index // 1000)
-        yield SignedBody(body, sign(body, secret), sender, wamid)
+        message = webhook_bodies.text_message(sender, _text_of(index), wamid,
+                                              timestamp + index // 1000)
+        body = webhook_bodies.encode(webhook_bodies.delivery(
+            message, names={sender: _NAMES[index % len(_NAMES)]}))
+        yield SignedBody(body, webhook_bodies.hub_signature(body, secret), sender, wamid)
 
 
 def write_bodies_file(path: Path, bodies: Iterator[SignedBody]) -> int:
@@ -132,10 +100,9 @@ def received_events(
     for offset, index in enumerate(range(start, start + count)):
         sender = sender_for(index if users is None else index % users)
         wamid = wamid_for(tag, index)
-        text = f"{_TEXTS[index % len(_TEXTS)]} #{index}"
+        text = _text_of(index)
         received_at = first_ms + offset
-        raw = {"from": sender, "id": wamid, "timestamp": str(received_at // 1000),
-               "text": {"body": text}, "type": "text"}
+        raw = webhook_bodies.text_message(sender, text, wamid, received_at // 1000)
         inbound = InboundText(sender=Sender(phone="+" + sender, bsuid=None), wamid=wamid, text=text,
                               client_timestamp=received_at // 1000, raw=raw)
         events += events_from_texts([inbound], received_at_ms=received_at)
