@@ -34,14 +34,16 @@ __all__ = ["ReceivedSend", "SimulatedGraphApi"]
 
 @dataclass(frozen=True, slots=True)
 class ReceivedSend:
-    """One accepted send: to whom, what, quoting which wamid (None: standalone), when."""
+    """One accepted send: to whom (``to`` a phone, or ``recipient`` a BSUID), what, quoting
+    which wamid (None: standalone), when."""
 
     phone_number_id: str
-    to: str
+    to: str | None
     text: str
     context_message_id: str | None
     outbound_id: str
     received_at: float  # the stand-in's clock (time.monotonic by default)
+    recipient: str | None = None
 
 
 class SimulatedGraphApi(LocalHttpServer):
@@ -69,11 +71,12 @@ class SimulatedGraphApi(LocalHttpServer):
         outbound_id = new_outbound_wamid()
         self._on_send(ReceivedSend(
             phone_number_id=match["phone_number_id"],
-            to=body["to"],
+            to=body.get("to"),
             text=body["text"]["body"],
             context_message_id=context.get("message_id") if isinstance(context, dict) else None,
             outbound_id=outbound_id,
             received_at=self._clock(),
+            recipient=body.get("recipient"),
         ))
         return accepted_answer(body, outbound_id)
 

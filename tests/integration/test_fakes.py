@@ -318,6 +318,17 @@ def test_simulated_graph_api_hands_each_text_send_to_its_callback() -> None:
     assert (wrong_path.status_code, wrong_path.json()["error"]["code"]) == (400, 2500)
 
 
+def test_simulated_graph_api_hands_on_a_send_to_a_bsuid_as_its_recipient() -> None:
+    sends: list[ReceivedSend] = []
+    by_bsuid = {"messaging_product": "whatsapp", "recipient": "US.13491208655302741918",
+                "type": "text", "text": {"body": "hello"}}
+    with SimulatedGraphApi(sends.append) as api, httpx.Client(base_url=api.base_url) as client:
+        accepted = client.post(f"/v21.0/{PHONE_ID}/messages", json=by_bsuid)
+    assert accepted.status_code == 200
+    [send] = sends
+    assert (send.to, send.recipient, send.text) == (None, "US.13491208655302741918", "hello")
+
+
 # ---------------------------------------------------------------- Groq fake
 
 

@@ -25,6 +25,7 @@ from app.devtools.webhook_bodies import (  # noqa: E402
     hub_signature,
     signed_headers,
     text_message,
+    username_text_message,
 )
 from app.ingress.parse_webhook import parse_webhook  # noqa: E402
 from app.ingress.signature import signature_is_valid  # noqa: E402
@@ -104,3 +105,31 @@ def test_a_signed_delivery_passes_the_ingress_signature_check_and_parses_in_orde
         ("+15550001", "wamid.1", "one"), ("+15550002", "wamid.2", "two 🙏")]
     contacts = json.loads(raw)["entry"][0]["changes"][0]["value"]["contacts"]
     assert [c["profile"]["name"] for c in contacts] == ["Asha", "Test"]
+
+
+def test_a_username_user_s_body_has_the_bsuid_shape_meta_documents_and_no_phone() -> None:
+    bsuid = "US.13491208655302741918"
+    wamid = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA="
+    body = delivery(username_text_message(bsuid, "Does it come in another color?", wamid,
+                                          1750090702),
+                    names={bsuid: "Sheena Nelson"}, usernames={bsuid: "sheena.nelson"},
+                    phone_number_id="106540352242922", display_phone_number="15550783881",
+                    business_account_id="102290129340398")
+    documented = json.loads((ROOT / "tests/fixtures/meta-webhooks-bsuid-docs/bsuid.json")
+                            .read_text())["text_username_user_no_phone"]
+    del documented["entry"][0]["changes"][0]["value"]["contacts"][0]["parent_user_id"]
+    assert body == documented
+    [text] = parse_webhook(encode(body)).texts
+    assert (text.sender.phone, text.sender.bsuid, text.sender.username, text.wamid) == (
+        None, bsuid, "sheena.nelson", wamid)
+
+
+def test_a_delivery_gives_phone_and_username_users_each_their_own_contact() -> None:
+    body = delivery(text_message("15550001", "one"),
+                    username_text_message("US.1", "two"), names={"US.1": "Ben"})
+    value = body["entry"][0]["changes"][0]["value"]
+    assert value["contacts"] == [{"profile": {"name": "Test"}, "wa_id": "15550001"},
+                                 {"profile": {"name": "Ben"}, "user_id": "US.1"}]
+    assert ["from" in m for m in value["messages"]] == [True, False]
+    senders = [(t.sender.phone, t.sender.bsuid) for t in parse_webhook(encode(body)).texts]
+    assert senders == [("+15550001", None), (None, "US.1")]

@@ -272,12 +272,13 @@ class Conversation:
             self._bodies[delivery.number] = raw
         if delivery.duplicate:
             self.tally.duplicate_deliveries += 1
-            print(duplicate_line(now - self.started, user.phone, len(delivery.messages)),
+            print(duplicate_line(now - self.started, user.label, len(delivery.messages)),
                   flush=True)
         else:
             self.tally.deliveries += 1
             for planned in delivery.messages:
-                message = UserMessage(planned.wamid, user.phone, user.name, planned.text, now)
+                message = UserMessage(planned.wamid, user.address, user.name, planned.text, now,
+                                      user.username)
                 self.matcher.sent(message)
                 self.tally.messages += 1
                 print(user_line(now - self.started, message), flush=True)
@@ -293,8 +294,8 @@ class Conversation:
         if outcome is not None and not self.stop.is_set():
             self.tally.rejected += 1
             if not delivery.duplicate:
-                self.matcher.forget(user.phone, {m.wamid for m in delivery.messages})
-            print(rejected_line(time.monotonic() - self.started, user.phone, outcome),
+                self.matcher.forget(user.address, {m.wamid for m in delivery.messages})
+            print(rejected_line(time.monotonic() - self.started, user.label, outcome),
                   flush=True)
 
     async def _print_replies(self) -> None:
@@ -302,7 +303,8 @@ class Conversation:
             self._show_reply(await self.replies.get())
 
     def _show_reply(self, send: ReceivedSend) -> None:
-        reply = BotReply(send.to, send.text, send.context_message_id, send.received_at)
+        reply = BotReply(send.to, send.text, send.context_message_id, send.received_at,
+                         send.recipient)
         answered = self.matcher.answered(reply)
         count_reply(self.tally, reply, answered)
         print(bot_line(send.received_at - self.started, reply, answered), flush=True)
@@ -324,7 +326,8 @@ async def simulate(settings: Settings, options: SimulateOptions, plan: list[Plan
     traffic = options.traffic
     try:
         say(f"{traffic.users} users, {traffic.rate:g} msg/s in bursts of {traffic.burst}, "
-            f"{traffic.duplicates:.0%} of deliveries duplicated, {traffic.seconds:g}s "
+            f"{traffic.duplicates:.0%} of deliveries duplicated, {traffic.username_users:.0%} "
+            f"of users with a username and no phone, {traffic.seconds:g}s "
             f"(--seed {seed})")
         if options.url is None:
             secret = secret or secrets.token_hex(16)

@@ -23,7 +23,8 @@ class SimulateOptions:
     def from_args(cls, args: argparse.Namespace) -> SimulateOptions:
         return cls(
             traffic=TrafficOptions(users=args.users, rate=args.rate, burst=args.burst,
-                                   duplicates=args.duplicates, seconds=args.seconds),
+                                   duplicates=args.duplicates, seconds=args.seconds,
+                                   username_users=args.username_users),
             url=args.url,
             data_dir=Path(args.data_dir) if args.data_dir else None,
             seed=args.seed,
@@ -46,6 +47,9 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default %(default)s)")
     parser.add_argument("--seconds", type=float, default=defaults.seconds,
                         help="how long to send (default %(default)s)")
+    parser.add_argument("--username-users", type=float, default=defaults.username_users,
+                        help="fraction of users who adopted a WhatsApp username: named by a "
+                             "business-scoped user id, no phone number (default %(default)s)")
     parser.add_argument("--url", default=None,
                         help="webhook URL of a running service (default: start one)")
     parser.add_argument("--data-dir", default=None,

@@ -3,7 +3,8 @@
 Pure, no I/O. A contextual reply names the message it quotes. A standalone one does not, so
 it is given to the sender's oldest message still without a reply: the replier handles a
 user's messages in order, and a standalone reply is one whose message had at most one
-message after it.
+message after it. Replies are keyed on the phone they go ``to`` or, for a user who has a
+username and no phone, the BSUID they go to as ``recipient``.
 """
 
 from __future__ import annotations
@@ -17,18 +18,30 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True, slots=True)
 class UserMessage:
     wamid: str
-    phone: str  # digits, no "+"
+    sender: str  # the phone, digits with no "+"; for a username user, the BSUID
     name: str
     text: str
     sent_at: float  # monotonic seconds
+    username: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the conversation shows the sender: ``@username`` or ``+phone``."""
+        return f"@{self.username}" if self.username else f"+{self.sender}"
 
 
 @dataclass(frozen=True, slots=True)
 class BotReply:
-    to: str  # as the replier sent it, e.g. "+12025550100"
+    to: str | None  # as the replier sent it, e.g. "+12025550100"; None: sent to ``recipient``
     text: str
     context_message_id: str | None
     received_at: float  # monotonic seconds
+    recipient: str | None = None  # the BSUID of a user with no known phone
+
+    @property
+    def sender(self) -> str:
+        """The ``UserMessage.sender`` this reply goes to: the phone's digits, else the BSUID."""
+        return digits(self.to) if self.to else self.recipient or ""
 
 
 def digits(phone: str) -> str:
@@ -42,11 +55,11 @@ class ReplyMatcher:
         self._waiting: dict[str, list[UserMessage]] = defaultdict(list)
 
     def sent(self, message: UserMessage) -> None:
-        self._waiting[message.phone].append(message)
+        self._waiting[message.sender].append(message)
 
     def answered(self, reply: BotReply) -> UserMessage | None:
         """The message ``reply`` answers (now no longer waiting), or None if none fits."""
-        waiting = self._waiting.get(digits(reply.to), [])
+        waiting = self._waiting.get(reply.sender, [])
         if reply.context_message_id is not None:
             for index, message in enumerate(waiting):
                 if message.wamid == reply.context_message_id:
@@ -54,9 +67,9 @@ class ReplyMatcher:
             return None
         return waiting.pop(0) if waiting else None
 
-    def forget(self, phone: str, wamids: set[str]) -> None:
+    def forget(self, sender: str, wamids: set[str]) -> None:
         """Stop waiting for replies to these messages (their webhook was not accepted)."""
-        self._waiting[phone] = [m for m in self._waiting[phone] if m.wamid not in wamids]
+        self._waiting[sender] = [m for m in self._waiting[sender] if m.wamid not in wamids]
 
     def waiting(self) -> int:
         return sum(len(messages) for messages in self._waiting.values())
@@ -85,26 +98,31 @@ def _clean(text: str) -> str:
 
 
 def user_line(elapsed_s: float, message: UserMessage) -> str:
-    return (f"[{elapsed_s:7.2f}s] user +{message.phone} ({message.name}): "
+    return (f"[{elapsed_s:7.2f}s] user {message.label} ({message.name}): "
             f"{_clean(message.text)}   <{message.wamid}>")
 
 
-def duplicate_line(elapsed_s: float, phone: str, count: int) -> str:
-    return (f"[{elapsed_s:7.2f}s] meta +{phone}: the same delivery again ({count} message(s), "
+def duplicate_line(elapsed_s: float, label: str, count: int) -> str:
+    return (f"[{elapsed_s:7.2f}s] meta {label}: the same delivery again ({count} message(s), "
             "a retry) - expect no new reply")
 
 
-def rejected_line(elapsed_s: float, phone: str, outcome: str) -> str:
-    return f"[{elapsed_s:7.2f}s] !!!! webhook for +{phone} not accepted: {outcome}"
+def rejected_line(elapsed_s: float, label: str, outcome: str) -> str:
+    return f"[{elapsed_s:7.2f}s] !!!! webhook for {label} not accepted: {outcome}"
 
 
 def bot_line(elapsed_s: float, reply: BotReply, answered: UserMessage | None) -> str:
-    """``[contextual → quoting <wamid>]`` or ``[standalone]``, and ms since the message."""
+    """``[contextual → quoting <wamid>]`` or ``[standalone]``, and ms since the message.
+
+    The reply is shown going to its phone, else to the ``@username`` of the message it
+    answers, else to its BSUID.
+    """
     mark = (f"[contextual → quoting {reply.context_message_id}]"
             if reply.context_message_id else "[standalone]")
     timing = (f"{(reply.received_at - answered.sent_at) * 1000:.0f} ms after the message"
               if answered is not None else "answers no message of this run")
-    return f"[{elapsed_s:7.2f}s] bot  {reply.to}: {_clean(reply.text)}   {mark}  {timing}"
+    to = reply.to or (answered.label if answered is not None else reply.recipient)
+    return f"[{elapsed_s:7.2f}s] bot  {to}: {_clean(reply.text)}   {mark}  {timing}"
 
 
 def count_reply(tally: RunTally, reply: BotReply, answered: UserMessage | None) -> None:
