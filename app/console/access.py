@@ -29,6 +29,7 @@ __all__ = [
     "CSRF_FIELD",
     "SESSION_COOKIE",
     "ConsoleAccess",
+    "access_of",
     "client_of",
     "session_cookie",
     "session_of",
@@ -63,6 +64,11 @@ def session_cookie(request: Request[Any, Any, Any], value: str, max_age_s: int) 
 def session_of(request: Request[Any, Any, Any]) -> Session:
     """The session ``require_session`` found (only inside console handlers)."""
     return request.state.console_session  # type: ignore[no-any-return]
+
+
+def access_of(request: Request[Any, Any, Any]) -> ConsoleAccess:
+    """The console's signer and throttle (``require_session`` puts them on every request)."""
+    return request.state.console_access  # type: ignore[no-any-return]
 
 
 def too_many_attempts(wait_ms: int) -> Response[str]:
@@ -101,6 +107,7 @@ def require_session(access: ConsoleAccess) -> SessionHook:
     """The console router's ``before_request`` hook for ``access``."""
 
     async def hook(request: Request[Any, Any, Any]) -> Response[Any] | None:
+        request.state.console_access = access
         path = request.url.path
         if path.startswith(SIGN_IN_PATH) or path.startswith(STATIC_PATH):
             return None  # the sign-in page checks its own form token

@@ -16,7 +16,6 @@ from litestar.datastructures import State
 from litestar.response import Template
 from redis.asyncio import Redis
 
-from app.console.access import ConsoleAccess
 from app.console.page import page
 from app.console.queries import failed_replies_since, rate_counts
 from app.console.view_models import RateChart, age_text, rate_chart
@@ -74,15 +73,13 @@ class OverviewController(Controller):
                                    now_ms())
 
     @get("/")
-    async def overview(self, request: Request[Any, Any, Any], state: State,
-                       access: ConsoleAccess) -> Template:
+    async def overview(self, request: Request[Any, Any, Any], state: State) -> Template:
         """The whole overview page."""
-        return page(request, access, "overview.html", "overview",
+        return page(request, "overview.html", "overview",
                     overview=await self._overview(state), age_text=age_text)
 
     @get("/overview/live")
-    async def live(self, request: Request[Any, Any, Any], state: State,
-                   access: ConsoleAccess) -> Template:
+    async def live(self, request: Request[Any, Any, Any], state: State) -> Template:
         """The overview's body alone, for the page's periodic refresh."""
-        return page(request, access, "overview_body.html", "overview",
+        return page(request, "overview_body.html", "overview",
                     overview=await self._overview(state), age_text=age_text)

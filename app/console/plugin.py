@@ -12,10 +12,9 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from litestar import Response, Router
 from litestar.config.app import AppConfig
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import ResponseHeader
-from litestar.di import Provide
 from litestar.plugins import InitPluginProtocol
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -68,14 +67,12 @@ class ConsolePlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add the console's router, static files and templates to the app."""
-        access = self.access
         headers = [ResponseHeader(name=n, value=v) for n, v in SECURITY_HEADERS]
         router = Router(
             path="/console",
             route_handlers=[OverviewController, ConversationsController, DeadLettersController,
                             SignInController, SignOutController],
-            before_request=require_session(access),
-            dependencies={"access": Provide(lambda: access, sync_to_thread=False)},
+            before_request=require_session(self.access),
             response_headers=headers,
             include_in_schema=False,
         )

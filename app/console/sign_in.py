@@ -11,14 +11,14 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_401_UNAUTHORIZED, HTTP_403_FORBIDDEN
 
 from app.console.access import (
     SESSION_COOKIE,
     ConsoleAccess,
+    access_of,
     client_of,
     session_cookie,
     too_many_attempts,
@@ -46,19 +46,19 @@ class SignInController(Controller):
     path = "/login"
 
     @get("/", sync_to_thread=False)
-    def form(self, request: Request[Any, Any, Any], access: ConsoleAccess
-             ) -> Template | Redirect:
+    def form(self, request: Request[Any, Any, Any]) -> Template | Redirect:
         """The token form, or the overview for someone already signed in."""
+        access = access_of(request)
         if access.signer.verify(request.cookies.get(SESSION_COOKIE)) is not None:
             return Redirect("/console", status_code=303)
         return _sign_in_page(request, access, failed=False)
 
     @post("/", sync_to_thread=False, status_code=303)
     def sign_in(
-        self, request: Request[Any, Any, Any], access: ConsoleAccess,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),  # noqa: B008
+        self, request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]
     ) -> Response[Any] | Template | Redirect:
         """Right token -> a session cookie and the overview; wrong -> 401; too many -> 429."""
+        access = access_of(request)
         nonce = request.cookies.get(SIGN_IN_COOKIE, "")
         expected = access.signer.sign_in_form_token(nonce) if nonce else ""
         if not (nonce and tokens_match(data.get("csrf", ""), expected)):
