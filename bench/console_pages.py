@@ -250,7 +250,7 @@ async def run(sizes: Sizes, admin_url: str, redis_url: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: the script works")
-    parser.add_argument("--messages", type=int, default=Sizes.messages)
+    parser.add_argument("--messages", type=int, default=Sizes().messages)
     parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL,
                         help="a database of the server to create scratch databases on")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
