@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
-import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from app.console.session import SessionSigner
 from app.platform.clock import now_ms
+from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from tests.console_data import (
     CONSOLE_TOKEN,
@@ -150,14 +150,8 @@ async def test_retry_without_csrf_is_forbidden_and_with_it_leaves_the_list(
     assert done.status_code == 303
     after = await client.get(done.headers["location"])
     assert dlq_id not in after.text and "Retried" in after.text
-    entries = await redis.xrange(on_stream(on), count=10)
+    entries = await redis.xrange(Keys.from_settings(on).stream(0), count=10)
     assert any(f.get(b"only_group") == b"replier" for _, f in entries)
-
-
-def on_stream(settings: Settings) -> str:
-    from app.platform.eventlog.keys import Keys
-
-    return Keys.from_settings(settings).stream(0)
 
 
 async def test_drop_removes_a_dead_letter(client: AsyncTestClient, on: Settings,
@@ -268,4 +262,3 @@ async def test_a_short_console_token_is_refused_at_start_up() -> None:
 
     with pytest.raises(SettingsError, match="MECOVE_CONSOLE_TOKEN"):
         settings_from_env({"MECOVE_CONSOLE_TOKEN": "short"}, require_urls=False)
-    assert msgspec.structs.replace  # settings stay a frozen struct
