@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
+from app.console.dev_token import console_link, dev_console_token
 from app.devtools.embedded.embedded_servers import EmbeddedServers
 from app.devtools.embedded.server_process import ServerStartError
 from app.platform.database import run_migrations
@@ -157,10 +158,13 @@ def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> i
             raise DevStartError(f"cannot prepare {where}: {exc}") from exc
         os.environ["DATABASE_URL"] = database_url  # what the supervised processes inherit
         os.environ["REDIS_URL"] = redis_url
+        console_token = dev_console_token(settings.console_token, data_dir)
+        os.environ["MECOVE_CONSOLE_TOKEN"] = console_token  # the ingress serves /console
         settings = msgspec.structs.replace(settings, database_url=database_url,
                                            redis_url=redis_url)
         for line in banner(settings, data_dir, embedded):
             say(line)
+        say(f"console       {console_link(settings.port, console_token)}")
         say(f"servers and migrations ready in {time.monotonic() - started:.1f}s; "
             "starting the service")
         return supervise(commands, settings)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 
+from app.console.plugin import console_plugins
 from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
@@ -48,4 +49,5 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         logging_config=None,  # keep our structured, secret-scrubbing handler
         state=State({"settings": settings}),
+        plugins=console_plugins(settings),  # /console, only when MECOVE_CONSOLE_TOKEN is set
     )

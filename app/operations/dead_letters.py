@@ -56,10 +56,15 @@ def _to_dead_letter(partition: int, dlq_id: bytes | str, fields: dict[bytes, byt
     )
 
 
-async def list_dead_letters(redis: Redis, keys: Keys) -> list[DeadLetter]:
+async def list_dead_letters(redis: Redis, keys: Keys, *, after: str | None = None,
+                            count: int | None = None) -> list[DeadLetter]:
+    """Dead letters of every partition, oldest first; with ``after`` / ``count``, one page:
+    at most ``count`` letters (per partition) whose id is above ``after``."""
     out: list[DeadLetter] = []
     for partition in range(keys.partitions):
-        for dlq_id, fields in await redis.xrange(keys.dead_letters(partition)):
+        entries = await redis.xrange(keys.dead_letters(partition),
+                                     min=f"({after}" if after else "-", count=count)
+        for dlq_id, fields in entries:
             out.append(_to_dead_letter(partition, dlq_id, fields))
     return out
 

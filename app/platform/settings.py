@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+MIN_CONSOLE_TOKEN_LENGTH = 16  # a guessable console token would expose personal data
+
 
 class SettingsError(Exception):
     """A variable is missing or malformed; the message is one line naming it."""
@@ -53,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     summary_window_ms: int = 30_000
     summary_wait_projection_ms: int = 10_000
     consumer_name: str = ""
+    console_token: str | None = None  # the operator's console at /console is off without it
+    console_session_seconds: int = 28_800  # how long a console sign-in lasts
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -62,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             self.whatsapp_permanent_token,
             self.whatsapp_verify_token,
             self.groq_api_key,
+            self.console_token,
         )
         return tuple(v for v in values if v)
 
@@ -134,6 +139,13 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
     partitions = _int(env, "MECOVE_PARTITIONS", 1)
     if partitions < 1:
         raise SettingsError("MECOVE_PARTITIONS is malformed: expected an integer >= 1")
+    console_token = _opt(env, "MECOVE_CONSOLE_TOKEN")
+    if console_token is not None and len(console_token) < MIN_CONSOLE_TOKEN_LENGTH:
+        raise SettingsError(f"MECOVE_CONSOLE_TOKEN is malformed: expected at least "
+                            f"{MIN_CONSOLE_TOKEN_LENGTH} characters")
+    console_session_seconds = _int(env, "MECOVE_CONSOLE_SESSION_SECONDS", 28_800)
+    if console_session_seconds < 1:
+        raise SettingsError("MECOVE_CONSOLE_SESSION_SECONDS is malformed: expected seconds >= 1")
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
@@ -171,6 +183,8 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         summary_window_ms=_int(env, "MECOVE_SUMMARY_WINDOW_MS", 30_000),
         summary_wait_projection_ms=_int(env, "MECOVE_SUMMARY_WAIT_PROJECTION_MS", 10_000),
         consumer_name=env.get("MECOVE_CONSUMER_NAME", "").strip() or default_consumer_name(),
+        console_token=console_token,
+        console_session_seconds=console_session_seconds,
     )
 
 
