@@ -49,6 +49,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 100
     block_ms: int = 1_000
     replier_concurrency: int = 32
+    # Graph API sends (MECOVE_GRAPH_*): the client timeout; the recipient pair limiter (one
+    # reply per interval, a burst at once); the number's throughput; how long a reply may wait
+    # for its turn before it fails; and the "typing…" shown while the LLM thinks.
+    graph_timeout_ms: int = 10_000
+    graph_pair_interval_ms: int = 6_000
+    graph_pair_burst: int = 5
+    graph_max_mps: float = 80.0
+    graph_pacing_give_up_ms: int = 600_000
+    typing_indicator: bool = True
     contextual_after_count: int = 1
     contextual_stale_ms: int = 10_000
     metrics_port: int = 0  # consumer processes serve /metrics here when set
@@ -110,6 +119,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _bool_default(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} is malformed: expected true or false, got {raw!r}")
 
 
 def _opt(env: Mapping[str, str], name: str) -> str | None:
@@ -177,6 +197,12 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         batch_size=_int(env, "MECOVE_BATCH_SIZE", 100),
         block_ms=_int(env, "MECOVE_BLOCK_MS", 1_000),
         replier_concurrency=_int(env, "MECOVE_REPLIER_CONCURRENCY", 32),
+        graph_timeout_ms=_int(env, "MECOVE_GRAPH_TIMEOUT_MS", 10_000),
+        graph_pair_interval_ms=_int(env, "MECOVE_GRAPH_PAIR_INTERVAL_MS", 6_000),
+        graph_pair_burst=_int(env, "MECOVE_GRAPH_PAIR_BURST", 5),
+        graph_max_mps=_float(env, "MECOVE_GRAPH_MAX_MPS", 80.0),
+        graph_pacing_give_up_ms=_int(env, "MECOVE_GRAPH_PACING_GIVE_UP_MS", 600_000),
+        typing_indicator=_bool_default(env, "MECOVE_TYPING_INDICATOR", True),
         contextual_after_count=_int(env, "MECOVE_CONTEXTUAL_AFTER_COUNT", 1),
         contextual_stale_ms=_int(env, "MECOVE_CONTEXTUAL_STALE_MS", 10_000),
         metrics_port=_int(env, "MECOVE_METRICS_PORT", 0),

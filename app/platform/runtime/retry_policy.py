@@ -13,6 +13,19 @@ class NonRetryableError(Exception):
     """A failure that will fail the same way again: dead-letter at once."""
 
 
+class RetryLater(Exception):
+    """Not a failure: the entry may not go yet (a rate limit); handle it again at ``due_ms``.
+
+    The runtime schedules it without spending an attempt; the handler owns the deadline after
+    which it gives up (by raising a real error instead).
+    """
+
+    def __init__(self, due_ms: int, reason: str) -> None:
+        super().__init__(reason)
+        self.due_ms = due_ms
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 3
@@ -27,4 +40,6 @@ class RetryPolicy:
 
     def gives_up_after(self, attempt: int, error: BaseException) -> bool:
         """True when ``attempt`` failing with ``error`` must go to the dead-letter stream."""
+        if isinstance(error, RetryLater):
+            return False
         return isinstance(error, NonRetryableError) or attempt >= self.max_attempts

@@ -6,6 +6,9 @@ summarizer): any consumer may handle any entry, so one failing entry holds up no
   the ZREM takes it with XCLAIM (which bumps the delivery count) and handles it again.
 * After the last attempt, or at once for a NonRetryableError, the entry is dead-lettered and
   the handler's ``on_dead_letter`` is called.
+* A ``RetryLater`` (a rate limit, not a failure) goes into the same schedule at its due time
+  without spending an attempt: XCLAIM still bumps the delivery count, so the deliveries spent
+  waiting are counted per entry (a hash) and subtracted from it to get the attempt number.
 * Entries of a consumer that died are taken over with XCLAIM once idle for the visibility
   timeout (found with XPENDING ... IDLE, which Redis 6.2 and 7.x both have); one that had used
   its last attempt is dead-lettered instead.
@@ -25,6 +28,7 @@ from app.platform.runtime.consumer_runtime import (
     fields_by_entry_id,
 )
 from app.platform.runtime.handler import Delivery, GroupHandler
+from app.platform.runtime.retry_policy import RetryLater
 
 log = logging.getLogger("mecove.consumer")
 
@@ -38,6 +42,10 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
         await self._read_new(partition)
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
+        waited = await self._deferrals(partition, [i for i, _, a in entries
+                                                   if i is not None and a > 1])
+        entries = [(i, f, a - waited.get(as_text(i), 0) if i is not None else a)
+                   for i, f, a in entries]
         deliveries = await self._deliveries(partition, entries)
         if not deliveries:
             return
@@ -45,10 +53,40 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
         fields = fields_by_entry_id(entries)
         for delivery, error in failed:
             await self._after_failure(delivery, error, fields.get(delivery.entry_id, {}))
+        deferred_again = {d.entry_id for d, e in failed if isinstance(e, RetryLater)}
+        settled = [i for i in waited if i not in deferred_again]
+        if settled:
+            await self.redis.hdel(self._deferrals_key(partition), *settled)
+
+    def _deferrals_key(self, partition: int) -> str:
+        """Hash entry id -> deliveries spent waiting on a ``RetryLater`` (not attempts)."""
+        return self.keys.key(partition, f"deferred:{self.group}")
+
+    async def _deferrals(self, partition: int, entry_ids: list[bytes | str]) -> dict[str, int]:
+        """How many deliveries each of ``entry_ids`` spent deferred (only those with any)."""
+        if not entry_ids:
+            return {}
+        ids = [as_text(i) for i in entry_ids]
+        counts = await self.redis.hmget(self._deferrals_key(partition), ids)
+        return {i: int(c) for i, c in zip(ids, counts, strict=True) if c}
+
+    async def _defer(self, delivery: Delivery, later: RetryLater) -> None:
+        """Schedule the delivery at its due time, its attempt unspent."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(self._deferrals_key(delivery.partition), delivery.entry_id, 1)
+            pipe.zadd(self.keys.retry_schedule(delivery.partition, self.group),
+                      {delivery.entry_id: later.due_ms})
+            await pipe.execute()
+        log.info("deferred", extra={"fields": {
+            "group": self.group, "entry_id": delivery.entry_id, "due_ms": later.due_ms,
+            "message_id": getattr(delivery.event, "message_id", None), "reason": later.reason}})
 
     async def _after_failure(self, delivery: Delivery, error: BaseException,
                              fields: Fields) -> None:
         """Dead-letter the delivery if that was its last chance, else schedule its retry."""
+        if isinstance(error, RetryLater):
+            await self._defer(delivery, error)
+            return
         if self.policy.gives_up_after(delivery.attempt, error):
             await self._give_up(delivery, error, fields)
             return
@@ -98,10 +136,14 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
     async def _reclaim_abandoned(self, partition: int) -> None:
         """Entries idle past the visibility timeout belong to a dead or stuck consumer."""
         candidates = await self._abandoned(partition)
-        exhausted = [p for p in candidates
-                     if int(p["times_delivered"]) >= self.policy.max_attempts]  # type: ignore[call-overload]
+        waited = await self._deferrals(partition, [p["message_id"] for p in candidates])  # type: ignore[misc]
+
+        def attempts(item: PendingRow) -> int:  # deliveries spent deferred are no attempts
+            return int(item["times_delivered"]) - waited.get(as_text(item["message_id"]), 0)  # type: ignore[call-overload, arg-type]
+
+        exhausted = [p for p in candidates if attempts(p) >= self.policy.max_attempts]
         for item in exhausted:
-            await self._dead_letter_abandoned(partition, item)
+            await self._dead_letter_abandoned(partition, item, attempts(item))
         rest = [p for p in candidates if p not in exhausted]
         if rest:
             log.warning("reclaiming entries of a dead consumer",
@@ -123,7 +165,8 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
                 candidates.append(item)
         return candidates
 
-    async def _dead_letter_abandoned(self, partition: int, item: PendingRow) -> None:
+    async def _dead_letter_abandoned(self, partition: int, item: PendingRow,
+                                     attempts: int) -> None:
         """A dead consumer's entry that had used its last attempt: dead-letter it."""
         entry_id = as_text(item["message_id"])  # type: ignore[arg-type]
         claimed = await self.redis.xclaim(self.keys.stream(partition), self.group, self.consumer,
@@ -133,8 +176,8 @@ class SharedRuntime(ConsumerRuntime[GroupHandler]):
         fields = claimed[0][1] or {}
         raw_reason = await self.redis.hget(self.keys.last_error(partition, self.group), entry_id)
         reason = as_text(raw_reason) if raw_reason else "consumer died on its last attempt"
-        attempts = int(item["times_delivered"])  # type: ignore[call-overload]
         await self._dead_letter(partition, entry_id, fields, attempts, reason)
+        await self.redis.hdel(self._deferrals_key(partition), entry_id)
         try:
             event = decode_event(fields)
         except UndecodableEvent:
