@@ -9,7 +9,15 @@ message's reply outcome (``reply_outcome``: ``SET NX`` = ``sending:<consumer>:<m
 definite failure releases it; a 200 turns it into ``sent:<wamid>`` in the same Lua step that
 appends ReplySent. A redelivery that finds ``sending:`` left by a crashed attempt cannot know
 whether Meta got the message, so it does not resend: the entry is dead-lettered as "in doubt"
-(docs/decisions/0003-reply-at-most-once.md).
+(docs/decisions/0003-reply-at-most-once.md). So is a send whose request may have reached Meta
+before the connection failed (``GraphSendInDoubt``): the outcome stays ``sending:``.
+
+Pacing (docs/decisions/0008-reply-pacing.md): before the LLM and again right before the send,
+the ``Pacer`` says whether the recipient's pair limiter (and the number's throughput) lets the
+reply go. If not, or if Meta answers 131056 / a throughput error anyway, the reply waits in its
+recipient's line and the entry is deferred (``RetryLater``) without spending an attempt; other
+users' replies go on. After waiting longer than the give-up time it fails (``PacingGaveUp``).
+While the LLM thinks the user sees "typing…" (``TypingIndicator``), never holding the reply up.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from app.platform.clock import now_ms
 from app.platform.eventlog.keys import Keys
 from app.platform.metrics import GRAPH_SENDS
 from app.platform.runtime.handler import Delivery, GroupHandler
-from app.platform.runtime.retry_policy import NonRetryableError, RetryableError
+from app.platform.runtime.retry_policy import NonRetryableError, RetryableError, RetryLater
 from app.platform.settings import Settings
 from consumers.llm.chat_client import ChatClient
 from consumers.llm.llm_config import LlmConfig, load_llm_config
@@ -34,15 +42,30 @@ from consumers.replier.conversation_prompt import format_conversation
 from consumers.replier.conversation_store import ConversationStore
 from consumers.replier.reply_mode import ReplyMode, ReplyModeRule, decide_reply_mode
 from consumers.replier.reply_outcome import ReplyOutcomes, is_final, is_sent, sending_state
-from consumers.whatsapp.graph_client import GraphClient
+from consumers.replier.typing_indicator import TypingIndicator
+from consumers.whatsapp.graph_client import (
+    GraphClient,
+    GraphPairLimited,
+    GraphSendInDoubt,
+    GraphThroughputLimited,
+)
+from consumers.whatsapp.pacer import Pacer, Pacing, log_order
+from consumers.whatsapp.pacing_rule import PaceRule
 from schema.events import MessageReceived, ReplyFailed, ReplySent
 from schema.ids import event_id_for
 
 log = logging.getLogger("mecove.replier")
 
+# "typing…" is a courtesy: it may hold the reply up this long at most.
+TYPING_TIMEOUT_S = 2.0
+
 
 class ReplyInDoubt(NonRetryableError):
     """A previous attempt died while sending: resending could deliver the reply twice."""
+
+
+class PacingGaveUp(NonRetryableError):
+    """The reply waited for the pace Meta allows longer than the give-up time."""
 
 
 class ReplyHandler(GroupHandler):
@@ -59,6 +82,8 @@ class ReplyHandler(GroupHandler):
         graph: GraphClient | None,
         rule: ReplyModeRule,
         consumer_name: str,
+        pacer: Pacer | None = None,
+        typing: TypingIndicator | None = None,
         concurrency: int = 32,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
@@ -69,6 +94,8 @@ class ReplyHandler(GroupHandler):
         self.graph = graph
         self.rule = rule
         self.consumer_name = consumer_name
+        self.pacer = pacer
+        self.typing = typing
         self.clock_ms = clock_ms
         self._slots = asyncio.Semaphore(concurrency)
         if graph is None:
@@ -89,7 +116,8 @@ class ReplyHandler(GroupHandler):
 
         async def one_user(items: list[Delivery]) -> None:
             async with self._slots:
-                for delivery in items:
+                # Retries come in due order; a user's replies go in log order.
+                for delivery in sorted(items, key=lambda d: log_order(d.entry_id)):
                     try:
                         await self.reply_to(delivery)
                         outcomes[delivery.entry_id] = None
@@ -115,23 +143,40 @@ class ReplyHandler(GroupHandler):
         if state is not None:
             if is_final(state):
                 log.info("already replied; skipped", extra={"fields": fields})
+                await self._leave_line(message)
                 return
             raise ReplyInDoubt(f"reply in doubt: an earlier attempt ({state}) stopped while "
                                "sending; not resent so the user never gets it twice")
         if await self.store.already_replied_in_database(message.message_id):
             log.info("already replied (database); skipped", extra={"fields": fields})
+            await self._leave_line(message)
             return
+        order = log_order(delivery.entry_id)
+        if self.graph is not None and self.pacer is not None:
+            # Not the user's turn yet: defer before spending an LLM call.
+            pacing = await self.pacer.may_go(message.user_id, message.message_id, order)
+            if not pacing.go:
+                raise self._deferred(pacing, "pair rate limit")
 
+        typing = asyncio.create_task(self.typing.show(message)) if self.typing else None
         turns = await self.store.turns_up_to(message)
         completion = await self.chat.complete(
             self.llm.reply.system_prompt, format_conversation(turns), self.llm.reply.fallback_text
         )
+        if typing is not None:
+            await typing  # bounded by its own short timeout; never raises
         messages_after = await self.store.messages_after(message)
         now = self.clock_ms()
         mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
         contextual = mode is ReplyMode.CONTEXTUAL
         outbound_id: str | None = None
         if self.graph is not None:
+            if self.pacer is not None:
+                pacing = await self.pacer.take(message.user_id, message.message_id, order)
+                if not pacing.go:
+                    raise self._deferred(pacing, "pair or throughput limit")
+                if pacing.at_ms > now:
+                    await asyncio.sleep((pacing.at_ms - now) / 1000)  # the number's pace
             sending = sending_state(self.consumer_name, now)
             if not await self.outcomes.take(outcome_key, sending):
                 current = await self.outcomes.read(outcome_key)
@@ -146,12 +191,14 @@ class ReplyHandler(GroupHandler):
                     message.source_message_id if contextual else None,
                     recipient=message.sender_bsuid,
                 )
-            except BaseException as exc:
+            except GraphSendInDoubt as exc:
+                # Meta may have the message: keep ``sending:`` so no attempt resends it.
+                GRAPH_SENDS.labels("in_doubt").inc()
+                raise ReplyInDoubt(f"reply in doubt: {exc}") from exc
+            except Exception as exc:
                 # Meta answered with an error or never got the request: nothing was sent.
-                GRAPH_SENDS.labels("retryable_error" if isinstance(exc, RetryableError)
-                                   else "permanent_error").inc()
                 await self.outcomes.release(outcome_key, sending)
-                raise
+                raise await self._after_send_error(message, order, exc) from exc
             GRAPH_SENDS.labels("sent").inc()
         else:
             GRAPH_SENDS.labels("dry_run").inc()
@@ -173,10 +220,44 @@ class ReplyHandler(GroupHandler):
             **fields, "mode": mode.value, "fallback": completion.fallback_used,
             "latency_ms": replied_at - message.received_at}})
 
+    async def _after_send_error(self, message: MessageReceived, order: int,
+                                error: Exception) -> Exception:
+        """What a send that Meta refused becomes: a deferral for its rate limits (the reply
+        waits in its line), the error itself otherwise."""
+        if self.pacer is None or not isinstance(error, GraphPairLimited | GraphThroughputLimited):
+            GRAPH_SENDS.labels("retryable_error" if isinstance(error, RetryableError)
+                               else "permanent_error").inc()
+            return error
+        if isinstance(error, GraphPairLimited):
+            GRAPH_SENDS.labels("pair_limited").inc()
+            pacing = await self.pacer.pair_blocked(message.user_id, message.message_id, order)
+            return self._deferred(pacing, str(error))
+        if isinstance(error, GraphThroughputLimited):
+            GRAPH_SENDS.labels("throughput_limited").inc()
+            pacing = await self.pacer.throughput_blocked(message.user_id, message.message_id,
+                                                         order)
+        return self._deferred(pacing, str(error))
+
+    def _deferred(self, pacing: Pacing, reason: str) -> Exception:
+        """``RetryLater`` at the reply's turn, or ``PacingGaveUp`` once it waited too long."""
+        assert self.pacer is not None
+        waited = self.clock_ms() - pacing.waiting_since_ms
+        if pacing.waiting_since_ms and waited >= self.pacer.give_up_ms:
+            return PacingGaveUp(f"gave up after waiting {waited} ms for the pace Meta allows "
+                                f"(last: {reason})")
+        return RetryLater(pacing.at_ms, reason)
+
+    async def _leave_line(self, message: MessageReceived) -> None:
+        if self.pacer is not None:
+            await self.pacer.leave_line(message.user_id, message.message_id)
+
     async def on_dead_letter(self, delivery: Delivery, error: BaseException | str) -> None:
         """Given up on: record ReplyFailed (not for "in doubt", which a human must judge)."""
         message = delivery.event
-        if not isinstance(message, MessageReceived) or isinstance(error, ReplyInDoubt):
+        if not isinstance(message, MessageReceived):
+            return
+        await self._leave_line(message)  # its user's later replies need not wait for it
+        if isinstance(error, ReplyInDoubt):
             return
         await self.outcomes.record(ReplyFailed(
             event_id=event_id_for("ReplyFailed", message.message_id),
@@ -197,21 +278,34 @@ class ReplyHandler(GroupHandler):
 def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> ReplyHandler:
     """The replier wired from settings (dry-run without WhatsApp credentials)."""
     llm = load_llm_config(settings.llm_config_path)
-    graph = None
+    keys = Keys.from_settings(settings)
+    graph = pacer = typing = None
     if not settings.whatsapp_dry_run:
         graph = GraphClient(
             base_url=settings.whatsapp_api_base_url,
             version=settings.whatsapp_api_version,
             phone_number_id=settings.whatsapp_phone_number_id or "",
             token=settings.whatsapp_permanent_token or "",
+            timeout_s=settings.graph_timeout_ms / 1000,
+            typing_timeout_s=TYPING_TIMEOUT_S,
         )
+        pacer = Pacer(
+            redis, keys,
+            pair=PaceRule(settings.graph_pair_interval_ms, settings.graph_pair_burst),
+            max_messages_per_second=settings.graph_max_mps,
+            give_up_ms=settings.graph_pacing_give_up_ms,
+        )
+        if settings.typing_indicator:
+            typing = TypingIndicator(redis, keys, graph, timeout_s=TYPING_TIMEOUT_S)
     return ReplyHandler(
         outcomes=ReplyOutcomes.from_settings(settings, redis),
-        store=ConversationStore(redis, Keys.from_settings(settings), pool),
+        store=ConversationStore(redis, keys, pool),
         chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url),
         llm=llm,
         graph=graph,
         rule=ReplyModeRule(settings.contextual_after_count, settings.contextual_stale_ms),
         consumer_name=settings.consumer_name,
+        pacer=pacer,
+        typing=typing,
         concurrency=settings.replier_concurrency,
     )
