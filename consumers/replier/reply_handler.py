@@ -232,10 +232,8 @@ class ReplyHandler(GroupHandler):
             GRAPH_SENDS.labels("pair_limited").inc()
             pacing = await self.pacer.pair_blocked(message.user_id, message.message_id, order)
             return self._deferred(pacing, str(error))
-        if isinstance(error, GraphThroughputLimited):
-            GRAPH_SENDS.labels("throughput_limited").inc()
-            pacing = await self.pacer.throughput_blocked(message.user_id, message.message_id,
-                                                         order)
+        GRAPH_SENDS.labels("throughput_limited").inc()
+        pacing = await self.pacer.throughput_blocked(message.user_id, message.message_id, order)
         return self._deferred(pacing, str(error))
 
     def _deferred(self, pacing: Pacing, reason: str) -> Exception:
