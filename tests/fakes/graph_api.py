@@ -30,6 +30,19 @@ Switches (thread-safe, settable any time): ``latency_s``, ``malformed_json``, ``
 ``Switch`` line on the class and a check in ``precheck()`` (add it to ``settable`` to let
 ``POST /_fake/config`` set it).
 
+Rate limits and typing indicators (switches for reply pacing)::
+
+    graph.pair_limit = (3, 6.0)         # per recipient: a 4th message within 6 s -> 429 131056
+    graph.throughput_limit = (5, 1.0)   # whole number: a 6th message within 1 s -> 429 130429
+    graph.typing_status = 500           # answer read / typing-indicator calls with this status
+    graph.read_marks()                  # bodies of the read / typing calls, kept apart
+    graph.answer_late(2.0)              # the next message is accepted, answered 2 s later
+    graph.drop_after_reading()          # the next message is read, then the connection cut
+
+Limits count the messages let through (before any scripted answer) and are checked before the
+script, like validation. Read / typing-indicator calls (``"status": "read"``) never consume
+the script, never count as sends and are left out of ``requests()``, ``sent()`` and limits.
+
 Request validation mirrors Meta's: the body must be a JSON object with
 ``messaging_product == "whatsapp"`` and a ``to`` (phone) or ``recipient`` (BSUID); a ``text``
 message needs ``text.body``.
@@ -50,6 +63,9 @@ and serves until SIGTERM/SIGINT. Control endpoints: ``GET /_fake/sent`` (confirm
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -91,6 +107,14 @@ class FakeGraphApi(FakeHttpServer):
     """If set, a request whose bearer token differs is answered 401 with code 190."""
     expected_phone_number_id = Switch[str | None](None)
     """If set, posting to another phone number id is answered 400 code 100 subcode 33."""
+    pair_limit = Switch[tuple[int, float] | None](None, cleared=True)
+    """(N, seconds): a message to a recipient that had N let through in the last seconds is
+    answered 429 code 131056 (Meta's pair rate limit)."""
+    throughput_limit = Switch[tuple[int, float] | None](None, cleared=True)
+    """(N, seconds): a message when N were let through in the last seconds, to anyone, is
+    answered 429 code 130429 (Meta's throughput limit)."""
+    typing_status = Switch[int](200, cleared=True)
+    """The HTTP status read / typing-indicator calls are answered with."""
 
     def __init__(
         self,
@@ -104,6 +128,22 @@ class FakeGraphApi(FakeHttpServer):
         super().__init__(host, port, verbose=verbose)
         self.expected_token = expected_token
         self.expected_phone_number_id = expected_phone_number_id
+        self._limits_lock = threading.Lock()
+        self._let_through: dict[str, deque[float]] = defaultdict(deque)
+        self._let_through_all: deque[float] = deque()
+
+    def _clear_extra(self) -> None:
+        with self._limits_lock:
+            self._let_through.clear()
+            self._let_through_all.clear()
+
+    def answer_late(self, seconds: float, count: int = 1) -> None:
+        """The next ``count`` messages are accepted (HTTP 200) but answered ``seconds`` late."""
+        self.script([Scripted(latency_s=seconds)] * count)
+
+    def drop_after_reading(self, count: int = 1) -> None:
+        """The next ``count`` messages are read whole, then the connection is cut unanswered."""
+        self.script(["drop"] * count)
 
     @staticmethod
     def error(
@@ -124,8 +164,17 @@ class FakeGraphApi(FakeHttpServer):
     # ---------------------------------------------------------------- views
 
     def requests(self) -> list[RecordedRequest]:
-        """Every API request (method, path, headers, body, received_at, status, response)."""
-        return self.recorded()
+        """Every message request (method, path, headers, body, received_at, status,
+        response); read / typing-indicator calls are in ``read_requests()``."""
+        return [r for r in self.recorded() if not _is_read_call(r.body)]
+
+    def read_requests(self) -> list[RecordedRequest]:
+        """Every read / typing-indicator call, however it was answered."""
+        return [r for r in self.recorded() if _is_read_call(r.body)]
+
+    def read_marks(self) -> list[Any]:
+        """JSON bodies of the read / typing-indicator calls answered HTTP 200."""
+        return [r.body for r in self.read_requests() if r.status == 200]
 
     def confirmed(self) -> list[RecordedRequest]:
         """Records of the sends answered HTTP 200 (``.response`` holds the wamid, if readable)."""
@@ -192,14 +241,52 @@ class FakeGraphApi(FakeHttpServer):
                 "this operation.",
                 subcode=33,
             )
-        return refuse_send(request.body)
+        if _is_read_call(request.body):
+            return self._read_answer(request.body)
+        return refuse_send(request.body) or self._over_limit(request.body)
+
+    def _read_answer(self, body: dict[str, Any]) -> HttpAnswer:
+        if not isinstance(body.get("message_id"), str) or not body["message_id"]:
+            return error_answer(400, 100, "(#100) The parameter message_id is required.")
+        status = self.typing_status
+        if status != 200:
+            return error_answer(status, default_error_code(status))
+        return json_response(200, {"success": True})
+
+    def _over_limit(self, body: dict[str, Any]) -> HttpAnswer | None:
+        """131056 / 130429 when a limit is reached; else count the message as let through."""
+        recipient = str(body.get("to") or body.get("recipient"))
+        pair, throughput = self.pair_limit, self.throughput_limit
+        now = time.monotonic()
+        with self._limits_lock:
+            sent_to = self._let_through[recipient]
+            if pair is not None and _count_within(sent_to, now, pair[1]) >= pair[0]:
+                return error_answer(429, 131056)
+            if throughput is not None and \
+                    _count_within(self._let_through_all, now, throughput[1]) >= throughput[0]:
+                return error_answer(429, 130429)
+            sent_to.append(now)
+            self._let_through_all.append(now)
+        return None
 
     def success_response(self, request: RecordedRequest) -> HttpAnswer:
         return accepted_answer(request.body, new_outbound_wamid())
 
 
 def _is_confirmed(record: RecordedRequest) -> bool:
-    return record.status == 200
+    return record.status == 200 and not _is_read_call(record.body)
+
+
+def _is_read_call(body: Any) -> bool:
+    """A read receipt / typing indicator: ``{"status": "read", "message_id": ...}``."""
+    return isinstance(body, dict) and body.get("status") == "read"
+
+
+def _count_within(times: deque[float], now: float, window_s: float) -> int:
+    """How many of ``times`` fall in the last ``window_s``; older ones are dropped."""
+    while times and times[0] <= now - window_s:
+        times.popleft()
+    return len(times)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
