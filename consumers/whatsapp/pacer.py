@@ -90,8 +90,8 @@ local behind = head[1] ~= nil and head[1] ~= member and tonumber(head[2]) < orde
 local conforms, at = gcra(tat_key, now, interval, tolerance, 0, ttl_ms, consume and not behind)
 if conforms and not behind then
   if consume then
+    -- out of the line; its waiting-since stays (until it expires) in case Meta refuses it
     redis.call('ZREM', line_key, member)
-    redis.call('HDEL', since_key, member)
   end
   return {1, now, 0}
 end
