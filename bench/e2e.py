@@ -14,7 +14,12 @@ The fakes are the test suite's (``tests/fakes``), each in its own process so its
 not share a GIL with the load; they answer with TCP_NODELAY and a deep listen backlog
 (``app.devtools.local_http_server``), as a real API would.
 
-``python -m bench.e2e --rate 200 --seconds 30``
+**Typing indicator** — on by default, as in production: each reply then costs two Graph calls
+(the read mark with "typing…", concurrent with the LLM call, then the send);
+``--typing-indicator off`` measures without it. The number's throughput limiter is lifted
+(``MECOVE_GRAPH_MAX_MPS``): the fake is not Meta, and the bench measures MeCove.
+
+``python -m bench.e2e --rate 200 --seconds 30 [--typing-indicator off]``
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class E2eOptions:
     backlog: int = 2_000
     replier_counts: tuple[int, ...] = (1, 2, 4)
     rounds: int = 2
+    typing_indicator: bool = True
     stall_timeout_s: float = 60.0  # a drain that makes no progress this long fails
     admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
@@ -152,6 +158,8 @@ class _Bench:
             "WHATSAPP_API_BASE_URL": self.graph_url,
             "GROQ_API_KEY": GROQ_KEY,
             "GROQ_BASE_URL": self.groq_url,
+            "MECOVE_TYPING_INDICATOR": "true" if self.options.typing_indicator else "false",
+            "MECOVE_GRAPH_MAX_MPS": "1000000",
             **extra,
         })
 
@@ -412,7 +420,7 @@ async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
 def figures_from(options: E2eOptions, latency_runs: Sequence[LatencyRun],
                  throughput_runs: Sequence[ThroughputRun]) -> list[Figure]:
     best = min(latency_runs, key=lambda r: r.p(0.99))
-    rate = f"{options.rate:g}/s"
+    rate = f"{options.rate:g}/s, typing {'on' if options.typing_indicator else 'off'}"
     figures = [
         Figure(f"webhook->send p99 at {rate}", best.p(0.99), "ms",
                target=Target(Check.AT_MOST, 50)),
@@ -433,7 +441,8 @@ def figures_from(options: E2eOptions, latency_runs: Sequence[LatencyRun],
         if count not in by_count:
             continue
         figures.append(Figure(
-            f"replier throughput, {count} process(es)", by_count[count], "replies/s",
+            f"replier throughput, {count} process(es), typing "
+            f"{'on' if options.typing_indicator else 'off'}", by_count[count], "replies/s",
             previous[1] if previous else None,
             f"{previous[0]} proc" if previous else "",
             Target(Check.RATIO_ABOVE, 1.0) if previous else None))
@@ -454,6 +463,8 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
     parser.add_argument("--replier-counts", type=int, nargs="*",
                         default=list(defaults.replier_counts))
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--typing-indicator", choices=("on", "off"), default="on",
+                        help="show \"typing…\" before each reply (a second Graph call)")
 
 
 def smoke_e2e_options() -> E2eOptions:
@@ -466,6 +477,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> E2
         rate=args.rate, seconds=args.seconds, warmup_seconds=args.warmup_seconds,
         latency_repliers=args.latency_repliers, backlog=args.backlog,
         replier_counts=tuple(args.replier_counts), rounds=args.rounds,
+        typing_indicator=args.typing_indicator == "on",
         admin_database_url=admin_url, redis_url=redis_url,
     )
 
