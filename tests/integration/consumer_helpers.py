@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers
 from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.handler import GroupHandler
 from app.platform.settings import Settings
 from app.wiring.consumer_service import build_handler
+from tests.service import ingress
 
 GRAPH_TOKEN = "test-permanent-token-0123456789"
 GROQ_KEY = "gsk_test_key_0123456789"
@@ -27,3 +29,12 @@ async def events_of_type(redis: Redis, settings: Settings, kind: str) -> list:
 
 async def dead_letters(redis: Redis, settings: Settings) -> list[dict[bytes, bytes]]:
     return [f for _, f in await redis.xrange(Keys.from_settings(settings).dead_letters(0))]
+
+
+async def post_messages(settings: Settings, *messages: dict) -> None:
+    """Post ``messages`` as one signed webhook delivery to the real ingress; 200 expected."""
+    raw = encode(delivery(*messages))
+    async with ingress(settings) as client:
+        response = await client.post("/webhooks/whatsapp", content=raw,
+                                     headers=signed_headers(raw, "test-app-secret"))
+    assert response.status_code == 200

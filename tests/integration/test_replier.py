@@ -8,22 +8,21 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
+from app.devtools.webhook_bodies import text_message
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.fakes.graph_api import FakeGraphApi
 from tests.fakes.groq_api import FakeGroqApi
-from tests.integration.consumer_helpers import dead_letters, events_of_type, replier
-from tests.service import consumers, eventually, ingress
-
-
-async def _post(settings: Settings, *messages: dict) -> None:
-    raw = encode(delivery(*messages))
-    async with ingress(settings) as client:
-        response = await client.post("/webhooks/whatsapp", content=raw,
-                                     headers=signed_headers(raw, "test-app-secret"))
-    assert response.status_code == 200
+from tests.integration.consumer_helpers import (
+    dead_letters,
+    events_of_type,
+    replier,
+)
+from tests.integration.consumer_helpers import (
+    post_messages as _post,
+)
+from tests.service import consumers, eventually
 
 
 async def test_happy_path_sends_the_llm_text_and_projects_the_reply(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
+from app.devtools.ports import free_port
+from app.devtools.webhook_bodies import text_message
 from app.operations.dead_letters import retry_dead_letter
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
@@ -20,16 +21,8 @@ from tests.integration.consumer_helpers import (
     events_of_type,
     replier,
 )
-from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
-
-
-async def _post(settings: Settings, *messages: dict) -> None:
-    raw = encode(delivery(*messages))
-    async with ingress(settings) as client:
-        response = await client.post("/webhooks/whatsapp", content=raw,
-                                     headers=signed_headers(raw, "test-app-secret"))
-    assert response.status_code == 200
+from tests.integration.consumer_helpers import post_messages as _post
+from tests.service import consumers, eventually
 
 
 def _with(settings: Settings, **changes: object) -> Settings:
@@ -75,16 +68,10 @@ async def test_a_connection_dropped_after_the_request_is_in_doubt_and_not_resent
     assert len(graph.requests()) == 1 and graph.sent() == []
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_a_refused_connection_is_retried_and_the_reply_sent_once(
     reply_settings: Settings, redis: Redis, pool: asyncpg.Pool,
 ) -> None:
-    port = _free_port()  # nothing listens there until the fake starts
+    port = free_port()  # nothing listens there until the fake starts
     settings = _with(reply_settings, whatsapp_api_base_url=f"http://127.0.0.1:{port}")
     await _post(settings, text_message("15550013003", "anyone?", wamid="wamid.refused"))
     late_graph = FakeGraphApi(port=port, expected_token=GRAPH_TOKEN)
