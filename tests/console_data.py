@@ -7,8 +7,13 @@ import uuid
 
 from redis.asyncio import Redis
 
-from app.devtools.webhook_bodies import delivery, encode, text_message
-from app.ingress.parse_webhook import events_from_texts, parse_webhook
+from app.devtools.webhook_bodies import delivery, encode, text_message, username_text_message
+from app.ingress.parse_webhook import (
+    DeliveryStatus,
+    events_from_texts,
+    parse_webhook,
+    status_event,
+)
 from app.platform.clock import now_ms
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.entries import EVENT_ID, dead_letter_copy
@@ -41,16 +46,40 @@ async def receive(redis: Redis, settings: Settings, phone: str, texts: list[str]
     return events
 
 
+async def receive_from_username(redis: Redis, settings: Settings, bsuid: str, texts: list[str],
+                                username: str) -> list[MessageReceived]:
+    """One webhook from a user Meta names only by ``bsuid`` (and ``username``), appended as
+    the ingress appends a first sighting."""
+    parsed = parse_webhook(encode(delivery(
+        *[username_text_message(bsuid, text) for text in texts], usernames={bsuid: username})))
+    events = events_from_texts(parsed.texts, now_ms())
+    await EventLog.from_settings(settings, redis).append_messages(events)
+    return events
+
+
 async def reply(redis: Redis, settings: Settings, message: MessageReceived, text: str, *,
                 contextual: bool = False, fallback: bool = False, at_ms: int | None = None
-                ) -> None:
-    """Record a sent reply to ``message`` the way the replier records it."""
+                ) -> str:
+    """Record a sent reply to ``message`` the way the replier records it; returns the reply's
+    outbound (Meta) id."""
     at = at_ms if at_ms is not None else message.received_at + 1_000
+    outbound_id = f"wamid.out.{uuid.uuid4().hex}"
     await ReplyOutcomes.from_settings(settings, redis).record(ReplySent(
         event_id=event_id_for("ReplySent", message.message_id), occurred_at=at,
         message_id=message.message_id, user_id=message.user_id, reply_text=text,
-        replied_at=at, contextual=contextual, outbound_message_id=f"wamid.out.{uuid.uuid4().hex}",
+        replied_at=at, contextual=contextual, outbound_message_id=outbound_id,
         model="test-model", fallback_used=fallback))
+    return outbound_id
+
+
+async def report_status(redis: Redis, settings: Settings, outbound_id: str, status: str, *,
+                        error_code: int | None = None, error_title: str | None = None) -> None:
+    """Append Meta's ``status`` of the reply ``outbound_id`` the way the ingress appends it."""
+    at = now_ms()
+    event = status_event(DeliveryStatus(
+        outbound_message_id=outbound_id, status=status, status_at=at // 1000, recipient=None,
+        recipient_bsuid=None, error_code=error_code, error_title=error_title), at)
+    await EventLog.from_settings(settings, redis).append(event, user_id=event.event_id)
 
 
 async def fail_reply(redis: Redis, settings: Settings, message: MessageReceived) -> None:

@@ -16,6 +16,7 @@ from app.console.queries import (
     conversation_messages,
     conversation_summary,
     conversations_page,
+    delivery_statuses_of,
     reply_facts,
     user_identities,
 )
@@ -48,7 +49,8 @@ class ConversationsController(Controller):
         self, request: Request[Any, Any, Any], state: State, user_id: FromPath[UUID],
         before: FromQuery[str | None] = None,
     ) -> Template:
-        """One user's chat (50 messages a page, older with ``before``) and latest summary."""
+        """One user's chat (50 messages a page, older with ``before``) with the delivery ticks
+        of its replies, and its latest summary."""
         try:
             cursor = parse_cursor(before) if before else None
         except ValueError as exc:
@@ -59,12 +61,14 @@ class ConversationsController(Controller):
             if not identities:
                 raise NotFoundException(detail="no such user")
             messages, has_older = await conversation_messages(connection, user, before=cursor)
-            facts = await reply_facts(connection, [m.message_id for m in messages])
+            message_ids = [m.message_id for m in messages]
+            facts = await reply_facts(connection, message_ids)
+            statuses = await delivery_statuses_of(connection, message_ids)
             summary = await conversation_summary(connection, user)
         oldest = messages[-1] if messages else None
         return page(
             request, "conversation.html", "conversations", user_id=user,
-            identities=identities, items=chat_timeline(messages, facts), summary=summary,
+            identities=identities, items=chat_timeline(messages, facts, statuses), summary=summary,
             older=encode_cursor(oldest.created_at, oldest.message_id)
             if oldest and has_older else None,
             paged=cursor is not None,

@@ -2,12 +2,14 @@
 
 Per group lag, pending, oldest pending age and consumers, the projector checkpoint against
 the stream tail and dead letters come from Redis (the same reading as ``mecove status``);
-rates and failed replies from the event archive.
+rates and replies the replier gave up on from the event archive; replies Meta reported
+undeliverable from ``delivery_statuses``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,7 +19,7 @@ from litestar.response import Template
 from redis.asyncio import Redis
 
 from app.console.page import page
-from app.console.queries import failed_replies_since, rate_counts
+from app.console.queries import failed_deliveries_since, failed_replies_since, rate_counts
 from app.console.view_models import RateChart, age_text, rate_chart
 from app.operations.log_status import LogStatus, read_status
 from app.platform.checkpoints import read_checkpoints
@@ -37,7 +39,12 @@ class Overview:
     status: LogStatus
     checkpoint_behind: dict[int, bool]
     chart: RateChart
-    failed_last_hour: int
+    failed_replies: int  # given up by the replier in the last hour
+    failed_deliveries: int  # reported failed by Meta in the last hour
+
+    @property
+    def failed_last_hour(self) -> int:
+        return self.failed_replies + self.failed_deliveries
     dead_letters: int
 
 
@@ -51,6 +58,8 @@ async def read_overview(redis: Redis, pool: asyncpg.Pool, keys: Keys, now: int) 
                                    bucket_ms=CHART_BUCKET_MS)
         failed = await failed_replies_since(connection, keys.partitions,
                                             now - FAILED_WINDOW_MS)
+        undelivered = await failed_deliveries_since(
+            connection, datetime.fromtimestamp((now - FAILED_WINDOW_MS) / 1000, tz=UTC))
     behind: dict[int, bool] = {}
     for p in status.partitions:
         position = checkpoints.get(p.partition)
@@ -60,7 +69,7 @@ async def read_overview(redis: Redis, pool: asyncpg.Pool, keys: Keys, now: int) 
     return Overview(
         status=status, checkpoint_behind=behind,
         chart=rate_chart(counts, buckets=CHART_BUCKETS, bucket_ms=CHART_BUCKET_MS),
-        failed_last_hour=failed,
+        failed_replies=failed, failed_deliveries=undelivered,
         dead_letters=sum(p.dead_letters for p in status.partitions),
     )
 

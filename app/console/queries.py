@@ -1,10 +1,11 @@
 """Every read of the console against PostgreSQL: one function per view, each bounded.
 
-The projection tables are read as they are today (``schema/tables.py``). When they grow
-(identities of other kinds, delivery statuses), the function of the view that shows them is
-the one place to change. Reply details the tables do not keep (contextual, fallback, dry-run,
-failed) come from the event archive, looked up by the deterministic event id of a message's
-ReplySent / ReplyFailed (primary-key reads, one per page).
+The projection tables are read as they are (``schema/tables.py``): identities of both kinds
+(phone, BSUID) with the username last seen, and the furthest delivery status Meta reported
+for each reply (joined through ``messages.reply_outbound_id``, one query per page). Reply
+details the tables do not keep (contextual, fallback, dry-run, given up) come from the event
+archive, looked up by the deterministic event id of a message's ReplySent / ReplyFailed
+(primary-key reads, one per page).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "CONVERSATIONS_PAGE_SIZE",
     "MESSAGES_PAGE_SIZE",
     "ConversationRow",
+    "DeliveryStatusRow",
     "IdentityRow",
     "MessageRow",
     "RateCounts",
@@ -31,6 +33,8 @@ __all__ = [
     "conversation_messages",
     "conversation_summary",
     "conversations_page",
+    "delivery_statuses_of",
+    "failed_deliveries_since",
     "failed_replies_since",
     "rate_counts",
     "reply_facts",
@@ -47,6 +51,18 @@ RATE_EVENTS_CAP = 100_000  # the chart reads at most this many archived events
 class IdentityRow:
     channel: str
     channel_user_key: str
+    kind: str = "phone"  # "phone" (E.164) or "bsuid"
+    username: str | None = None  # the latest username Meta gave with this BSUID
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatusRow:
+    """The furthest status Meta reported for a reply: sent, delivered, read or failed."""
+
+    status: str
+    status_at: datetime | None
+    error_code: int | None
+    error_title: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +143,15 @@ async def _matching_users(connection: asyncpg.Connection, search: str) -> list[s
 async def _identities_of(connection: asyncpg.Connection, user_ids: list[str]
                          ) -> dict[str, list[IdentityRow]]:
     rows = await connection.fetch(
-        "SELECT user_id, channel, channel_user_key FROM identities "
+        "SELECT user_id, channel, channel_user_key, kind, username FROM identities "
         "WHERE user_id = ANY($1::uuid[]) ORDER BY created_at, channel_user_key",
         user_ids,
     )
     out: dict[str, list[IdentityRow]] = {}
     for r in rows:
-        out.setdefault(str(r["user_id"]), []).append(
-            IdentityRow(channel=r["channel"], channel_user_key=r["channel_user_key"]))
+        out.setdefault(str(r["user_id"]), []).append(IdentityRow(
+            channel=r["channel"], channel_user_key=r["channel_user_key"], kind=r["kind"],
+            username=r["username"]))
     return out
 
 
@@ -226,6 +243,21 @@ async def reply_facts(connection: asyncpg.Connection, message_ids: list[str]
             for m in set(sent) | set(failed)}
 
 
+async def delivery_statuses_of(connection: asyncpg.Connection, message_ids: list[str]
+                               ) -> dict[str, DeliveryStatusRow]:
+    """message id -> the furthest status Meta reported for its reply, for the messages whose
+    reply has one (one primary-key join per message)."""
+    rows = await connection.fetch(
+        "SELECT m.id, d.status, d.status_at, d.error_code, d.error_title FROM messages m "
+        "JOIN delivery_statuses d ON d.outbound_message_id = m.reply_outbound_id "
+        "WHERE m.id = ANY($1::uuid[])",
+        message_ids,
+    )
+    return {str(r["id"]): DeliveryStatusRow(status=r["status"], status_at=r["status_at"],
+                                            error_code=r["error_code"],
+                                            error_title=r["error_title"]) for r in rows}
+
+
 async def conversation_summary(connection: asyncpg.Connection, user_id: str
                                ) -> SummaryRow | None:
     """The user's latest summary, or None."""
@@ -271,4 +303,15 @@ async def failed_replies_since(connection: asyncpg.Connection, partitions: int,
         "SELECT count(*) FROM (SELECT 1 FROM event_archive WHERE partition = ANY($1::int[]) "
         "AND entry_ms >= $2 AND event_type = 'ReplyFailed' LIMIT $3) failed",
         list(range(partitions)), since_ms, cap,
+    ))
+
+
+async def failed_deliveries_since(connection: asyncpg.Connection, since: datetime,
+                                  cap: int = 1_000) -> int:
+    """How many replies Meta reported failed (their status received since ``since``), up to
+    ``cap``."""
+    return int(await connection.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM delivery_statuses WHERE status = 'failed' "
+        "AND updated_at >= $1 LIMIT $2) failed",
+        since, cap,
     ))

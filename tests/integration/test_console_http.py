@@ -21,7 +21,9 @@ from tests.console_data import (
     fail_reply,
     project,
     receive,
+    receive_from_username,
     reply,
+    report_status,
     summarize,
 )
 from tests.service import ingress
@@ -208,6 +210,47 @@ async def test_a_conversation_shows_replies_quoted_marked_and_escaped(
     assert "Reply failed: graph api: 131047" in page.text
     assert "Asked about an order &amp; a refund" in page.text
     assert 'class="ticks sent"' in page.text
+
+
+async def test_replies_show_meta_s_ticks_and_a_failed_one_its_error_code(
+    client: AsyncTestClient, on: Settings, redis: Redis
+) -> None:
+    start = now_ms() - 100_000
+    read, undelivered, accepted = await receive(redis, on, "15550004444",
+                                                ["one", "two", "three"], received_ms=start)
+    read_id = await reply(redis, on, read, "Read it?")
+    undelivered_id = await reply(redis, on, undelivered, "Lost")
+    await reply(redis, on, accepted, "Only sent")
+    for status in ("sent", "read", "delivered"):  # any order: the furthest status wins
+        await report_status(redis, on, read_id, status)
+    await report_status(redis, on, undelivered_id, "failed", error_code=131047,
+                        error_title="Re-engagement message")
+    await project(redis, on)
+    await signed_in(client)
+    page = await client.get(f"/console/conversations/{read.user_id}")
+    assert re.search(r'class="ticks read" title="read [^"]+ UTC">✓✓</span>', page.text)
+    assert ('class="ticks failed" title="failed: 131047 Re-engagement message">✗</span>'
+            in page.text)
+    assert page.text.count('class="ticks sent"') == 1  # no status yet: accepted by Meta
+    overview = await client.get("/console/overview/live")
+    assert "(0 given up, 1 undelivered)" in overview.text
+
+
+async def test_a_username_user_shows_its_bsuid_and_username_and_is_found_by_bsuid(
+    client: AsyncTestClient, on: Settings, redis: Redis
+) -> None:
+    bsuid = "US.13491208655302741918"
+    [message] = await receive_from_username(redis, on, bsuid, ["hi, no phone here"],
+                                            username="alice.shop")
+    await project(redis, on)
+    await signed_in(client)
+    listed = await client.get("/console/conversations", params={"q": bsuid})
+    assert listed.text.count("/console/conversations/") == 1
+    assert f'<span class="kind-label">BSUID</span> {bsuid}</span>' in listed.text
+    assert '<span class="username" title="username">@alice.shop</span>' in listed.text
+    page = await client.get(f"/console/conversations/{message.user_id}")
+    assert f"{bsuid}</span>" in page.text and "@alice.shop" in page.text
+    assert "hi, no phone here" in page.text
 
 
 async def test_fallback_replies_are_marked_and_old_messages_page_back(

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.console.queries import MessageRow, RateCounts, ReplyFacts
+from app.console.queries import DeliveryStatusRow, MessageRow, RateCounts, ReplyFacts
 from app.console.view_models import (
     Delivery,
     age_text,
     chat_timeline,
     delivery_of,
+    delivery_title,
     encode_cursor,
     parse_cursor,
     quote_of,
@@ -75,7 +76,50 @@ def test_a_failed_reply_is_a_failed_bubble_with_its_error_and_fallbacks_are_mark
     assert [(i.inbound, i.error, i.fallback) for i in items] == [
         (True, None, False), (False, "131047", False), (True, None, False),
         (False, None, True)]
-    assert items[1].delivery is Delivery.FAILED and items[1].delivery.ticks == "✕"
+    assert items[1].delivery is Delivery.FAILED and items[1].delivery.ticks == "✗"
+
+
+def status(kind: str, code: int | None = None, title: str | None = None) -> DeliveryStatusRow:
+    return DeliveryStatusRow(status=kind, status_at=T0 + timedelta(seconds=30), error_code=code,
+                             error_title=title)
+
+
+@pytest.mark.parametrize(("reported", "expected", "ticks"), [
+    (status("sent"), Delivery.SENT, "✓"),
+    (status("delivered"), Delivery.DELIVERED, "✓✓"),
+    (status("read"), Delivery.READ, "✓✓"),
+    (status("failed", 131047), Delivery.FAILED, "✗"),
+    (status("deleted"), Delivery.SENT, "✓"),  # a status we do not rank: the archive decides
+])
+def test_meta_s_furthest_status_decides_the_ticks(
+    reported: DeliveryStatusRow, expected: Delivery, ticks: str
+) -> None:
+    delivery = delivery_of(ReplyFacts(sent=sent(M1), failed=None), reported)
+    assert delivery is expected and delivery.ticks == ticks
+
+
+def test_a_read_reply_shows_when_and_a_failed_one_its_error_code_and_title() -> None:
+    rows = [message(M1, 0, "hi", "hello", 1), message(M2, 3, "ok", "Noted.", 4)]
+    facts = {M1: ReplyFacts(sent=sent(M1), failed=None), M2: ReplyFacts(sent=sent(M2), failed=None)}
+    statuses = {M1: status("read"), M2: status("failed", 131047, "Re-engagement message")}
+    [_, read, _, undelivered] = chat_timeline(rows, facts, statuses)
+    assert read.delivery is Delivery.READ
+    assert read.delivery_title == "read 2026-05-01 12:00:30 UTC"
+    assert undelivered.delivery is Delivery.FAILED and undelivered.text == "Noted."
+    assert undelivered.delivery_title == "failed: 131047 Re-engagement message"
+
+
+@pytest.mark.parametrize(("reported", "title"), [
+    (None, "sent"),
+    (status("failed"), "failed"),
+    (status("failed", title="Message undeliverable"), "failed: Message undeliverable"),
+    (DeliveryStatusRow(status="delivered", status_at=None, error_code=None, error_title=None),
+     "delivered"),
+])
+def test_a_tooltip_says_only_what_is_known(reported: DeliveryStatusRow | None,
+                                           title: str) -> None:
+    assert delivery_title(delivery_of(ReplyFacts(sent=sent(M1), failed=None), reported),
+                          reported) == title
 
 
 def test_a_reply_the_archive_has_not_reached_yet_still_shows_with_an_unknown_mark() -> None:
