@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
 from app.platform.settings import Settings
 from app.wiring.clients import open_clients
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The OpenAPI document as JSON at ``/schema`` (and ``/schema/openapi.json``): the HTML
+    viewers Litestar offers load their scripts from a CDN, blank when offline."""
+    return OpenAPIConfig(title="MeCove", version=importlib.metadata.version("mecove"),
+                         path="/schema",
+                         render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])])
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -34,4 +45,5 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         logging_config=None,  # keep our structured, secret-scrubbing handler
         state=State({"settings": settings}),
+        openapi_config=openapi_config(),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from app.platform.settings import SettingsError, settings_from_env
+from app.platform.settings import SettingsError, load_settings, settings_from_env
 
 DATABASE_URL = "postgresql://mecove:pw@db.example:5432/mecove"
 REDIS_URL = "redis://cache.example:6379/0"
@@ -166,3 +168,55 @@ def test_whatsapp_sends_for_real_with_phone_number_id_and_token() -> None:
                                       WHATSAPP_PERMANENT_TOKEN="tok"))
 
     assert not settings.whatsapp_dry_run
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DATABASE_URL", "postgresql://mecove@db.example:54x2/mecove"),
+     ("REDIS_URL", "redis://cache.example:63a9/0"),
+     ("REDIS_URL", "redis://cache.example:99999/0")],
+)
+def test_a_url_whose_port_is_not_a_number_is_an_error_naming_it(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} is malformed: its port"):
+        settings_from_env(_env(**{name: value}))
+
+
+def test_a_redis_url_whose_database_is_not_a_number_is_an_error_not_database_0() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL is malformed: the database"):
+        settings_from_env(_env(REDIS_URL="redis://cache.example:6379/abc"))
+
+
+def test_urls_given_to_mecove_dev_are_checked_too() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        settings_from_env({"REDIS_URL": "redis://cache.example:6379/abc"}, require_urls=False)
+
+
+def test_load_settings_says_which_variables_came_from_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(f"DATABASE_URL={DATABASE_URL}\nMECOVE_PORT=9001\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("MECOVE_PORT", "9002")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+
+    settings = load_settings()
+
+    assert settings.origin("DATABASE_URL") == ".env"
+    assert (settings.port, settings.origin("MECOVE_PORT")) == (9002, "the environment")
+    assert settings.origin("REDIS_URL") == "the environment"
+
+
+def test_load_settings_fills_unset_urls_from_a_fallback_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+
+    settings = load_settings(fallback={"DATABASE_URL": DATABASE_URL, "REDIS_URL": "redis://x/1"},
+                             fallback_origin="mecove dev")
+
+    assert (settings.database_url, settings.origin("DATABASE_URL")) == (DATABASE_URL,
+                                                                        "mecove dev")
+    assert (settings.redis_url, settings.origin("REDIS_URL")) == (REDIS_URL, "the environment")
