@@ -31,6 +31,7 @@ LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 @dataclass
 class TestServers:
+    __test__ = False  # a fixture's value, not a test class
     kind: str
     redis_url: str
     admin_database_url: str  # a database to issue CREATE DATABASE from
