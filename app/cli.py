@@ -5,6 +5,11 @@ What a command runs lives elsewhere: ``app.wiring`` (the consumer processes),
 child processes), ``app.operations.commands`` (the operator's commands) and ``app.devtools``
 (``dev``, ``simulate``).
 
+Every command runs inside ``main``'s one error boundary: an error the user can cause is one
+line (``app.error_lines``) and exit code 1; ``MECOVE_DEBUG=true`` shows its traceback instead.
+The operator's commands, given no ``DATABASE_URL`` / ``REDIS_URL``, use those published by a
+``mecove dev`` running in ``.mecove/`` (``app.devtools.dev_instance``), and say so.
+
 The modules behind ``api``, ``consume``, ``dev`` and ``simulate`` are imported by their command
 only: they pull in Litestar, uvicorn, Piccolo and the consumers, which would triple the start-up
 time of ``mecove --help`` and of every other command (and ``dev``/``simulate`` need the optional
@@ -15,18 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from app.devtools.dev_instance import running_dev
 from app.devtools.simulate.simulate_options import SimulateOptions, add_simulate_arguments
+from app.error_lines import error_line
 from app.operations import commands as operations_commands
 from app.platform.database import run_migrations
 from app.platform.logs import configure_logging
-from app.platform.settings import Settings, SettingsError, load_settings
+from app.platform.settings import Settings, SettingsError, load_settings, require_signed_webhooks
 from app.supervisor import service_commands, supervise
 from app.wiring import GROUPS
+from app.wiring.clients import open_clients
 
 try:
     import uvloop
@@ -42,15 +51,31 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "timeout_graceful_shutdown": 10,
 }
+DEV_DATA_DIR = ".mecove"  # ``mecove dev --data-dir``'s default, where it publishes its URLs
+
+
+def _say(line: str) -> None:
+    print(f"mecove: {line}", file=sys.stderr, flush=True)
 
 
 def _settings(require_urls: bool = True) -> Settings:
-    """The settings from the environment, logging configured; exits 1 on invalid settings."""
-    try:
-        settings = load_settings(require_urls=require_urls)
-    except SettingsError as exc:
-        print(f"mecove: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    """The settings from the environment, logging configured (SettingsError if invalid)."""
+    settings = load_settings(require_urls=require_urls)
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
+    return settings
+
+
+def _operations_settings() -> Settings:
+    """Like ``_settings``; a URL not given is taken from a ``mecove dev`` running here."""
+    dev = running_dev(Path(DEV_DATA_DIR))
+    if dev is None:
+        return _settings()
+    origin = f"mecove dev (pid {dev.pid}, {DEV_DATA_DIR}/)"
+    settings = load_settings(fallback={"DATABASE_URL": dev.database_url,
+                                       "REDIS_URL": dev.redis_url}, fallback_origin=origin)
+    taken = [n for n in ("DATABASE_URL", "REDIS_URL") if settings.origin(n) == origin]
+    if taken:
+        _say(f"{' and '.join(taken)} not given: using those of the {origin}")
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
     return settings
 
@@ -62,22 +87,19 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
 
 
-def _migrate(settings: Settings) -> int:
-    try:
-        _run(run_migrations(settings.database_url))
-    except (OSError, ConnectionError) as exc:
-        print(f"mecove: cannot reach PostgreSQL at DATABASE_URL: {exc}", file=sys.stderr)
-        return 1
+def cmd_migrate(_: argparse.Namespace) -> int:
+    _run(run_migrations(_settings().database_url))
     return 0
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    return _migrate(_settings())
+async def _check_servers(settings: Settings) -> None:
+    """Connect to Redis and PostgreSQL once: an unreachable one is then one line, not the
+    traceback uvicorn would log from a failed lifespan."""
+    async with open_clients(settings, pool_max_size=1) as clients:
+        await clients.redis.ping()
 
 
 def _refuse_unsigned_webhooks(settings: Settings) -> None:
-    from app.platform.settings import require_signed_webhooks
-
     try:
         require_signed_webhooks(settings)
     except SettingsError as exc:
@@ -88,6 +110,7 @@ def _refuse_unsigned_webhooks(settings: Settings) -> None:
 def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
     _refuse_unsigned_webhooks(settings)
+    _run(_check_servers(settings))
     import uvicorn  # lazy: see the module docstring
 
     from app.ingress.app_factory import create_app
@@ -98,6 +121,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_consume(args: argparse.Namespace) -> int:
     settings = _settings()
+    _run(_check_servers(settings))  # later outages are retried; at start they are a mistake
     from app.wiring.consumer_service import consume  # lazy: see the module docstring
 
     _run(consume(settings, GROUPS if args.group == "all" else (args.group,)))
@@ -108,8 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Migrations, then the ingress and one process per consumer group, supervised."""
     settings = _settings()
     _refuse_unsigned_webhooks(settings)
-    if _migrate(settings) != 0:
-        return 1
+    _run(run_migrations(settings.database_url))
     return supervise(service_commands(args.host, args.groups), settings)
 
 
@@ -131,6 +154,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mecove", description="MeCove WhatsApp backend")
+    top.add_argument("--version", action="version",
+                     version=f"mecove {importlib.metadata.version('mecove')}")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     api = sub.add_parser("api", help="run the webhook ingress (port: MECOVE_PORT)")
@@ -151,13 +176,28 @@ def parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="signed webhook traffic, conversation printed")
     add_simulate_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
-    operations_commands.register(sub, _settings)
+    operations_commands.register(sub, _operations_settings)
     return top
 
 
+def _show_tracebacks() -> bool:
+    try:
+        return load_settings(require_urls=False).debug
+    except SettingsError:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; an error the user can cause is one line on stderr and exit code 1."""
     args = parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # noqa: BLE001 - mapped to a line, or re-raised as a bug
+        line = error_line(exc)
+        if line is None or _show_tracebacks():
+            raise
+        _say(line)
+        return 1
 
 
 if __name__ == "__main__":

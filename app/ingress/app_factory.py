@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from app.console.plugin import console_plugins
 from app.ingress.debug_routes import DebugController
@@ -18,6 +21,14 @@ from app.platform.settings import Settings, require_signed_webhooks
 from app.wiring.clients import open_clients
 
 log = logging.getLogger("mecove.ingress")
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The OpenAPI document as JSON at ``/schema`` (and ``/schema/openapi.json``): the HTML
+    viewers Litestar offers load their scripts from a CDN, blank when offline."""
+    return OpenAPIConfig(title="MeCove", version=importlib.metadata.version("mecove"),
+                         path="/schema",
+                         render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])])
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -50,4 +61,5 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,  # keep our structured, secret-scrubbing handler
         state=State({"settings": settings}),
         plugins=console_plugins(settings),  # /console, only when MECOVE_CONSOLE_TOKEN is set
+        openapi_config=openapi_config(),
     )

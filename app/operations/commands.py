@@ -17,7 +17,7 @@ from app.operations.dead_letters import (
     retry_dead_letter,
     show_dead_letter,
 )
-from app.operations.log_status import format_status, read_status
+from app.operations.log_status import LogStatus, format_status, read_status
 from app.operations.retention import trim
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.keys import Keys
@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
 
     status = sub.add_parser("status", help="lag, pending and consumers per group; DLQ size")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--all", action="store_true",
+                        help="also consumers idle for long with nothing pending (earlier runs)")
     status.set_defaults(func=run(_status))
 
     dlq = sub.add_parser("dlq", help="dead letters: list, show, retry, drop")
@@ -105,10 +107,27 @@ async def _trim(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def without_idle_consumers(status: LogStatus, idle_ms: int) -> tuple[LogStatus, int]:
+    """``status`` without the consumers idle for over ``idle_ms`` with nothing pending, and
+    how many were left out: the names of processes of earlier runs, which Redis keeps."""
+    groups, hidden = [], 0
+    for group in status.groups:
+        kept = [c for c in group.consumers if c.pending or c.idle_ms <= idle_ms]
+        hidden += len(group.consumers) - len(kept)
+        groups.append(msgspec.structs.replace(group, consumers=kept))
+    return msgspec.structs.replace(status, groups=groups), hidden
+
+
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     async with redis_client(settings) as redis:
         status = await read_status(redis, Keys.from_settings(settings), settings.database_url)
+    hidden = 0
+    if not args.all:  # a live consumer reads every block_ms; a reclaim waits this long
+        status, hidden = without_idle_consumers(status, settings.visibility_timeout_ms)
     print(msgspec.json.encode(status).decode() if args.json else format_status(status))
+    if hidden and not args.json:
+        print(f"({hidden} consumers idle for over {settings.visibility_timeout_ms // 1000} s "
+              "with nothing pending not shown: earlier runs; --all shows them)")
     return 0
 
 

