@@ -199,19 +199,12 @@ async def conversation_messages(
     """The user's latest messages (newest first), older than ``before`` (created_at, id) when
     given, and whether older ones exist."""
     limit = MESSAGES_PAGE_SIZE
-    columns = "id, created_at, content_type, text, replied_at, reply_text"
-    if before is None:
-        rows = await connection.fetch(
-            f"SELECT {columns} FROM messages WHERE user_id = $1 "  # noqa: S608 - fixed columns
-            "ORDER BY created_at DESC, id DESC LIMIT $2",
-            user_id, limit + 1,
-        )
-    else:
-        rows = await connection.fetch(
-            f"SELECT {columns} FROM messages WHERE user_id = $1 "  # noqa: S608 - fixed columns
-            "AND (created_at, id) < ($2, $3::uuid) ORDER BY created_at DESC, id DESC LIMIT $4",
-            user_id, before[0], before[1], limit + 1,
-        )
+    rows = await connection.fetch(
+        "SELECT id, created_at, content_type, text, replied_at, reply_text FROM messages "
+        "WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid)) "
+        "ORDER BY created_at DESC, id DESC LIMIT $4",
+        user_id, before[0] if before else None, before[1] if before else None, limit + 1,
+    )
     return [
         MessageRow(
             message_id=str(r["id"]), created_at=r["created_at"], content_type=r["content_type"],
