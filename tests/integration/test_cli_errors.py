@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import TestServers, database_url_for, free_port
+from app.devtools.ports import free_port
+from tests.conftest import TestServers, database_url_for
 
 OPERATOR_COMMANDS = [["status"], ["replay"], ["dlq", "list"], ["trim"]]
 SERVICE_COMMANDS = [["consume", "projector"], ["api"], ["migrate"]]
