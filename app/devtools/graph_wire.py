@@ -131,6 +131,19 @@ def refuse_request(method: str, path: str) -> HttpAnswer | None:
     return None
 
 
+def is_read_mark(body: Any) -> bool:
+    """A read receipt, with or without a typing indicator: ``{"status": "read", "message_id": …}``
+    posted to the messages endpoint. It is not a send."""
+    return isinstance(body, dict) and body.get("status") == "read"
+
+
+def read_mark_answer(body: dict[str, Any]) -> HttpAnswer:
+    """Meta's answer to a read receipt: ``{"success": true}``, or 400 without a ``message_id``."""
+    if not isinstance(body.get("message_id"), str) or not body["message_id"]:
+        return error_answer(400, 100, "(#100) The parameter message_id is required.")
+    return HttpAnswer(200, json.dumps({"success": True}).encode("utf-8"))
+
+
 def refuse_send(body: Any) -> HttpAnswer | None:
     """Meta's 400 for a send body it would refuse (``body`` as parsed JSON); None if valid.
 

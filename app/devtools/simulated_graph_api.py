@@ -23,7 +23,9 @@ from app.devtools.graph_wire import (
     MESSAGES_PATH,
     accepted_answer,
     error_answer,
+    is_read_mark,
     new_outbound_wamid,
+    read_mark_answer,
     refuse_request,
     refuse_send,
 )
@@ -59,7 +61,10 @@ class SimulatedGraphApi(LocalHttpServer):
         """Meta's answer to ``request``; an accepted text send also goes to ``on_send``."""
         path = urlsplit(request.target).path
         body = _json_or_none(request.body)
-        refusal = refuse_request(request.method, path) or refuse_send(body)
+        refusal = refuse_request(request.method, path)
+        if refusal is None and is_read_mark(body):
+            return read_mark_answer(body)  # the replier's typing indicator: no send
+        refusal = refusal or refuse_send(body)
         if refusal is not None:
             return refusal
         if body.get("type", "text") != "text":

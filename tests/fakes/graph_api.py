@@ -75,7 +75,9 @@ from app.devtools.graph_wire import (
     accepted_answer,
     default_error_code,
     error_answer,
+    is_read_mark,
     new_outbound_wamid,
+    read_mark_answer,
     refuse_request,
     refuse_send,
 )
@@ -166,11 +168,11 @@ class FakeGraphApi(FakeHttpServer):
     def requests(self) -> list[RecordedRequest]:
         """Every message request (method, path, headers, body, received_at, status,
         response); read / typing-indicator calls are in ``read_requests()``."""
-        return [r for r in self.recorded() if not _is_read_call(r.body)]
+        return [r for r in self.recorded() if not is_read_mark(r.body)]
 
     def read_requests(self) -> list[RecordedRequest]:
         """Every read / typing-indicator call, however it was answered."""
-        return [r for r in self.recorded() if _is_read_call(r.body)]
+        return [r for r in self.recorded() if is_read_mark(r.body)]
 
     def read_marks(self) -> list[Any]:
         """JSON bodies of the read / typing-indicator calls answered HTTP 200."""
@@ -241,17 +243,15 @@ class FakeGraphApi(FakeHttpServer):
                 "this operation.",
                 subcode=33,
             )
-        if _is_read_call(request.body):
+        if is_read_mark(request.body):
             return self._read_answer(request.body)
         return refuse_send(request.body) or self._over_limit(request.body)
 
     def _read_answer(self, body: dict[str, Any]) -> HttpAnswer:
-        if not isinstance(body.get("message_id"), str) or not body["message_id"]:
-            return error_answer(400, 100, "(#100) The parameter message_id is required.")
         status = self.typing_status
-        if status != 200:
+        if status != 200 and body.get("message_id"):
             return error_answer(status, default_error_code(status))
-        return json_response(200, {"success": True})
+        return read_mark_answer(body)
 
     def _over_limit(self, body: dict[str, Any]) -> HttpAnswer | None:
         """131056 / 130429 when a limit is reached; else count the message as let through."""
@@ -274,12 +274,8 @@ class FakeGraphApi(FakeHttpServer):
 
 
 def _is_confirmed(record: RecordedRequest) -> bool:
-    return record.status == 200 and not _is_read_call(record.body)
+    return record.status == 200 and not is_read_mark(record.body)
 
-
-def _is_read_call(body: Any) -> bool:
-    """A read receipt / typing indicator: ``{"status": "read", "message_id": ...}``."""
-    return isinstance(body, dict) and body.get("status") == "read"
 
 
 def _count_within(times: deque[float], now: float, window_s: float) -> int:

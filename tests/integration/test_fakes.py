@@ -329,6 +329,19 @@ def test_simulated_graph_api_hands_on_a_send_to_a_bsuid_as_its_recipient() -> No
     assert (send.to, send.recipient, send.text) == (None, "US.13491208655302741918", "hello")
 
 
+def test_simulated_graph_api_answers_a_typing_indicator_without_counting_it_as_a_send() -> None:
+    sends: list[ReceivedSend] = []
+    typing = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN1",
+              "typing_indicator": {"type": "text"}}
+    with SimulatedGraphApi(sends.append) as api, httpx.Client(base_url=api.base_url) as client:
+        answered = client.post(f"/v21.0/{PHONE_ID}/messages", json=typing)
+        refused = client.post(f"/v21.0/{PHONE_ID}/messages",
+                              json={"messaging_product": "whatsapp", "status": "read"})
+    assert (answered.status_code, answered.json()) == (200, {"success": True})
+    assert refused.status_code == 400
+    assert sends == []
+
+
 # ---------------------------------------------------------------- Groq fake
 
 
