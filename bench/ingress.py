@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 
 from app.cli import UVICORN_OPTIONS
 from app.devtools.ports import free_port
+from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
@@ -170,7 +171,7 @@ class _Bench:
         redis = Redis.from_url(self.options.redis_url)
         try:
             raw_kind: bytes | str = await redis.type(key)
-            kind = raw_kind.decode() if isinstance(raw_kind, bytes) else raw_kind
+            kind = as_text(raw_kind)
             if kind == "stream":
                 return int(await redis.xlen(key))
             if kind == "zset":

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from app.platform.eventlog.entries import as_text
 from app.platform.metrics import IDENTITY_CONFLICTS, IDENTITY_LINKS
 from schema.ids import identity_id_for, user_id_for
 
@@ -135,8 +136,8 @@ class IdentityLinks:
         replies = await self._resolve(keys=keys, args=args)
         resolutions: list[Resolution] = []
         for sender, (raw_user, raw_state, created) in zip(senders, replies, strict=True):
-            user_id = raw_user.decode() if isinstance(raw_user, bytes) else str(raw_user)
-            state = raw_state.decode() if isinstance(raw_state, bytes) else str(raw_state)
+            user_id = as_text(raw_user)
+            state = as_text(raw_state)
             if int(created):
                 IDENTITY_LINKS.inc(int(created))
             if state == "conflict":

@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from app.platform.eventlog.entries import decode_event
+from app.platform.eventlog.entries import as_text, decode_event
 from app.platform.eventlog.keys import Keys
 from schema.events import MessageReceived, decode_body
 from tests.faults.traffic import WAMID_IN_TEXT
@@ -29,10 +29,10 @@ async def stream_entries(redis: Redis, keys: Keys) -> list[tuple[str, Fields]]:
         start = "-"
         while True:
             page = cast(Entries, await redis.xrange(stream, min=start, max="+", count=PAGE))
-            out += [(_text(i), f) for i, f in page]
+            out += [(as_text(i), f) for i, f in page]
             if len(page) < PAGE:
                 break
-            start = "(" + _text(page[-1][0])
+            start = "(" + as_text(page[-1][0])
     return out
 
 
@@ -48,7 +48,7 @@ async def received_wamids(redis: Redis, keys: Keys) -> Counter[str]:
 
 
 async def event_types(redis: Redis, keys: Keys) -> Counter[str]:
-    return Counter(_text(f.get(b"type", b"?")) for _, f in await stream_entries(redis, keys))
+    return Counter(as_text(f.get(b"type", b"?")) for _, f in await stream_entries(redis, keys))
 
 
 async def dedupe_marks(redis: Redis, keys: Keys, channel: str = "whatsapp") -> set[tuple[str, str]]:
@@ -57,7 +57,7 @@ async def dedupe_marks(redis: Redis, keys: Keys, channel: str = "whatsapp") -> s
     for partition in range(keys.partitions):
         prefix = keys.dedupe(partition, channel, "", "")[:-2]  # "...:dedupe:whatsapp"
         async for raw in redis.scan_iter(match=f"{prefix}:*", count=1_000):
-            user_key, _, wamid = _text(cast(bytes, raw))[len(prefix) + 1:].partition(":")
+            user_key, _, wamid = as_text(cast(bytes, raw))[len(prefix) + 1:].partition(":")
             marks.add((user_key, wamid))
     return marks
 
@@ -132,7 +132,7 @@ def in_doubt(letters: Iterable[dict[bytes, bytes]]) -> Counter[str]:
 
 
 def describe_dead_letters(letters: Iterable[dict[bytes, bytes]], limit: int = 5) -> str:
-    shown = [f"{_text(f.get(b'group', b'?'))}: {_text(f.get(b'error', b'?'))[:160]}"
+    shown = [f"{as_text(f.get(b'group', b'?'))}: {as_text(f.get(b'error', b'?'))[:160]}"
              for f in letters]
     return "; ".join(shown[:limit]) + (f" (+{len(shown) - limit} more)" if len(shown) > limit
                                       else "")
@@ -141,7 +141,7 @@ def describe_dead_letters(letters: Iterable[dict[bytes, bytes]], limit: int = 5)
 async def group_caught_up(redis: Redis, keys: Keys, group: str) -> bool:
     """Every entry of every partition delivered to ``group`` and acknowledged."""
     for stream in keys.streams():
-        state = {_text(g["name"]): g for g in await redis.xinfo_groups(stream)}.get(group)
+        state = {as_text(g["name"]): g for g in await redis.xinfo_groups(stream)}.get(group)
         if state is None or state["pending"]:
             return False
         if state.get("lag") is not None:  # Redis 7 counts what is left to deliver
@@ -150,7 +150,7 @@ async def group_caught_up(redis: Redis, keys: Keys, group: str) -> bool:
             continue
         # Redis 6.2 has no lag: compare the last delivered id with the last entry.
         tail = cast(Entries, await redis.xrevrange(stream, count=1))
-        if tail and _text(state["last-delivered-id"]) != _text(tail[0][0]):
+        if tail and as_text(state["last-delivered-id"]) != as_text(tail[0][0]):
             return False
     return True
 
@@ -167,7 +167,3 @@ async def purge_prefix(redis: Redis, prefix: str) -> int:
     if batch:
         removed += int(await redis.unlink(*batch))
     return removed
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

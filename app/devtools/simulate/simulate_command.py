@@ -58,6 +58,7 @@ from app.devtools.simulate.transcript import (
 )
 from app.devtools.simulated_graph_api import ReceivedSend, SimulatedGraphApi
 from app.ingress.signature import sign_body
+from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 
@@ -66,10 +67,6 @@ PHONE_NUMBER_ID = "109876543210987"
 DISPLAY_PHONE_NUMBER = "15550009999"
 BUSINESS_ACCOUNT_ID = "102938475610293"
 READY_TIMEOUT_S = 180.0
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def say(line: str) -> None:
@@ -172,14 +169,14 @@ class ServiceUnderSimulation:
     async def _replier_reads(self) -> bool:
         """True once the replier's consumer group exists on every partition of the log.
 
-        A replier creates its group when it starts; Redis 6.2 (the embedded one) lists a
-        consumer only after its first delivery, so the group is the sign to look for.
+        A replier creates its group when it starts, before any delivery; a consumer appears in
+        the group only once it has read, so the group is the sign to look for.
         """
         redis = Redis.from_url(self.redis_url, socket_connect_timeout=2)
         try:
             for stream in Keys.from_settings(self.settings).streams():
                 groups = await redis.xinfo_groups(stream)
-                if not any(_text(g["name"]) == "replier" for g in groups):
+                if not any(as_text(g["name"]) == "replier" for g in groups):
                     return False
             return True
         except RedisError:  # no stream yet
