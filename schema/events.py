@@ -32,7 +32,7 @@ class MessageReceived(Event, frozen=True, tag="MessageReceived"):
     client_timestamp: int | None  # seconds since the epoch, as Meta sends it
     received_at: int  # server ms
     tracking_score: float  # score in the user's tracking ZSET (received_at plus a tie-break)
-    raw_payload: dict[str, Any] | None = None
+    raw_payload: dict[str, Any] | str | None = None  # a str once sealed (content_crypto)
     # Identities of ``user_id`` decided at ingress (replay copies them, never re-decides).
     # Events written before identities existed carry none: ``channel_user_key`` says it all.
     phone: str | None = None  # E.164 with +, when Meta gave one and it belongs to this user
@@ -119,9 +119,29 @@ class SummaryCreated(Event, frozen=True, tag="SummaryCreated"):
     error: str | None
 
 
+class UserKeyIssued(Event, frozen=True, tag="UserKeyIssued"):
+    """A user's content key was made: carries it, wrapped, to PostgreSQL's ``user_keys``.
+
+    Never archived (the archive is forever; the key's one durable home is ``user_keys``, where
+    ``mecove forget`` destroys it); ``mecove forget`` deletes its stream entry.
+    """
+
+    user_id: str
+    key_id: str
+    wrapped_key: str  # the data key wrapped by the master key (``content_crypto.wrap_key``)
+
+
+class UserForgotten(Event, frozen=True, tag="UserForgotten"):
+    """``mecove forget`` destroyed the user's content keys; holds no content."""
+
+    user_id: str
+    key_ids: list[str]
+    forgotten_at: int  # ms
+
+
 AnyEvent = (
     MessageReceived | ReplySent | ReplyFailed | SummaryRequested | SummaryCreated
-    | MessageUnreadable | DeliveryStatusReceived
+    | MessageUnreadable | DeliveryStatusReceived | UserKeyIssued | UserForgotten
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -132,6 +152,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReplyFailed,
     SummaryRequested,
     SummaryCreated,
+    UserKeyIssued,
+    UserForgotten,
 )
 
 _encoder = msgspec.json.Encoder()

@@ -13,11 +13,12 @@ from schema.tables import (
     Summary,
     UnreadableMessage,
     User,
+    UserKey,
 )
 
 APP_CONFIG = AppConfig(
     app_name="mecove",
     migrations_folder_path=os.path.join(os.path.dirname(__file__), "migrations"),
     table_classes=[User, Identity, Message, Summary, UnreadableMessage, DeliveryStatus,
-                   ProjectionCheckpoint, EventArchive],
+                   ProjectionCheckpoint, EventArchive, UserKey],
 )

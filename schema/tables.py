@@ -115,3 +115,12 @@ class EventArchive(Table, tablename="event_archive", db=DB):
     occurred_at = BigInt()
     body = Bytea()
     archived_at = Timestamptz()
+
+
+class UserKey(Table, tablename="user_keys", db=DB):
+    """Each user's content keys, wrapped by the master key; ``mecove forget`` deletes them."""
+
+    key_id = Varchar(length=64, primary_key=True)
+    user_id = UUID()
+    wrapped_key = Text()
+    created_at = Timestamptz()

@@ -1,0 +1,224 @@
+"""Content fields of events, sealed with their user's data key (crypto-shredding, SPEC §16).
+
+A sealed value is a string ``SEALED_MARK + key_id + ":" + base64(nonce || AES-GCM ciphertext)``
+in the event's own field, so the log keeps its shape and an event written before sealing
+existed (plaintext, no mark) reads as it always did. Opening needs the data key by its id; once
+``mecove forget`` destroyed it, a sealed field opens as ``ERASED`` (required text) or None.
+
+Data keys are 256-bit AES-GCM keys, wrapped by the master key (``MasterKeys``); the wrapped
+form names the master key's fingerprint so a rotation can tell old from new. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from schema.events import Event, MessageReceived, ReplySent, SummaryCreated
+
+__all__ = [
+    "CONTENT_FIELDS",
+    "ERASED",
+    "SEALED_MARK",
+    "DataKey",
+    "Keyring",
+    "MasterKeys",
+    "erase_content",
+    "has_plaintext_content",
+    "new_data_key",
+    "open_event",
+    "open_value",
+    "seal_event",
+    "seal_value",
+    "key_owners",
+    "sealed_key_id",
+]
+
+SEALED_MARK = "\x1esealed:1:"  # a record separator first: no typed message starts with it
+ERASED = "[erased]"
+NONCE_BYTES = 12
+
+# The fields that hold what a person wrote or what was made of it; the rest is metadata.
+CONTENT_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    MessageReceived: ("text", "raw_payload", "username"),
+    ReplySent: ("reply_text",),
+    SummaryCreated: ("summary_text", "input_hash"),
+}
+REQUIRED_TEXT = frozenset({"text", "reply_text"})  # erased to ERASED; the others to None
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """One user's content key: its id (random, never reused) and the AES-GCM cipher."""
+
+    key_id: str
+    aead: AESGCM
+
+
+Keyring = Mapping[str, DataKey | None]  # key id -> key; None (or absent) once destroyed
+
+
+def new_data_key() -> tuple[DataKey, bytes]:
+    """A fresh data key and its raw bytes (to wrap)."""
+    raw = AESGCM.generate_key(bit_length=256)
+    return DataKey(secrets.token_hex(16), AESGCM(raw)), raw
+
+
+class MasterKeys:
+    """The master key that wraps data keys, and the previous one during a rotation."""
+
+    def __init__(self, current: bytes, previous: bytes | None = None) -> None:
+        self._current = (_fingerprint(current), AESGCM(current))
+        self._by_fingerprint = {self._current[0]: self._current[1]}
+        if previous is not None:
+            self._by_fingerprint.setdefault(_fingerprint(previous), AESGCM(previous))
+
+    @staticmethod
+    def parse(text: str) -> bytes:
+        """``MECOVE_MASTER_KEY`` (base64 of 32 bytes) -> bytes; ValueError when it is not."""
+        try:
+            raw = base64.b64decode(text.strip(), validate=True)
+        except ValueError as exc:
+            raise ValueError("not base64") from exc
+        if len(raw) != 32:
+            raise ValueError(f"{len(raw)} bytes, expected 32")
+        return raw
+
+    @staticmethod
+    def generate_text() -> str:
+        """A new master key as ``MECOVE_MASTER_KEY`` holds it."""
+        return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+
+    @property
+    def current_fingerprint(self) -> str:
+        return self._current[0]
+
+    def wrap(self, raw_key: bytes, key_id: str) -> str:
+        """Data key -> ``<fingerprint>:<base64(nonce || ciphertext)>``, bound to its key id."""
+        fingerprint, aead = self._current
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = aead.encrypt(nonce, raw_key, key_id.encode())
+        return f"{fingerprint}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def unwrap(self, wrapped: str, key_id: str) -> DataKey:
+        """The data key of ``wrap``; ValueError when no known master key opens it."""
+        fingerprint, _, body = wrapped.partition(":")
+        aead = self._by_fingerprint.get(fingerprint)
+        if aead is None:
+            raise ValueError(f"data key {key_id} is wrapped by an unknown master key")
+        blob = base64.b64decode(body)
+        try:
+            raw = aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key_id.encode())
+        except InvalidTag as exc:
+            raise ValueError(f"data key {key_id} does not unwrap") from exc
+        return DataKey(key_id, AESGCM(raw))
+
+    def is_current(self, wrapped: str) -> bool:
+        return wrapped.partition(":")[0] == self._current[0]
+
+
+def _fingerprint(master: bytes) -> str:
+    return hashlib.sha256(b"mecove-master-key:" + master).hexdigest()[:12]
+
+
+def seal_value(plaintext: str, key: DataKey, field: str) -> str:
+    """``plaintext`` sealed with ``key``; the field name is authenticated with it."""
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = key.aead.encrypt(nonce, plaintext.encode(), f"{key.key_id}:{field}".encode())
+    return f"{SEALED_MARK}{key.key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+
+def open_value(value: str, keyring: Keyring, field: str) -> str | None:
+    """A sealed value's plaintext; None when its key is gone; plaintext passes through."""
+    if not value.startswith(SEALED_MARK):
+        return value
+    key_id, _, body = value[len(SEALED_MARK):].partition(":")
+    key = keyring.get(key_id)
+    if key is None:
+        return None
+    blob = base64.b64decode(body)
+    try:
+        return key.aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
+                                f"{key_id}:{field}".encode()).decode()
+    except InvalidTag:
+        return None  # not sealed by this key: unreadable is the only safe answer
+
+
+def sealed_key_id(value: object) -> str | None:
+    """The key id a sealed value names; None for plaintext or None."""
+    if isinstance(value, str) and value.startswith(SEALED_MARK):
+        return value[len(SEALED_MARK):].partition(":")[0]
+    return None
+
+
+def seal_event(event: Event, key: DataKey) -> Event:
+    """The event with its content fields sealed (events without content come back as is)."""
+    fields = CONTENT_FIELDS.get(type(event))
+    if not fields:
+        return event
+    changes: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(event, name)
+        if value is None or sealed_key_id(value) is not None:
+            continue
+        text = value if isinstance(value, str) else _json.encode(value).decode()
+        changes[name] = seal_value(text, key, name)
+    return msgspec.structs.replace(event, **changes) if changes else event
+
+
+def open_event(event: Event, keyring: Keyring) -> Event:
+    """The event with its sealed fields opened, or erased where their key is gone."""
+    fields = CONTENT_FIELDS.get(type(event))
+    if not fields:
+        return event
+    changes: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(event, name)
+        if sealed_key_id(value) is None:
+            continue
+        opened = open_value(value, keyring, name)
+        if opened is None:
+            changes[name] = ERASED if name in REQUIRED_TEXT else None
+        elif name == "raw_payload":
+            changes[name] = msgspec.json.decode(opened)
+        else:
+            changes[name] = opened
+    return msgspec.structs.replace(event, **changes) if changes else event
+
+
+def key_owners(events: Iterable[Event]) -> dict[str, str]:
+    """Key id -> user id, for every key the events' sealed fields name."""
+    found: dict[str, str] = {}
+    for event in events:
+        for name in CONTENT_FIELDS.get(type(event), ()):
+            key_id = sealed_key_id(getattr(event, name))
+            if key_id is not None:
+                found[key_id] = event.user_id  # type: ignore[attr-defined]
+    return found
+
+
+def has_plaintext_content(event: Event) -> bool:
+    """True for an event written before sealing whose content is still readable."""
+    return any(
+        (value := getattr(event, name)) is not None and sealed_key_id(value) is None
+        and value != ERASED
+        for name in CONTENT_FIELDS.get(type(event), ())
+    )
+
+
+def erase_content(event: Event) -> Event:
+    """The event with every content field erased (for rows written before sealing)."""
+    fields = CONTENT_FIELDS.get(type(event), ())
+    changes = {name: ERASED if name in REQUIRED_TEXT else None for name in fields}
+    return msgspec.structs.replace(event, **changes) if changes else event

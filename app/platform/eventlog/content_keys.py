@@ -1,0 +1,150 @@
+"""Where users' content keys live, and how a process gets one to seal or to open with.
+
+A user's current key sits, wrapped, in a Redis hash in the user's partition
+(``<tag>:contentkey:<user id>``: ``id``, ``wrapped``, ``entry``). The first writer makes it in
+one Lua step that also appends a ``UserKeyIssued`` event to the partition's stream, so the
+projector stores it durably in PostgreSQL's ``user_keys`` before any entry sealed with it
+(same partition, later in the log) is projected; replay opens the archive with ``user_keys``.
+``mecove forget`` deletes both copies; a sealing append checks, in its own atomic step, that
+the key it used is still the user's (``KEY_IS_CURRENT_LUA``), so nothing is sealed with a
+destroyed key. Unwrapped keys are cached per process by key id (ids are never reused).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.platform.clock import now_ms
+from app.platform.eventlog.content_crypto import (
+    DataKey,
+    Keyring,
+    MasterKeys,
+    key_owners,
+    new_data_key,
+)
+from app.platform.eventlog.entries import ENTRY_LUA, as_text, entry_values
+from app.platform.eventlog.keys import Keys
+from app.platform.eventlog.lua import script
+from schema.events import Event, UserForgotten, UserKeyIssued
+from schema.ids import NAMESPACE
+
+__all__ = ["ISSUE_KEY_LUA", "KEY_IS_CURRENT_LUA", "ContentKeys", "keys_in_events"]
+
+# KEYS: the user's key hash, stream. ARGV: new key id, its wrapped key, UserKeyIssued values.
+# Returns {key id, wrapped key} of the user's current key: the one there, else the new one.
+ISSUE_KEY_LUA = script(ENTRY_LUA, """
+local key_hash = next_key()
+local stream_key = next_key()
+local key_id = next_arg()
+local wrapped = next_arg()
+local event = next_event()
+local current = redis.call('HMGET', key_hash, 'id', 'wrapped')
+if current[1] then
+  return current
+end
+local entry_id = xadd_event(stream_key, event)
+redis.call('HSET', key_hash, 'id', key_id, 'wrapped', wrapped, 'entry', entry_id)
+return {key_id, wrapped}
+""")
+
+# For scripts that append sealed content: false when ``key_id`` is not the user's key any more.
+KEY_IS_CURRENT_LUA = """
+local function key_is_current(key_hash, key_id)
+  return key_id == '' or redis.call('HGET', key_hash, 'id') == key_id
+end
+"""
+
+
+def keys_in_events(events: Iterable[Event], master: MasterKeys) -> dict[str, DataKey]:
+    """Keys carried by UserKeyIssued events (a batch may hold a key and what it sealed)."""
+    return {e.key_id: master.unwrap(e.wrapped_key, e.key_id)
+            for e in events if isinstance(e, UserKeyIssued)}
+
+
+class ContentKeys:
+    """Gets users' data keys: to seal (making one when needed) and to open (by key id)."""
+
+    def __init__(self, redis: Redis, keys: Keys, master: MasterKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.master = master
+        self._writing: dict[str, DataKey] = {}  # user id -> current key
+        self._reading: dict[str, DataKey] = {}  # key id -> key
+        self._issue = redis.register_script(ISSUE_KEY_LUA)
+
+    def key_hash(self, user_id: str) -> str:
+        """``<tag>:contentkey:<user id>``, in the user's partition."""
+        return self.keys.key(self.keys.partition_of(user_id), f"contentkey:{user_id}")
+
+    async def for_writing(self, user_id: str) -> DataKey:
+        """The user's current key, made (and its UserKeyIssued appended) on first use."""
+        cached = self._writing.get(user_id)
+        if cached is not None:
+            return cached
+        fresh, raw = new_data_key()
+        wrapped = self.master.wrap(raw, fresh.key_id)
+        issued = UserKeyIssued(
+            event_id=str(uuid.uuid5(NAMESPACE, f"event:UserKeyIssued:{fresh.key_id}")),
+            occurred_at=now_ms(), user_id=user_id, key_id=fresh.key_id, wrapped_key=wrapped)
+        stream = self.keys.stream(self.keys.partition_of(user_id))
+        key_id, stored = await self._issue(keys=[self.key_hash(user_id), stream],
+                                           args=[fresh.key_id, wrapped, *entry_values(issued)])
+        key = fresh if as_text(key_id) == fresh.key_id else self.master.unwrap(
+            as_text(stored), as_text(key_id))
+        self._writing[user_id] = key
+        self._reading[key.key_id] = key
+        return key
+
+    def drop(self, user_id: str) -> None:
+        """Forget the cached key of a user whose key was destroyed (an append said so)."""
+        key = self._writing.pop(user_id, None)
+        if key is not None:
+            self._reading.pop(key.key_id, None)
+
+    async def keyring(self, events: Iterable[Event], *, also: Mapping[str, str] | None = None,
+                      database: asyncpg.Connection | asyncpg.Pool | None = None) -> Keyring:
+        """Keys for opening ``events`` and the values ``also`` names (key id -> its user).
+
+        Looks in this process's cache, the events' own UserKeyIssued, Redis, then PostgreSQL
+        when ``database`` is given; a key found nowhere was destroyed and is left out.
+        """
+        listed = list(events)
+        user_ids = {**key_owners(listed), **(also or {})}
+        wanted = set(user_ids)
+        for event in listed:
+            if isinstance(event, UserForgotten):
+                for key_id in event.key_ids:
+                    self._reading.pop(key_id, None)
+                self._writing.pop(event.user_id, None)
+        self._reading.update(keys_in_events(listed, self.master))
+        ring = {k: self._reading[k] for k in wanted if k in self._reading}
+        missing = [k for k in wanted if k not in ring]
+        if missing:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key_id in missing:
+                    pipe.hmget(self.key_hash(user_ids[key_id]), "id", "wrapped")
+                replies = await pipe.execute()
+            for key_id, (found_id, wrapped) in zip(missing, replies, strict=True):
+                if as_text(found_id) == key_id and wrapped is not None:
+                    ring[key_id] = self._reading[key_id] = self.master.unwrap(
+                        as_text(wrapped), key_id)
+        if database is not None:
+            ring.update(await durable_keys(database, self.master,
+                                           [k for k in wanted if k not in ring]))
+            self._reading.update(ring)
+        return ring
+
+
+async def durable_keys(database: asyncpg.Connection | asyncpg.Pool, master: MasterKeys,
+                       key_ids: list[str]) -> dict[str, DataKey]:
+    """The keys of ``key_ids`` still in ``user_keys`` (the rest were destroyed)."""
+    if not key_ids:
+        return {}
+    rows = await database.fetch(
+        "SELECT key_id, wrapped_key FROM user_keys WHERE key_id = ANY($1::text[])", key_ids)
+    return {r["key_id"]: master.unwrap(r["wrapped_key"], r["key_id"]) for r in rows}
+
