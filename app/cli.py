@@ -32,7 +32,13 @@ from app.error_lines import error_line
 from app.operations import commands as operations_commands
 from app.platform.database import run_migrations
 from app.platform.logs import configure_logging
-from app.platform.settings import Settings, SettingsError, load_settings, require_signed_webhooks
+from app.platform.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    require_master_key,
+    require_signed_webhooks,
+)
 from app.supervisor import service_commands, supervise
 from app.wiring import GROUPS
 from app.wiring.clients import open_clients
@@ -109,6 +115,7 @@ def _refuse_unsigned_webhooks(settings: Settings) -> None:
 
 def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
+    require_master_key(settings)
     _refuse_unsigned_webhooks(settings)
     _run(_check_servers(settings))
     import uvicorn  # lazy: see the module docstring
@@ -121,6 +128,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_consume(args: argparse.Namespace) -> int:
     settings = _settings()
+    require_master_key(settings)
     _run(_check_servers(settings))  # later outages are retried; at start they are a mistake
     from app.wiring.consumer_service import consume  # lazy: see the module docstring
 
@@ -131,6 +139,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Migrations, then the ingress and one process per consumer group, supervised."""
     settings = _settings()
+    require_master_key(settings)
     _refuse_unsigned_webhooks(settings)
     _run(run_migrations(settings.database_url))
     return supervise(service_commands(args.host, args.groups), settings)

@@ -23,6 +23,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.platform.checkpoints import read_checkpoint, write_checkpoint
+from app.platform.eventlog.content_crypto import MasterKeys
+from app.platform.eventlog.content_keys import durable_keyring
 from app.platform.eventlog.entries import (
     ONLY_GROUP,
     UndecodableEvent,
@@ -45,7 +47,7 @@ LIVE = ("users", "identities", "messages", "summaries", "unreadable_messages",
 REBUILD = TableSet(users="users_rebuild", identities="identities_rebuild",
                    messages="messages_rebuild", summaries="summaries_rebuild",
                    unreadable="unreadable_messages_rebuild",
-                   statuses="delivery_statuses_rebuild", archive=None)
+                   statuses="delivery_statuses_rebuild", archive=None, user_keys=None)
 FOREIGN_KEYS = (
     ("identities", "user_id", "users"),
     ("messages", "user_id", "users"),
@@ -126,7 +128,8 @@ async def _create_rebuild_tables(connection: asyncpg.Connection) -> None:
 
 
 async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_size: int,
-                         progress: Progress | None) -> tuple[Position, int]:
+                         progress: Progress | None, master: MasterKeys | None
+                         ) -> tuple[Position, int]:
     """Apply archived events after ``after`` to the rebuild tables; returns the new position."""
     applied = 0
     while True:
@@ -138,10 +141,11 @@ async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_
         )
         if not rows:
             return after, applied
-        changes = RowChanges()
-        for row in rows:
+        events = [decode_body(row["body"]) for row in rows]
+        changes = RowChanges(keyring=await durable_keyring(events, connection, master))
+        for row, event in zip(rows, events, strict=True):
             changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])),
-                        decode_body(row["body"]))
+                        event)
         async with connection.transaction():
             await write_row_changes(connection, changes, REBUILD)
         last = rows[-1]
@@ -159,8 +163,13 @@ async def replay(
     dry_run: bool = False,
     batch_size: int = 5_000,
     before_swap: Callable[[], object] | None = None,
+    master: MasterKeys | None = None,
 ) -> ReplayReport:
-    """Rebuild users, identities, messages and summaries from the log and swap them in."""
+    """Rebuild users, identities, messages and summaries from the log and swap them in.
+
+    Sealed content opens with the keys left in ``user_keys`` (``master`` unwraps them); the
+    content of forgotten users comes back erased.
+    """
     started = time.monotonic()
     report = ReplayReport()
     connection = await asyncpg.connect(database_url)
@@ -175,16 +184,17 @@ async def replay(
         try:
             await _create_rebuild_tables(connection)
             position, report.applied = await _apply_archive(
-                connection, (-1, 0, 0), batch_size, progress)
+                connection, (-1, 0, 0), batch_size, progress, master)
         finally:
             progress.close()
         if before_swap is not None:
             before_swap()
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK_KEY)
-            position, caught_up = await _apply_archive(connection, position, batch_size, None)
+            position, caught_up = await _apply_archive(connection, position, batch_size, None,
+                                                       master)
             report.applied += caught_up
-            report.applied += await _apply_tail(connection, redis, keys)
+            report.applied += await _apply_tail(connection, redis, keys, master)
             for name in LIVE:
                 await connection.execute(
                     f"ALTER TABLE {q(name)} RENAME TO {q(name + '_replaced')}")
@@ -206,27 +216,32 @@ async def replay(
     return report
 
 
-async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys) -> int:
+async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys,
+                      master: MasterKeys | None) -> int:
     """Under the swap lock: project the stream beyond the checkpoint, as the projector would."""
     tables = TableSet(users=REBUILD.users, identities=REBUILD.identities,
                       messages=REBUILD.messages, summaries=REBUILD.summaries,
                       unreadable=REBUILD.unreadable, statuses=REBUILD.statuses,
-                      archive="event_archive")
+                      archive="event_archive", user_keys="user_keys")
     applied = 0
     for partition in range(keys.partitions):
         tail = await _tail(redis, keys, connection, partition)
         if not tail:
             continue
-        changes = RowChanges()
         last = (0, 0)
+        decoded = []
         for entry_id, fields in tail:
             last = max(last, entry_position(entry_id))
             if ONLY_GROUP in fields:
                 continue  # a dead-letter retry aimed at another group
             try:
-                changes.add(partition, entry_id, decode_event(fields))
+                decoded.append((entry_id, decode_event(fields)))
             except UndecodableEvent:
                 continue  # the projector dead-letters it
+        changes = RowChanges(keyring=await durable_keyring(
+            (e for _, e in decoded), connection, master))
+        for entry_id, event in decoded:
+            changes.add(partition, entry_id, event)
             applied += 1
         await write_row_changes(connection, changes, tables)
         await write_checkpoint(connection, partition, last)

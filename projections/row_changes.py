@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from app.platform.eventlog.content_crypto import Keyring, open_event
 from app.platform.eventlog.entries import entry_position
 from schema.events import (
     SCHEMA_VERSION,
@@ -16,6 +17,8 @@ from schema.events import (
     MessageUnreadable,
     ReplySent,
     SummaryCreated,
+    UserForgotten,
+    UserKeyIssued,
     encode_body,
     event_type_name,
 )
@@ -51,15 +54,27 @@ class RowChanges:
     statuses: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     summaries: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     archive: list[tuple] = field(default_factory=list)  # type: ignore[type-arg]
+    # key id -> (user id, wrapped key, issued at): keys to store durably (content_rows)
+    user_keys: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
+    forgotten: dict[str, tuple[list[str], datetime]] = field(default_factory=dict)
+    # Opens sealed content for the rows; the archive keeps it sealed. Absent key = erased.
+    keyring: Keyring = field(default_factory=dict)
 
     def add(self, partition: int, entry_id: str, event: AnyEvent) -> None:
         """Fold one event into the changes (later events of a batch win where they overlap)."""
+        if isinstance(event, UserKeyIssued):  # never archived: the key's home is user_keys
+            self.user_keys[event.key_id] = (event.user_id, event.wrapped_key,
+                                            ms_to_datetime(event.occurred_at))
+            return
         ms, seq = entry_position(entry_id)
         self.archive.append((
             event.event_id, partition, ms, seq, event_type_name(event), SCHEMA_VERSION,
             event.occurred_at, encode_body(event),
         ))
-        if isinstance(event, MessageReceived):
+        event = open_event(event, self.keyring)  # type: ignore[assignment]
+        if isinstance(event, UserForgotten):
+            self.forgotten[event.user_id] = (event.key_ids, ms_to_datetime(event.forgotten_at))
+        elif isinstance(event, MessageReceived):
             received = ms_to_datetime(event.received_at)
             self.users.setdefault(event.user_id, received)
             self._add_identities(event, received)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from app.platform.sql_identifier import quote_identifier as q
+from projections.content_rows import write_content_changes
 from projections.row_changes import RowChanges, columns
 
 
@@ -25,11 +26,12 @@ class TableSet:
     unreadable: str = "unreadable_messages"
     statuses: str = "delivery_statuses"
     archive: str | None = "event_archive"  # None: replay does not re-archive
+    user_keys: str | None = "user_keys"  # None: replay never writes keys (forget destroyed some)
 
     def __post_init__(self) -> None:
         """Refuse a set whose names could not enter SQL (ValueError), before any statement."""
         for name in (self.users, self.identities, self.messages, self.summaries,
-                     self.unreadable, self.statuses, self.archive):
+                     self.unreadable, self.statuses, self.archive, self.user_keys):
             if name is not None:
                 q(name)
 
@@ -127,3 +129,6 @@ async def write_row_changes(
             "$5::text[], $6::int[], $7::bigint[], $8::bytea[]) ON CONFLICT (event_id) DO NOTHING",
             *[list(column) for column in rows],
         )
+    await write_content_changes(connection, changes, messages=tables.messages,
+                                summaries=tables.summaries, identities=tables.identities,
+                                user_keys=tables.user_keys)

@@ -26,6 +26,7 @@ import msgspec
 
 from app.console.dev_token import console_link, dev_console_token
 from app.devtools.dev_instance import DataFolderBusy, DevInstance
+from app.devtools.dev_master_key import dev_master_key
 from app.devtools.embedded.embedded_servers import EmbeddedServers
 from app.devtools.embedded.server_process import ServerStartError
 from app.platform.database import run_migrations
@@ -173,8 +174,10 @@ def _run_dev(settings: Settings, data_dir: Path, commands: list[list[str]]) -> i
         os.environ["REDIS_URL"] = redis_url
         console_token = dev_console_token(settings.console_token, data_dir)
         os.environ["MECOVE_CONSOLE_TOKEN"] = console_token  # the ingress serves /console
+        master_key = dev_master_key(settings.master_key, data_dir)
+        os.environ["MECOVE_MASTER_KEY"] = master_key  # content sealed, as in production
         settings = msgspec.structs.replace(settings, database_url=database_url,
-                                           redis_url=redis_url)
+                                           redis_url=redis_url, master_key=master_key)
         webhook = f"http://127.0.0.1:{settings.port}/webhooks/whatsapp"
         instance.publish(webhook=webhook, database_url=database_url, redis_url=redis_url)
         for line in banner(settings, data_dir, embedded):

@@ -5,6 +5,8 @@ Nothing else in the project reads ``os.environ``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import socket
 from collections.abc import Mapping
@@ -66,6 +68,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_name: str = ""
     console_token: str | None = None  # the operator's console at /console is off without it
     console_session_seconds: int = 28_800  # how long a console sign-in lasts
+    # Wraps every user's content key (MECOVE_MASTER_KEY, base64 of 32 bytes); without it
+    # content is kept in plaintext, which only tests and benchmarks may do.
+    master_key: str | None = None
+    # The master key being rotated away from (MECOVE_PREVIOUS_MASTER_KEY), still able to unwrap.
+    previous_master_key: str | None = None
 
     # Where each variable that was set came from: "the environment", ".env", or what
     # ``load_settings`` was given as ``fallback_origin``.
@@ -84,6 +91,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             self.whatsapp_verify_token,
             self.groq_api_key,
             self.console_token,
+            self.master_key,
+            self.previous_master_key,
         )
         return tuple(v for v in values if v)
 
@@ -229,7 +238,32 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         consumer_name=env.get("MECOVE_CONSUMER_NAME", "").strip() or default_consumer_name(),
         console_token=console_token,
         console_session_seconds=console_session_seconds,
+        master_key=_master_key(env, "MECOVE_MASTER_KEY"),
+        previous_master_key=_master_key(env, "MECOVE_PREVIOUS_MASTER_KEY"),
     )
+
+
+def _master_key(env: Mapping[str, str], name: str) -> str | None:
+    """A master key variable, checked: base64 of exactly 32 bytes, or unset."""
+    value = _opt(env, name)
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{name} is malformed: expected base64 of 32 bytes") from None
+    if len(raw) != 32:
+        raise SettingsError(f"{name} is malformed: expected base64 of 32 bytes, got {len(raw)}"
+                            ) from None
+    return value.strip()
+
+
+def require_master_key(settings: Settings) -> None:
+    """Refuse to run a process that would keep content it could never erase (SettingsError)."""
+    if settings.master_key is None:
+        raise SettingsError(
+            "MECOVE_MASTER_KEY is not set: content would be stored unencrypted and could not be "
+            "erased by `mecove forget`; generate one with `mecove master-key` and keep it safe")
 
 
 def require_signed_webhooks(settings: Settings) -> None:

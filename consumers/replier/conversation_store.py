@@ -1,13 +1,18 @@
 """The user's recent turns, read from Redis (written atomically with each event), so the
 context is right even while the projector lags; PostgreSQL is the fallback once the Redis
-copy has expired.
+copy has expired. Texts come sealed (the event's and the turn hashes' alike) and are opened
+here with the user's key; a turn whose key was destroyed reads as erased.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 from redis.asyncio import Redis
 
+from app.platform.eventlog.content_crypto import ERASED, Keyring, open_value, sealed_key_id
+from app.platform.eventlog.content_keys import ContentKeys
 from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
@@ -16,11 +21,25 @@ from schema.events import MessageReceived
 
 
 class ConversationStore:
-    def __init__(self, redis: Redis, keys: Keys, pool: asyncpg.Pool) -> None:
+    def __init__(self, redis: Redis, keys: Keys, pool: asyncpg.Pool,
+                 content: ContentKeys | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.conversation = ConversationKeys(keys)
         self.pool = pool
+        self.content = content
+
+    async def _opener(self, user_id: str, values: list[str | None]
+                      ) -> Callable[[str | None, str], str | None]:
+        """A function that opens the user's sealed values (plaintext passes through)."""
+        ring: Keyring = {}
+        sealed = {k: user_id for v in values if (k := sealed_key_id(v)) is not None}
+        if sealed and self.content is not None:
+            ring = await self.content.keyring((), also=sealed, database=self.pool)
+
+        def opened(value: str | None, field: str) -> str | None:
+            return None if value is None else open_value(value, ring, field) or ERASED
+        return opened
 
     async def turns_up_to(self, message: MessageReceived) -> list[Turn]:
         """The last turns of the user up to and including ``message``, oldest first."""
@@ -34,7 +53,10 @@ class ConversationStore:
                     pipe.hmget(self.conversation.turn(partition, message_id), "t", "r")
                 rows = await pipe.execute()
             if all(row[0] is not None for row in rows):
-                return [Turn(mid, as_text(t), as_text(r))
+                texts = [as_text(v) for row in rows for v in row]
+                opened = await self._opener(message.user_id, texts)
+                return [Turn(mid, opened(as_text(t), "text") or ERASED,
+                             opened(as_text(r), "reply_text"))
                         for mid, (t, r) in zip(window, rows, strict=True)]
         return await self._from_database(message)
 
@@ -42,12 +64,15 @@ class ConversationStore:
         async with self.pool.acquire() as connection:
             rows = await connection.fetch(
                 "SELECT id, text, reply_text FROM messages WHERE user_id = $1 AND id <> $2 "
+                "AND text IS DISTINCT FROM $5 "
                 "AND created_at <= to_timestamp($3 / 1000.0) "
                 "ORDER BY created_at DESC LIMIT $4",
                 message.user_id, message.message_id, message.received_at, CONTEXT_MESSAGES - 1,
+                ERASED,
             )
         earlier = [Turn(str(r["id"]), r["text"] or "", r["reply_text"]) for r in reversed(rows)]
-        return [*earlier, Turn(message.message_id, message.text, None)]
+        opened = await self._opener(message.user_id, [message.text])
+        return [*earlier, Turn(message.message_id, opened(message.text, "text") or ERASED, None)]
 
     async def messages_after(self, message: MessageReceived) -> int:
         """How many of the user's tracked messages came after this one."""

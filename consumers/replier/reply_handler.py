@@ -31,6 +31,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.platform.clock import now_ms
+from app.platform.eventlog.append import content_keys_for
 from app.platform.eventlog.keys import Keys
 from app.platform.metrics import GRAPH_SENDS
 from app.platform.runtime.handler import Delivery, GroupHandler
@@ -297,7 +298,7 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
             typing = TypingIndicator(redis, keys, graph, timeout_s=TYPING_TIMEOUT_S)
     return ReplyHandler(
         outcomes=ReplyOutcomes.from_settings(settings, redis),
-        store=ConversationStore(redis, keys, pool),
+        store=ConversationStore(redis, keys, pool, content_keys_for(settings, redis)),
         chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url),
         llm=llm,
         graph=graph,

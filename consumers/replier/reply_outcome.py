@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from app.platform.eventlog.append import STALE_KEY, content_keys_for
+from app.platform.eventlog.content_crypto import erase_content, seal_event
+from app.platform.eventlog.content_keys import KEY_IS_CURRENT_LUA, ContentKeys
 from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, entry_values
 from app.platform.eventlog.keys import Keys
@@ -64,22 +67,29 @@ local function is_final(state)
 end
 """
 
-# KEYS: stream, reply outcome, turn hash.
-# ARGV: final state, reply text ("" for none), context ttl s, outcome ttl s, the entry values.
+# KEYS: stream, reply outcome, turn hash, the user's content key.
+# ARGV: final state, reply text ("" for none), context ttl s, outcome ttl s, key id ("" for
+#       plaintext), the entry values.
 # Records the final state and appends the event only once per message; returns the entry id,
-# or "" when the message's outcome was already final.
-RECORD_REPLY_LUA = script(ENTRY_LUA, IS_FINAL_LUA, """
+# "" when the message's outcome was already final, or STALE_KEY when the reply was sealed with
+# a key destroyed meanwhile (nothing recorded).
+RECORD_REPLY_LUA = script(ENTRY_LUA, IS_FINAL_LUA, KEY_IS_CURRENT_LUA, """
 local stream_key = next_key()
 local outcome_key = next_key()
 local turn_key = next_key()
+local content_key = next_key()
 local final_state = next_arg()
 local reply_text = next_arg()
 local context_ttl_s = tonumber(next_arg())
 local outcome_ttl_s = tonumber(next_arg())
+local key_id = next_arg()
 local event = next_event()
 local current = redis.call('GET', outcome_key)
 if current and is_final(current) then
   return ''
+end
+if not key_is_current(content_key, key_id) then
+  return '""" + STALE_KEY + """'
 end
 redis.call('SET', outcome_key, final_state, 'EX', outcome_ttl_s)
 if reply_text ~= '' then
@@ -100,9 +110,11 @@ class ReplyOutcomes:
         *,
         outcome_ttl_s: int = 8 * 86_400,
         context_ttl_s: int = 86_400,
+        content: ContentKeys | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.content = content  # None: the reply text is recorded as plaintext
         self.conversation = ConversationKeys(keys)
         self.outcome_ttl_s = outcome_ttl_s
         self.context_ttl_s = context_ttl_s
@@ -113,7 +125,8 @@ class ReplyOutcomes:
         """Outcomes kept as long as dedupe keys (a redelivery within that time is caught)."""
         return cls(redis, Keys.from_settings(settings),
                    outcome_ttl_s=settings.dedupe_ttl_days * 86_400,
-                   context_ttl_s=settings.context_ttl_seconds)
+                   context_ttl_s=settings.context_ttl_seconds,
+                   content=content_keys_for(settings, redis))
 
     def key(self, user_id: str, message_id: str) -> str:
         """``<tag>:reply:<message id>`` in the user's partition."""
@@ -139,8 +152,20 @@ class ReplyOutcomes:
     async def record(self, event: ReplySent | ReplyFailed) -> str | None:
         """Make the outcome final and append ``event``, once per message.
 
-        Returns the new entry id, or None when the outcome was already final.
+        Returns the new entry id, or None when the outcome was already final. A reply to a
+        person forgotten meanwhile is recorded with its text erased.
         """
+        key = None if self.content is None or not isinstance(event, ReplySent) else (
+            await self.content.for_writing(event.user_id))
+        entry_id = await self._record_sealed(event if key is None else seal_event(event, key),
+                                             "" if key is None else key.key_id)
+        if entry_id == STALE_KEY:
+            assert self.content is not None
+            self.content.drop(event.user_id)
+            entry_id = await self._record_sealed(erase_content(event), "")
+        return entry_id or None
+
+    async def _record_sealed(self, event: ReplySent | ReplyFailed, key_id: str) -> str:
         if isinstance(event, ReplySent):
             final_state, reply_text = sent_state(event.outbound_message_id), event.reply_text
         else:
@@ -151,8 +176,10 @@ class ReplyOutcomes:
                 self.keys.stream(partition),
                 self.key(event.user_id, event.message_id),
                 self.conversation.turn(partition, event.message_id),
+                self.content.key_hash(event.user_id) if self.content is not None
+                else self.keys.key(partition, "contentkey:none"),
             ],
-            args=[final_state, reply_text, self.context_ttl_s, self.outcome_ttl_s,
+            args=[final_state, reply_text, self.context_ttl_s, self.outcome_ttl_s, key_id,
                   *entry_values(event)],
         )
-        return as_text(entry_id) or None
+        return as_text(entry_id)

@@ -5,6 +5,11 @@ atomic step: per received message, one Lua call checks the dedupe key, appends t
 MessageReceived and keeps the user's conversation context (``conversation_keys``) together.
 Consumers that record more than an entry in one step (the replier's outcome, the summarizer's
 deferred triggers) compose their own scripts from ``lua`` and ``entries``.
+
+With a master key (``content``), content fields are sealed with the user's data key before
+they leave the process (``content_crypto``), and each sealing script checks, in the same
+atomic step, that the key is still the user's: a message sealed with a key ``mecove forget``
+destroyed is sealed again with the user's new key; any other event loses its content.
 """
 
 from __future__ import annotations
@@ -15,6 +20,17 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from app.platform.eventlog.content_crypto import (
+    CONTENT_FIELDS,
+    DataKey,
+    erase_content,
+    seal_event,
+)
+from app.platform.eventlog.content_keys import (
+    KEY_IS_CURRENT_LUA,
+    ContentKeys,
+    master_keys_for,
+)
 from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, encode_event, entry_values
 from app.platform.eventlog.keys import Keys
@@ -22,16 +38,18 @@ from app.platform.eventlog.lua import script
 from app.platform.settings import Settings
 from schema.events import Event, MessageReceived
 
-__all__ = ["APPEND_MESSAGES_LUA", "EventLog"]
+__all__ = ["APPEND_MESSAGES_LUA", "APPEND_SEALED_LUA", "EventLog", "content_keys_for"]
 
 RECENT_KEPT = 20
 MAX_COALESCED = 64  # deliveries sharing one script call
 
-# KEYS: stream, then per message: dedupe, tracking zset, recent list, turn hash.
+STALE_KEY = "!stale"  # what a sealing script answers when the key was destroyed meanwhile
+
+# KEYS: stream, then per message: dedupe, tracking zset, recent list, turn hash, content key.
 # ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, then per message:
-#       the entry values, tracking score, message id, text, received at ms.
-# Returns, per message, the new entry id or "" when the message is a duplicate.
-APPEND_MESSAGES_LUA = script(ENTRY_LUA, """
+#       the entry values, tracking score, message id, text, received at ms, key id ("" none).
+# Returns, per message, the new entry id, "" when the message is a duplicate, or STALE_KEY.
+APPEND_MESSAGES_LUA = script(ENTRY_LUA, KEY_IS_CURRENT_LUA, """
 local stream_key = next_key()
 local dedupe_ttl_s = tonumber(next_arg())
 local tracking_window_ms = tonumber(next_arg())
@@ -43,13 +61,17 @@ while has_more_keys() do
   local tracking_key = next_key()
   local recent_key = next_key()
   local turn_key = next_key()
+  local content_key = next_key()
   local event = next_event()
   local tracking_score = next_arg()
   local message_id = next_arg()
   local text = next_arg()
   local received_at_ms = tonumber(next_arg())
+  local key_id = next_arg()
   local entry_id = ''
-  if redis.call('SET', dedupe_key, '1', 'NX', 'EX', dedupe_ttl_s) then
+  if not key_is_current(content_key, key_id) then
+    entry_id = '""" + STALE_KEY + """'
+  elseif redis.call('SET', dedupe_key, '1', 'NX', 'EX', dedupe_ttl_s) then
     entry_id = xadd_event(stream_key, event)
     redis.call('ZADD', tracking_key, tracking_score, message_id)
     redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf',
@@ -66,6 +88,25 @@ end
 return entry_ids
 """)
 
+# KEYS: stream, the user's content key. ARGV: key id, the entry values.
+# Returns the new entry id, or STALE_KEY (nothing appended) when the key is not the user's.
+APPEND_SEALED_LUA = script(ENTRY_LUA, KEY_IS_CURRENT_LUA, """
+local stream_key = next_key()
+local content_key = next_key()
+local key_id = next_arg()
+local event = next_event()
+if not key_is_current(content_key, key_id) then
+  return '""" + STALE_KEY + """'
+end
+return xadd_event(stream_key, event)
+""")
+
+
+def content_keys_for(settings: Settings, redis: Redis) -> ContentKeys | None:
+    """The deployment's key store; None without a master key (content then stays plaintext)."""
+    master = master_keys_for(settings.master_key, settings.previous_master_key)
+    return None if master is None else ContentKeys(redis, Keys.from_settings(settings), master)
+
 
 class EventLog:
     """Appends events to the partitioned log (one shared instance per process)."""
@@ -78,14 +119,17 @@ class EventLog:
         dedupe_ttl_days: int = 8,
         tracking_window_ms: int = 60_000,
         context_ttl_seconds: int = 86_400,
+        content: ContentKeys | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.content = content  # None: content fields are appended as plaintext
         self.conversation = ConversationKeys(keys)
         self._dedupe_ttl_s = dedupe_ttl_days * 86_400
         self._window_ms = tracking_window_ms
         self._context_ttl_s = context_ttl_seconds
         self._append_messages = redis.register_script(APPEND_MESSAGES_LUA)
+        self._append_sealed = redis.register_script(APPEND_SEALED_LUA)
         self._pending: list[tuple[list[MessageReceived], asyncio.Future[list[str | None]]]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Future[None]] = set()
@@ -99,6 +143,7 @@ class EventLog:
             dedupe_ttl_days=settings.dedupe_ttl_days,
             tracking_window_ms=settings.tracking_window_ms,
             context_ttl_seconds=settings.context_ttl_seconds,
+            content=content_keys_for(settings, redis),
         )
 
     async def append_messages(self, events: Sequence[MessageReceived]) -> list[str | None]:
@@ -144,6 +189,24 @@ class EventLog:
             offset += len(events)
 
     async def _append_now(self, events: Sequence[MessageReceived]) -> list[str | None]:
+        """Seal and append; messages whose key was destroyed meanwhile go again, resealed."""
+        results = await self._append_sealed_messages(events)
+        stale = [i for i, entry_id in enumerate(results) if entry_id == STALE_KEY]
+        if stale and self.content is not None:
+            for index in stale:
+                self.content.drop(events[index].user_id)
+            again = await self._append_sealed_messages([events[i] for i in stale])
+            for index, entry_id in zip(stale, again, strict=True):
+                results[index] = entry_id
+        if STALE_KEY in results:
+            raise ConnectionError("content keys changed twice during one append; Meta retries")
+        return results
+
+    async def _key_for(self, user_id: str) -> DataKey | None:
+        return None if self.content is None else await self.content.for_writing(user_id)
+
+    async def _append_sealed_messages(self, events: Sequence[MessageReceived]
+                                      ) -> list[str | None]:
         """One atomic script call per partition touched."""
         by_partition: dict[int, list[int]] = defaultdict(list)
         for index, event in enumerate(events):
@@ -158,7 +221,9 @@ class EventLog:
                 RECENT_KEPT,
             ]
             for index in indexes:
-                event = events[index]
+                key = await self._key_for(events[index].user_id)
+                event = events[index] if key is None else seal_event(events[index], key)
+                assert isinstance(event, MessageReceived)
                 keys += [
                     self.keys.dedupe(
                         partition, event.channel, event.channel_user_key, event.source_message_id
@@ -166,6 +231,7 @@ class EventLog:
                     self.conversation.tracking(partition, event.user_id),
                     self.conversation.recent(partition, event.user_id),
                     self.conversation.turn(partition, event.message_id),
+                    self._content_key(event.user_id),
                 ]
                 args += [
                     *entry_values(event),
@@ -173,13 +239,33 @@ class EventLog:
                     event.message_id,
                     event.text,
                     event.received_at,
+                    "" if key is None else key.key_id,
                 ]
             ids = await self._append_messages(keys=keys, args=args)
             for index, entry_id in zip(indexes, ids, strict=True):
                 results[index] = as_text(entry_id) or None
         return results
 
+    def _content_key(self, user_id: str) -> str:
+        return self.content.key_hash(user_id) if self.content is not None else (
+            self.keys.key(self.keys.partition_of(user_id), "contentkey:none"))
+
     async def append(self, event: Event, *, user_id: str) -> str:
-        """Append one event to its user's partition; returns the entry id."""
+        """Append one event to its user's partition (its content sealed); returns the entry id.
+
+        Content sealed with a key destroyed meanwhile is not sealed again: the event is
+        appended with its content erased (it was made from what the person wrote).
+        """
         partition = self.keys.partition_of(user_id)
-        return as_text(await self.redis.xadd(self.keys.stream(partition), encode_event(event)))
+        if self.content is None or type(event) not in CONTENT_FIELDS:
+            return as_text(await self.redis.xadd(self.keys.stream(partition),
+                                                 encode_event(event)))
+        key = await self.content.for_writing(user_id)
+        entry_id = as_text(await self._append_sealed(
+            keys=[self.keys.stream(partition), self.content.key_hash(user_id)],
+            args=[key.key_id, *entry_values(seal_event(event, key))]))
+        if entry_id == STALE_KEY:
+            self.content.drop(user_id)
+            entry_id = as_text(await self.redis.xadd(self.keys.stream(partition),
+                                                     encode_event(erase_content(event))))
+        return entry_id

@@ -32,7 +32,8 @@ from app.platform.eventlog.lua import script
 from schema.events import Event, UserForgotten, UserKeyIssued
 from schema.ids import NAMESPACE
 
-__all__ = ["ISSUE_KEY_LUA", "KEY_IS_CURRENT_LUA", "ContentKeys", "keys_in_events"]
+__all__ = ["ISSUE_KEY_LUA", "KEY_IS_CURRENT_LUA", "ContentKeys", "durable_keyring",
+           "keys_in_events", "master_keys_for"]
 
 # KEYS: the user's key hash, stream. ARGV: new key id, its wrapped key, UserKeyIssued values.
 # Returns {key id, wrapped key} of the user's current key: the one there, else the new one.
@@ -148,3 +149,25 @@ async def durable_keys(database: asyncpg.Connection | asyncpg.Pool, master: Mast
         "SELECT key_id, wrapped_key FROM user_keys WHERE key_id = ANY($1::text[])", key_ids)
     return {r["key_id"]: master.unwrap(r["wrapped_key"], r["key_id"]) for r in rows}
 
+
+
+async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection | asyncpg.Pool,
+                          master: MasterKeys | None) -> Keyring:
+    """Keys to open ``events`` from PostgreSQL alone (the projector and replay): the batch's
+    own UserKeyIssued, then ``user_keys``. Nothing is cached, so a destroyed key is never
+    used again; without a master key the keyring is empty (sealed content reads erased)."""
+    listed = list(events)
+    if master is None:
+        return {}
+    ring = keys_in_events(listed, master)
+    wanted = [k for k in key_owners(listed) if k not in ring]
+    ring.update(await durable_keys(database, master, wanted))
+    return ring
+
+
+def master_keys_for(master_key: str | None, previous: str | None) -> MasterKeys | None:
+    """``MECOVE_MASTER_KEY`` (and the previous one during a rotation) as MasterKeys."""
+    if master_key is None:
+        return None
+    return MasterKeys(MasterKeys.parse(master_key),
+                      MasterKeys.parse(previous) if previous else None)
