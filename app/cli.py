@@ -115,8 +115,8 @@ def _refuse_unsigned_webhooks(settings: Settings) -> None:
 
 def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
-    require_master_key(settings)
     _refuse_unsigned_webhooks(settings)
+    require_master_key(settings)
     _run(_check_servers(settings))
     import uvicorn  # lazy: see the module docstring
 
@@ -139,8 +139,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Migrations, then the ingress and one process per consumer group, supervised."""
     settings = _settings()
-    require_master_key(settings)
     _refuse_unsigned_webhooks(settings)
+    require_master_key(settings)
     _run(run_migrations(settings.database_url))
     return supervise(service_commands(args.host, args.groups), settings)
 

@@ -1,4 +1,5 @@
-"""The operator's commands: ``replay``, ``trim``, ``status``, ``dlq``."""
+"""The operator's commands: ``replay``, ``trim``, ``status``, ``dlq``, ``forget``,
+``master-key``, ``rotate-master-key``."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ from app.operations.dead_letters import (
     retry_dead_letter,
     show_dead_letter,
 )
+from app.operations.forget import forget
+from app.operations.key_rotation import rotate_master_key
 from app.operations.log_status import LogStatus, format_status, read_status
 from app.operations.retention import trim
-from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.append import EventLog, content_keys_for
+from app.platform.eventlog.content_crypto import MasterKeys
+from app.platform.eventlog.content_keys import master_keys_for
 from app.platform.eventlog.keys import Keys
 from app.platform.identities import IdentityLinks
-from app.platform.settings import Settings
+from app.platform.settings import Settings, require_master_key
 from app.wiring.clients import redis_client
 from projections.replay import replay
 
@@ -50,6 +55,20 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
     status.add_argument("--all", action="store_true",
                         help="also consumers idle for long with nothing pending (earlier runs)")
     status.set_defaults(func=run(_status))
+
+    forget_parser = sub.add_parser(
+        "forget", help="erase one person's content everywhere (destroys their content keys)")
+    forget_parser.add_argument("identity", help="the person's phone (E.164, with +) or BSUID")
+    forget_parser.add_argument("--compact", action="store_true",
+                               help="then rewrite Redis's AOF and VACUUM FULL the touched tables "
+                                    "so no old copy stays on disk")
+    forget_parser.set_defaults(func=run(_forget))
+
+    sub.add_parser("master-key", help="print a new master key for MECOVE_MASTER_KEY"
+                   ).set_defaults(func=lambda _args: print(MasterKeys.generate_text()) or 0)
+    sub.add_parser("rotate-master-key",
+                   help="re-wrap every content key with MECOVE_MASTER_KEY (the old one in "
+                        "MECOVE_PREVIOUS_MASTER_KEY)").set_defaults(func=run(_rotate))
 
     dlq = sub.add_parser("dlq", help="dead letters: list, show, retry, drop")
     actions = dlq.add_subparsers(dest="action", required=True)
@@ -84,8 +103,10 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
         async with redis_client(settings) as redis:
             if not args.dry_run:
                 await _recover_unreadable(settings, redis)
-            report = await replay(settings.database_url, redis, Keys.from_settings(settings),
-                                  dry_run=args.dry_run, batch_size=args.batch_size)
+            report = await replay(
+                settings.database_url, redis, Keys.from_settings(settings),
+                dry_run=args.dry_run, batch_size=args.batch_size,
+                master=master_keys_for(settings.master_key, settings.previous_master_key))
     except KeyboardInterrupt:
         print("mecove: replay interrupted; live tables unchanged", file=sys.stderr)
         return 130
@@ -97,6 +118,45 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"replay: applied {report.applied} events in {report.seconds:.2f}s "
           f"({types}); tables swapped")
+    return 0
+
+
+COMPACTED_TABLES = ("messages", "summaries", "identities", "unreadable_messages",
+                    "event_archive", "user_keys")
+
+
+async def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    require_master_key(settings)
+    async with redis_client(settings) as redis:
+        report = await forget(redis, Keys.from_settings(settings),
+                              content_keys_for(settings, redis), settings.database_url,
+                              args.identity)
+        if args.compact:
+            await redis.bgrewriteaof()
+            connection = await asyncpg.connect(settings.database_url)
+            try:
+                for table in COMPACTED_TABLES:
+                    await connection.execute(f"VACUUM FULL {table}")  # noqa: S608 - fixed names
+                await connection.execute("CHECKPOINT")
+            finally:
+                await connection.close()
+    print(f"forget: user {report.user_id}: {report.keys_destroyed} content keys destroyed, "
+          f"{report.messages_erased} messages and {report.summaries_erased} summaries erased, "
+          f"{report.archive_rows_rewritten} plaintext archive rows rewritten, "
+          f"{report.stream_entries_deleted} stream entries deleted, "
+          f"{report.redis_keys_deleted} Redis keys deleted, "
+          f"{report.unreadable_erased} unreadable messages erased"
+          + ("; AOF rewrite started, tables vacuumed" if args.compact else ""))
+    return 0
+
+
+async def _rotate(settings: Settings, args: argparse.Namespace) -> int:
+    require_master_key(settings)
+    async with redis_client(settings) as redis:
+        rewrapped = await rotate_master_key(
+            redis, Keys.from_settings(settings), settings.database_url,
+            master_keys_for(settings.master_key, settings.previous_master_key))
+    print(f"rotate-master-key: {rewrapped} content keys re-wrapped with MECOVE_MASTER_KEY")
     return 0
 
 

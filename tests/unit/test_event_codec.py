@@ -25,6 +25,8 @@ from schema.events import (
     ReplySent,
     SummaryCreated,
     SummaryRequested,
+    UserForgotten,
+    UserKeyIssued,
     decode_body,
     encode_body,
     event_type_name,
@@ -73,6 +75,10 @@ EVENTS = [
         recipient_bsuid="US.13491208655302741918", error_code=131047,
         error_title="Re-engagement message", received_at=AT,
     ),
+    UserKeyIssued(event_id="e-9", occurred_at=AT, user_id="u-1", key_id="k-1",
+                  wrapped_key="abc:def"),
+    UserForgotten(event_id="e-10", occurred_at=AT, user_id="u-1", key_ids=["k-1"],
+                  forgotten_at=AT),
 ]
 EVENT_IDS = [type(e).__name__ for e in EVENTS]
 

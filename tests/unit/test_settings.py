@@ -215,6 +215,25 @@ def test_mecove_refuses_to_start_unsigned_with_one_line(command: str, tmp_path: 
     assert len(lines) == 1 and "WHATSAPP_APP_SECRET" in lines[0]
 
 
+@pytest.mark.parametrize("command", ["api", "consume", "up", "forget"])
+def test_mecove_refuses_to_start_without_a_master_key_with_one_line(command: str,
+                                                                     tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+           "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run([sys.executable, "-m", "app.cli", command,
+                             *(["+15550001111"] if command == "forget" else [])], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert len(lines) == 1 and "MECOVE_MASTER_KEY is not set" in lines[0], lines
+
+
+def test_a_master_key_that_is_not_32_bytes_of_base64_is_an_error_naming_it() -> None:
+    with pytest.raises(SettingsError, match="MECOVE_MASTER_KEY is malformed"):
+        settings_from_env(_env(MECOVE_MASTER_KEY="c2hvcnQ="))
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("DATABASE_URL", "postgresql://mecove@db.example:54x2/mecove"),

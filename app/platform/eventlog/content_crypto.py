@@ -124,7 +124,18 @@ class MasterKeys:
             raise ValueError(f"data key {key_id} does not unwrap") from exc
         return DataKey(key_id, AESGCM(raw))
 
+    def rewrap(self, wrapped: str, key_id: str) -> str:
+        """A wrapped key wrapped again with the current master key (rotation)."""
+        fingerprint, _, body = wrapped.partition(":")
+        aead = self._by_fingerprint.get(fingerprint)
+        if aead is None:
+            raise ValueError(f"data key {key_id} is wrapped by an unknown master key")
+        blob = base64.b64decode(body)
+        return self.wrap(aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key_id.encode()),
+                         key_id)
+
     def is_current(self, wrapped: str) -> bool:
+        """Whether ``wrapped`` is wrapped by the current master key."""
         return wrapped.partition(":")[0] == self._current[0]
 
 
