@@ -216,7 +216,7 @@ class ReplyHandler(GroupHandler):
             model=completion.model,
             fallback_used=completion.fallback_used,
             dry_run=self.graph is None,
-        ))
+        ), message_text=message.text)
         log.info("reply sent" if self.graph else "reply recorded (dry-run)", extra={"fields": {
             **fields, "mode": mode.value, "fallback": completion.fallback_used,
             "latency_ms": replied_at - message.received_at}})

@@ -16,7 +16,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from app.platform.eventlog.append import STALE_KEY, content_keys_for
-from app.platform.eventlog.content_crypto import erase_content, seal_event
+from app.platform.eventlog.content_crypto import erase_content, seal_event, sealed_key_id
 from app.platform.eventlog.content_keys import KEY_IS_CURRENT_LUA, ContentKeys
 from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, entry_values
@@ -149,14 +149,23 @@ class ReplyOutcomes:
         """Forget the message's state (an operator chose to retry it)."""
         await self.redis.delete(key)
 
-    async def record(self, event: ReplySent | ReplyFailed) -> str | None:
+    async def record(self, event: ReplySent | ReplyFailed, *,
+                     message_text: str | None = None) -> str | None:
         """Make the outcome final and append ``event``, once per message.
 
-        Returns the new entry id, or None when the outcome was already final. A reply to a
-        person forgotten meanwhile is recorded with its text erased.
+        Returns the new entry id, or None when the outcome was already final. The reply is
+        sealed with the key that sealed its message (``message_text`` as the event holds it):
+        a reply to a message whose key was destroyed meanwhile is recorded with its text erased.
         """
-        key = None if self.content is None or not isinstance(event, ReplySent) else (
-            await self.content.for_writing(event.user_id))
+        key = None
+        if self.content is not None and isinstance(event, ReplySent):
+            key_id = sealed_key_id(message_text)
+            if key_id is None:  # a message written before sealing: the user's current key
+                key = await self.content.for_writing(event.user_id)
+            else:
+                key = (await self.content.keyring((), also={key_id: event.user_id})).get(key_id)
+            if key is None:
+                return await self._record_sealed(erase_content(event), "") or None
         entry_id = await self._record_sealed(event if key is None else seal_event(event, key),
                                              "" if key is None else key.key_id)
         if entry_id == STALE_KEY:

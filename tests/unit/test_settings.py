@@ -221,7 +221,8 @@ def test_mecove_refuses_to_start_without_a_master_key_with_one_line(command: str
     env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
            "REDIS_URL": "redis://127.0.0.1:1/0"}
     result = subprocess.run([sys.executable, "-m", "app.cli", command,
-                             *(["+15550001111"] if command == "forget" else [])], env=env,
+                             *{"forget": ["+15550001111"], "consume": ["all"]}.get(command, [])],
+                            env=env,
                             cwd=tmp_path, capture_output=True, text=True, timeout=60,
                             check=False)
     lines = result.stderr.strip().splitlines()
