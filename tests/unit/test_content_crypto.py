@@ -1,0 +1,72 @@
+"""Sealing content fields: round trips, erasure when the key is gone, plaintext of before."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.platform.eventlog.content_crypto import (
+    ERASED,
+    MasterKeys,
+    has_plaintext_content,
+    key_owners,
+    new_data_key,
+    open_event,
+    open_value,
+    seal_event,
+    seal_value,
+)
+from schema.events import MessageReceived, ReplySent, SummaryCreated
+
+MESSAGE = MessageReceived(
+    event_id="e", occurred_at=1, user_id="u-1", identity_id="i", message_id="m",
+    channel="whatsapp", channel_user_key="+15550001111", source_message_id="wamid.x",
+    content_type="text", text="secret words", client_timestamp=1, received_at=1,
+    tracking_score=1.0, raw_payload={"text": {"body": "secret words"}}, username="ann")
+REPLY = ReplySent(event_id="r", occurred_at=1, message_id="m", user_id="u-1",
+                  reply_text="secret reply", replied_at=1, contextual=False,
+                  outbound_message_id=None, model=None, fallback_used=False)
+SUMMARY = SummaryCreated(event_id="s", occurred_at=1, summary_id="s", user_id="u-1",
+                         range_start=0, range_end=1, status="success", summary_text="gist",
+                         model_name=None, prompt_version=None, input_messages_count=1,
+                         input_hash="abc", error=None)
+
+
+@pytest.mark.parametrize("event", [MESSAGE, REPLY, SUMMARY])
+def test_a_sealed_event_opens_to_the_original_with_its_key(event: object) -> None:
+    key, _ = new_data_key()
+    sealed = seal_event(event, key)  # type: ignore[arg-type]
+    assert "secret" not in repr(sealed) and "gist" not in repr(sealed)
+    assert key_owners([sealed]) == {key.key_id: "u-1"}
+    assert open_event(sealed, {key.key_id: key}) == event
+
+
+def test_without_its_key_a_sealed_message_opens_erased() -> None:
+    key, _ = new_data_key()
+    opened = open_event(seal_event(MESSAGE, key), {})
+    assert isinstance(opened, MessageReceived)
+    assert (opened.text, opened.raw_payload, opened.username) == (ERASED, None, None)
+
+
+def test_a_value_sealed_for_one_field_does_not_open_as_another() -> None:
+    key, _ = new_data_key()
+    assert open_value(seal_value("x", key, "text"), {key.key_id: key}, "reply_text") is None
+
+
+def test_plaintext_of_before_sealing_passes_through_and_is_recognised() -> None:
+    assert open_event(MESSAGE, {}) == MESSAGE
+    assert has_plaintext_content(MESSAGE)
+    key, _ = new_data_key()
+    assert not has_plaintext_content(seal_event(MESSAGE, key))
+
+
+def test_a_rotated_master_key_still_unwraps_and_rewraps_to_the_new_one() -> None:
+    old, new = (MasterKeys.parse(MasterKeys.generate_text()) for _ in range(2))
+    key, raw = new_data_key()
+    wrapped = MasterKeys(old).wrap(raw, key.key_id)
+    rotating = MasterKeys(new, previous=old)
+    rewrapped = rotating.rewrap(wrapped, key.key_id)
+    assert not rotating.is_current(wrapped) and rotating.is_current(rewrapped)
+    opened = MasterKeys(new).unwrap(rewrapped, key.key_id)
+    assert open_value(seal_value("hi", key, "text"), {key.key_id: opened}, "text") == "hi"
+    with pytest.raises(ValueError, match="unknown master key"):
+        MasterKeys(new).unwrap(wrapped, key.key_id)
