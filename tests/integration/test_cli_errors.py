@@ -16,13 +16,14 @@ import pytest
 from app.devtools.ports import free_port
 from tests.conftest import TestServers, database_url_for
 
+TEST_MASTER_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # bytes 0..31, base64
 OPERATOR_COMMANDS = [["status"], ["replay"], ["dlq", "list"], ["trim"]]
 SERVICE_COMMANDS = [["consume", "projector"], ["api"], ["migrate"]]
 
 
 def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {"PATH": "/usr/bin:/bin", "MECOVE_PORT": str(free_port()),
-                   "MECOVE_LOG_FORMAT": "json", **env}
+                   "MECOVE_LOG_FORMAT": "json", "MECOVE_MASTER_KEY": TEST_MASTER_KEY, **env}
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=60, check=False)
 

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
+from app.platform.eventlog.content_crypto import SEALED_MARK
 from app.platform.eventlog.entries import decode_event
 from schema.events import ReplySent
 from tests.conftest import TestServers
@@ -140,7 +141,10 @@ async def test_mecove_dev_answers_in_dry_run_stops_cleanly_and_keeps_its_data(
             await redis.aclose()
         sent = [decode_event(f) for _id, f in stream if f[b"type"] == b"ReplySent"]
         assert all(isinstance(e, ReplySent) for e in sent)
-        assert [(e.reply_text, e.dry_run) for e in sent] == [("Noted.", True)]
+        # The log holds the reply sealed with the user's key (mecove dev makes a master key).
+        assert [(e.reply_text.startswith(SEALED_MARK), e.dry_run) for e in sent] == [
+            (True, True)]
+        assert (data_dir / "master_key").exists()
         children = descendants(dev.pid)
         assert len(children) >= 6  # postgres, redis-server, api, three consumers
     finally:
