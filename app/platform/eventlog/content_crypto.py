@@ -15,7 +15,7 @@ import base64
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +100,6 @@ class MasterKeys:
         """A new master key as ``MECOVE_MASTER_KEY`` holds it."""
         return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
-    @property
-    def current_fingerprint(self) -> str:
-        return self._current[0]
-
     def wrap(self, raw_key: bytes, key_id: str) -> str:
         """Data key -> ``<fingerprint>:<base64(nonce || ciphertext)>``, bound to its key id."""
         fingerprint, aead = self._current
@@ -111,28 +107,24 @@ class MasterKeys:
         sealed = aead.encrypt(nonce, raw_key, key_id.encode())
         return f"{fingerprint}:{base64.b64encode(nonce + sealed).decode()}"
 
-    def unwrap(self, wrapped: str, key_id: str) -> DataKey:
-        """The data key of ``wrap``; ValueError when no known master key opens it."""
+    def _raw_key(self, wrapped: str, key_id: str) -> bytes:
         fingerprint, _, body = wrapped.partition(":")
         aead = self._by_fingerprint.get(fingerprint)
         if aead is None:
             raise ValueError(f"data key {key_id} is wrapped by an unknown master key")
         blob = base64.b64decode(body)
         try:
-            raw = aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key_id.encode())
+            return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key_id.encode())
         except InvalidTag as exc:
             raise ValueError(f"data key {key_id} does not unwrap") from exc
-        return DataKey(key_id, AESGCM(raw))
+
+    def unwrap(self, wrapped: str, key_id: str) -> DataKey:
+        """The data key of ``wrap``; ValueError when no known master key opens it."""
+        return DataKey(key_id, AESGCM(self._raw_key(wrapped, key_id)))
 
     def rewrap(self, wrapped: str, key_id: str) -> str:
         """A wrapped key wrapped again with the current master key (rotation)."""
-        fingerprint, _, body = wrapped.partition(":")
-        aead = self._by_fingerprint.get(fingerprint)
-        if aead is None:
-            raise ValueError(f"data key {key_id} is wrapped by an unknown master key")
-        blob = base64.b64decode(body)
-        return self.wrap(aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key_id.encode()),
-                         key_id)
+        return self.wrap(self._raw_key(wrapped, key_id), key_id)
 
     def is_current(self, wrapped: str) -> bool:
         """Whether ``wrapped`` is wrapped by the current master key."""
@@ -173,39 +165,36 @@ def sealed_key_id(value: object) -> str | None:
     return None
 
 
+_KEEP = object()  # what a field change returns to leave the field as it is
+
+
+def _change_content(event: Event, change: Callable[[str, Any], Any]) -> Event:
+    """The event with each content field set to ``change(name, value)`` unless ``_KEEP``."""
+    changes = {name: new for name in CONTENT_FIELDS.get(type(event), ())
+               if (new := change(name, getattr(event, name))) is not _KEEP}
+    return msgspec.structs.replace(event, **changes) if changes else event
+
+
 def seal_event(event: Event, key: DataKey) -> Event:
     """The event with its content fields sealed (events without content come back as is)."""
-    fields = CONTENT_FIELDS.get(type(event))
-    if not fields:
-        return event
-    changes: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(event, name)
+    def seal(name: str, value: Any) -> Any:
         if value is None or sealed_key_id(value) is not None:
-            continue
+            return _KEEP
         text = value if isinstance(value, str) else _json.encode(value).decode()
-        changes[name] = seal_value(text, key, name)
-    return msgspec.structs.replace(event, **changes) if changes else event
+        return seal_value(text, key, name)
+    return _change_content(event, seal)
 
 
 def open_event(event: Event, keyring: Keyring) -> Event:
     """The event with its sealed fields opened, or erased where their key is gone."""
-    fields = CONTENT_FIELDS.get(type(event))
-    if not fields:
-        return event
-    changes: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(event, name)
+    def open_field(name: str, value: Any) -> Any:
         if sealed_key_id(value) is None:
-            continue
+            return _KEEP
         opened = open_value(value, keyring, name)
         if opened is None:
-            changes[name] = ERASED if name in REQUIRED_TEXT else None
-        elif name == "raw_payload":
-            changes[name] = msgspec.json.decode(opened)
-        else:
-            changes[name] = opened
-    return msgspec.structs.replace(event, **changes) if changes else event
+            return ERASED if name in REQUIRED_TEXT else None
+        return msgspec.json.decode(opened) if name == "raw_payload" else opened
+    return _change_content(event, open_field)
 
 
 def key_owners(events: Iterable[Event]) -> dict[str, str]:
@@ -230,6 +219,4 @@ def has_plaintext_content(event: Event) -> bool:
 
 def erase_content(event: Event) -> Event:
     """The event with every content field erased (for rows written before sealing)."""
-    fields = CONTENT_FIELDS.get(type(event), ())
-    changes = {name: ERASED if name in REQUIRED_TEXT else None for name in fields}
-    return msgspec.structs.replace(event, **changes) if changes else event
+    return _change_content(event, lambda name, _: ERASED if name in REQUIRED_TEXT else None)
