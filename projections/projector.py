@@ -19,10 +19,11 @@ import asyncpg
 
 from app.platform.checkpoints import PROJECTOR, read_checkpoint, write_checkpoint
 from app.platform.eventlog.content_crypto import MasterKeys
-from app.platform.eventlog.content_keys import durable_keyring
+from app.platform.eventlog.content_keys import durable_keyring, master_keys_for
 from app.platform.eventlog.entries import entry_position
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
+from app.platform.settings import Settings
 from projections.row_changes import RowChanges
 from projections.write_rows import write_row_changes
 
@@ -50,6 +51,12 @@ class Projector(OrderedHandler):
         self.key_prefix = key_prefix
         self.master = master  # opens sealed content for the rows (content_crypto)
         self._connections: dict[int, asyncpg.Connection] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Projector:
+        """The deployment's projector: its database, key prefix and master key."""
+        return cls(settings.database_url, settings.key_prefix,
+                   master_keys_for(settings.master_key, settings.previous_master_key))
 
     async def start(self) -> None:
         return None  # nothing runs in the background; connections come with each lease

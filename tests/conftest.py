@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from app.platform.eventlog.content_crypto import MasterKeys
 from app.platform.settings import Settings
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -251,4 +252,5 @@ def settings(servers: TestServers, database_url: str, key_prefix: str) -> Settin
         consumer_name=f"test-{uuid.uuid4().hex[:6]}",
         whatsapp_app_secret="test-app-secret",
         whatsapp_verify_token="test-verify-token",
+        master_key=MasterKeys.generate_text(),  # content is sealed as in production
     )

@@ -133,5 +133,5 @@ async def _projected(redis: Redis, settings: Settings) -> bool:
 
 async def project(redis: Redis, settings: Settings) -> None:
     """Run the projector until every appended entry is in the tables."""
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: _projected(redis, settings), timeout=30)

@@ -35,6 +35,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "WHATSAPP_API_VERSION": settings.whatsapp_api_version,
         "GROQ_API_KEY": settings.groq_api_key or "",
         "GROQ_BASE_URL": settings.groq_base_url or "",
+        "MECOVE_MASTER_KEY": settings.master_key or "",
         "PYTHONUNBUFFERED": "1",
     }
     env.update(values)

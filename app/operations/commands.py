@@ -28,6 +28,7 @@ from app.platform.eventlog.content_keys import master_keys_for
 from app.platform.eventlog.keys import Keys
 from app.platform.identities import IdentityLinks
 from app.platform.settings import Settings, require_master_key
+from app.platform.sql_identifier import quote_identifier
 from app.wiring.clients import redis_client
 from projections.replay import replay
 
@@ -136,7 +137,7 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
             connection = await asyncpg.connect(settings.database_url)
             try:
                 for table in COMPACTED_TABLES:
-                    await connection.execute(f"VACUUM FULL {table}")  # noqa: S608 - fixed names
+                    await connection.execute(f"VACUUM FULL {quote_identifier(table)}")
                 await connection.execute("CHECKPOINT")
             finally:
                 await connection.close()

@@ -16,7 +16,6 @@ import asyncpg
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
-from app.platform.eventlog.content_keys import master_keys_for
 from app.platform.runtime.consumer_runtime import ConsumerRuntime
 from app.platform.runtime.handler import GroupHandler
 from app.platform.runtime.process import run_until_signalled, runtime_for
@@ -36,8 +35,7 @@ HandlerFactory = Callable[[Settings, asyncpg.Pool, Redis], GroupHandler]
 
 def _projector(settings: Settings, _pool: asyncpg.Pool, _redis: Redis) -> Projector:
     # The projector writes on connections of its own: each holds a partition's lease.
-    return Projector(settings.database_url, settings.key_prefix,
-                     master_keys_for(settings.master_key, settings.previous_master_key))
+    return Projector.from_settings(settings)
 
 
 _FACTORIES: dict[str, HandlerFactory] = {

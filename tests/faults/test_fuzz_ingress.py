@@ -206,7 +206,7 @@ async def _project_everything(settings: Settings, redis: Redis, timeout: float =
     tail = cast(list[tuple[bytes, dict[bytes, bytes]]],
                 await redis.xrevrange(keys.stream(0), count=1))[0][0]
     deadline = time.monotonic() + timeout
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         while True:
             groups = {g["name"]: g for g in await redis.xinfo_groups(keys.stream(0))}
             state = groups.get(b"projector")

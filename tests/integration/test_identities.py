@@ -75,7 +75,7 @@ async def _post(settings: Settings, body: dict[str, Any], times: int = 1) -> Non
 
 
 async def _project(settings: Settings, redis: Redis) -> None:
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: drained(redis, settings, "projector"))
 
 
@@ -147,7 +147,7 @@ async def test_a_bsuid_only_user_is_stored_answered_by_recipient_and_summarised(
                       for i in range(3)], phone=None, bsuid=BSUID, username="jane")
     await _post(settings, body)
     handlers = [replier(settings, pool, redis),
-                Projector(settings.database_url, settings.key_prefix),
+                Projector.from_settings(settings),
                 build_summary_handler(settings, pool, redis)]
     async with consumers(settings, handlers):
         sends = await asyncio.to_thread(graph.wait_for_sends, 3, 15)
@@ -182,7 +182,7 @@ async def test_a_redelivered_bsuid_message_is_stored_and_answered_once(
                     bsuid=BSUID)
     await _post(reply_settings, body, times=3)
     handlers = [replier(reply_settings, pool, redis),
-                Projector(reply_settings.database_url, reply_settings.key_prefix)]
+                Projector.from_settings(reply_settings)]
     async with consumers(reply_settings, handlers):
         await asyncio.to_thread(graph.wait_for_sends, 1, 10)
         await eventually(lambda: drained(redis, reply_settings, "projector"))

@@ -147,7 +147,8 @@ async def test_redis_down_gives_503_and_recovers(settings: Settings) -> None:
         assert down.status_code == 503
         assert ready.status_code == 503
         assert back.status_code == 200
-        assert await probe.xlen(_stream(private)) == 1
+        appended = [f[b"type"] for _, f in await probe.xrange(_stream(private))]
+        assert appended.count(b"MessageReceived") == 1
         await probe.aclose()
     finally:
         process.terminate()

@@ -97,7 +97,7 @@ async def test_replay_of_two_thousand_mixed_events_leaves_every_table_equal(
     settings: Settings, redis: Redis
 ) -> None:
     await append_mixed(redis, settings, 2_000)
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
     before = await checksums(settings.database_url)
     assert all(count > 0 for count, _ in before.values())
@@ -122,7 +122,7 @@ async def test_replay_during_steady_traffic_equals_an_offline_rebuild(
             seed += 1
             await asyncio.sleep(0.01)
 
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
         writer = asyncio.create_task(traffic())
         await asyncio.sleep(0.2)
@@ -143,7 +143,7 @@ async def test_an_interrupted_replay_leaves_the_live_tables_unchanged(
     settings: Settings, redis: Redis
 ) -> None:
     await append_mixed(redis, settings, 300, seed=3)
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
     before = await checksums(settings.database_url)
 
@@ -175,7 +175,7 @@ async def test_trim_keeps_an_entry_still_pending_in_one_group(
     ids = [e[0] for e in read[0][1]]
     await redis.xack(stream, "replier", *[i for n, i in enumerate(ids) if n != 4])
     appended = await redis.xlen(stream)
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
     deleted = await trim(redis, keys, settings.database_url)
     remaining = [e[0] for e in await redis.xrange(stream)]
@@ -240,7 +240,7 @@ async def test_metrics_expose_the_counters_and_they_move(
         await client.post("/webhooks/whatsapp", content=raw,
                           headers=signed_headers(raw, "test-app-secret"))
         await client.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": "x"})
-        async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+        async with consumers(settings, [Projector.from_settings(settings)]):
             await eventually(lambda: drained(redis, settings, "projector"))
         after = (await client.get("/metrics")).text
     for name in ("mecove_webhooks_total", "mecove_append_seconds_count",

@@ -47,7 +47,7 @@ async def test_projector_dying_after_commit_before_ack_has_no_duplicate_effect(
     # A first projector reads the batch and commits it, then "dies" before XACK.
     response = await redis.xreadgroup("projector", "doomed", {keys.stream(0): ">"}, count=10)
     deliveries = [Delivery(0, e[0].decode(), decode_event(e[1]), 1) for e in response[0][1]]
-    doomed = Projector(settings.database_url, settings.key_prefix)
+    doomed = Projector.from_settings(settings)
     await doomed.handle(deliveries)
     await doomed.close()
     pending = await redis.xpending(keys.stream(0), "projector")
@@ -55,7 +55,7 @@ async def test_projector_dying_after_commit_before_ack_has_no_duplicate_effect(
     archived_before = await _rows(settings.database_url, "SELECT event_id FROM event_archive")
 
     # A new projector adopts the dead one's pending entries: skipped by the checkpoint, acked.
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         async def acked() -> bool:
             return (await redis.xpending(keys.stream(0), "projector"))["pending"] == 0
         await eventually(acked)
@@ -69,7 +69,7 @@ async def test_restarted_projector_resumes_from_its_checkpoint(
     settings: Settings, redis: Redis
 ) -> None:
     await _append_texts(redis, settings, 3, "15550002002")
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         async def three() -> bool:
             return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 3
         await eventually(three)
@@ -78,7 +78,7 @@ async def test_restarted_projector_resumes_from_its_checkpoint(
     await connection.close()
 
     await _append_texts(redis, settings, 4, "15550002003")
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         async def seven() -> bool:
             return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 7
         await eventually(seven)
@@ -111,7 +111,7 @@ async def test_reply_sent_and_summary_created_are_projected(
         summary_text="Two messages.", model_name="openai/gpt-oss-20b", prompt_version="s1",
         input_messages_count=2, input_hash="ab" * 32, error=None,
     ), user_id=target.user_id)
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         async def projected() -> bool:
             rows = await _rows(settings.database_url, "SELECT id FROM summaries")
             return len(rows) == 1
@@ -131,8 +131,8 @@ async def test_second_projector_stands_by_while_the_first_holds_the_lease(
     settings: Settings, redis: Redis
 ) -> None:
     await _append_texts(redis, settings, 4, "15550002005")
-    first = Projector(settings.database_url, settings.key_prefix)
-    second = Projector(settings.database_url, settings.key_prefix)
+    first = Projector.from_settings(settings)
+    second = Projector.from_settings(settings)
     async with consumers(settings, [first, second]):
         async def four() -> bool:
             return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 4

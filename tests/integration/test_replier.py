@@ -32,7 +32,7 @@ async def test_happy_path_sends_the_llm_text_and_projects_the_reply(
     groq.reply_text = "Hi! How can I help?"
     await _post(reply_settings, text_message("919130099484", "hello there", wamid="wamid.h1"))
     handlers = [replier(reply_settings, pool, redis),
-                Projector(reply_settings.database_url, reply_settings.key_prefix)]
+                Projector.from_settings(reply_settings)]
     async with consumers(reply_settings, handlers):
         sends = await asyncio.to_thread(graph.wait_for_sends, 1, 10)
 

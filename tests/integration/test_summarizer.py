@@ -71,7 +71,7 @@ async def test_a_burst_of_five_messages_ends_with_a_summary_covering_all_five(
             response = await client.post("/webhooks/whatsapp", content=raw,
                                          headers=signed_headers(raw, "test-app-secret"))
             assert response.status_code == 200
-    handlers = [Projector(settings.database_url, settings.key_prefix),
+    handlers = [Projector.from_settings(settings),
                 _summarizer(settings, pool, redis, clock)]
     async with consumers(settings, handlers):
         await eventually(lambda: _drained(redis, settings, "summarizer"))
@@ -95,7 +95,7 @@ async def test_a_trigger_with_no_new_messages_adds_no_row(
 ) -> None:
     clock = Clock(time.time_ns() // 1_000_000)
     await _append(redis, settings, "15550005002", ["a", "b"], clock() - 1000)
-    handlers = [Projector(settings.database_url, settings.key_prefix),
+    handlers = [Projector.from_settings(settings),
                 _summarizer(settings, pool, redis, clock)]
     async with consumers(settings, handlers):
         await eventually(lambda: _summaries(pool))
@@ -118,7 +118,7 @@ async def test_messages_older_than_seven_days_are_excluded_and_the_range_is_exac
     await _append(redis, settings, "15550005003", ["too old"], now - 8 * DAY_MS)
     await _append(redis, settings, "15550005003", ["yesterday"], now - DAY_MS)
     await _append(redis, settings, "15550005003", ["just now"], now - 1000)
-    handlers = [Projector(settings.database_url, settings.key_prefix),
+    handlers = [Projector.from_settings(settings),
                 _summarizer(settings, pool, redis, clock)]
     async with consumers(settings, handlers):
         await eventually(lambda: _summaries(pool))
@@ -136,7 +136,7 @@ async def test_llm_down_writes_the_plain_summary_with_fallback_status_and_the_er
                                        groq_base_url=groq.base_url)
     clock = Clock(time.time_ns() // 1_000_000)
     await _append(redis, with_llm, "15550005004", ["one", "two", "three"], clock() - 1000)
-    handlers = [Projector(with_llm.database_url, with_llm.key_prefix),
+    handlers = [Projector.from_settings(with_llm),
                 _summarizer(with_llm, pool, redis, clock)]
     async with consumers(with_llm, handlers):
         await eventually(lambda: _summaries(pool))
@@ -157,7 +157,7 @@ async def test_llm_up_stores_the_model_text_with_model_and_prompt_version(
                                        groq_base_url=groq.base_url)
     clock = Clock(time.time_ns() // 1_000_000)
     await _append(redis, with_llm, "15550005005", ["price?", "call me"], clock() - 1000)
-    handlers = [Projector(with_llm.database_url, with_llm.key_prefix),
+    handlers = [Projector.from_settings(with_llm),
                 _summarizer(with_llm, pool, redis, clock)]
     async with consumers(with_llm, handlers):
         await eventually(lambda: _summaries(pool))
@@ -178,7 +178,7 @@ async def test_debug_endpoint_is_404_unless_enabled_and_for_an_unknown_phone(
     assert off.status_code == 404
     debug = msgspec.structs.replace(settings, debug=True)
     await _append(redis, debug, "10000000000", ["hello"], time.time_ns() // 1_000_000)
-    async with consumers(debug, [Projector(debug.database_url, debug.key_prefix)]):
+    async with consumers(debug, [Projector.from_settings(debug)]):
         await eventually(lambda: _drained(redis, debug, "projector"))
     async with ingress(debug) as client:
         default = await client.post("/debug/enqueue-summary")

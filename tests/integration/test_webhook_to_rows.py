@@ -11,6 +11,7 @@ from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_m
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
+from tests.integration.consumer_helpers import events_of_type
 from tests.meta_fixtures import fixture_body
 from tests.service import consumers, eventually, ingress
 
@@ -24,7 +25,8 @@ async def _count(database_url: str, table: str) -> int:
 
 
 async def _stream_length(redis: Redis, settings: Settings) -> int:
-    return int(await redis.xlen(Keys(settings.key_prefix, 1).stream(0)))
+    """MessageReceived entries in the log (the user's UserKeyIssued is key bookkeeping)."""
+    return len(await events_of_type(redis, settings, "MessageReceived"))
 
 
 async def test_signed_text_webhook_ends_as_one_row_each(settings: Settings, redis: Redis) -> None:
@@ -37,7 +39,7 @@ async def test_signed_text_webhook_ends_as_one_row_each(settings: Settings, redi
     assert response.status_code == 200
     assert response.json() == {"ok": True}
     assert await _stream_length(redis, settings) == 1
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: _count(settings.database_url, "messages"))
     connection = await asyncpg.connect(settings.database_url)
     try:
@@ -68,7 +70,7 @@ async def test_same_webhook_three_times_appends_one_event_and_one_row(
                  for _ in range(3)]
     assert codes == [200, 200, 200]
     assert await _stream_length(redis, settings) == 1
-    async with consumers(settings, [Projector(settings.database_url, settings.key_prefix)]):
+    async with consumers(settings, [Projector.from_settings(settings)]):
         await eventually(lambda: _count(settings.database_url, "messages"))
         await asyncio.sleep(0.3)  # would let a second (wrong) row land
     assert await _count(settings.database_url, "messages") == 1
@@ -111,7 +113,8 @@ async def test_several_messages_in_one_delivery_keep_their_order(
                                      headers=signed_headers(raw, "test-app-secret"))
     assert response.status_code == 200
     keys = Keys(settings.key_prefix, 1)
-    entries = await redis.xrange(keys.stream(0))
+    entries = [(i, f) for i, f in await redis.xrange(keys.stream(0))
+               if f[b"type"] == b"MessageReceived"]
     assert len(entries) == 3
     user_tracking = [k async for k in redis.scan_iter(match=f"{settings.key_prefix}:*:messages:*")]
     assert len(user_tracking) == 1
