@@ -15,10 +15,7 @@ from pathlib import Path
 
 from app.devtools.embedded.postgres_server import EmbeddedPostgres
 from app.devtools.embedded.redis_server import EmbeddedRedis
-
-
-def _quiet(_: str) -> None:
-    return None
+from app.devtools.embedded.server_process import quiet
 
 
 class EmbeddedServers:
@@ -28,7 +25,7 @@ class EmbeddedServers:
     """
 
     def __init__(self, data_dir: Path, *, postgres: bool = True, redis: bool = True,
-                 report: Callable[[str], None] = _quiet) -> None:
+                 report: Callable[[str], None] = quiet) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         logs = self.data_dir / "logs"
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres",

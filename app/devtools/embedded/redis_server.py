@@ -18,25 +18,16 @@ import platform
 import signal
 import socket
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 from app.devtools.embedded.server_process import (
-    ServerProcess,
+    HOST,
+    EmbeddedServer,
     ServerStartError,
     package_dir,
-    spawn,
-    stop_stale_server,
-    wait_until_ready,
 )
-from app.devtools.ports import free_port
 
-HOST = "127.0.0.1"
 PID_FILE = "redis-server.pid"
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 def wheel_dir() -> Path:
@@ -86,16 +77,8 @@ def _ping(port: int) -> bool:
         return False
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(EmbeddedServer):
     """One Redis data folder and, once started, the server serving it."""
-
-    def __init__(self, directory: Path, *, log_path: Path,
-                 report: Callable[[str], None] = _quiet) -> None:
-        self.directory = directory.expanduser().resolve()
-        self.log_path = log_path
-        self.report = report
-        self.port: int | None = None
-        self.server: ServerProcess | None = None
 
     @property
     def url(self) -> str:
@@ -113,31 +96,22 @@ class EmbeddedRedis:
 
     def start(self) -> None:
         binary = server_binary()
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._stop_left_over()
-        self.port = free_port(HOST)
-        self.server = spawn(
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._stop_pid_file_left_over()
+        self._launch(
             "Redis (Valkey)",
-            [str(binary), "--port", str(self.port), "--bind", HOST, "--dir", str(self.directory),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-             "--pidfile", str(self.directory / PID_FILE), "--daemonize", "no",
-             "--set-proc-title", "no", "--logfile", ""],
-            self.log_path,
+            lambda port: [str(binary), "--port", str(port), "--bind", HOST,
+                          "--dir", str(self.folder),
+                          "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                          "--pidfile", str(self.folder / PID_FILE), "--daemonize", "no",
+                          "--set-proc-title", "no", "--logfile", ""],
             stop_signal=signal.SIGTERM,  # Redis flushes the AOF and exits
-            cwd=self.directory,
+            is_ready=_ping,
         )
-        port = self.port
-        wait_until_ready(self.server, lambda: _ping(port), timeout=60)
 
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop(timeout=30)
-            self.server = None
-
-    def _stop_left_over(self) -> None:
+    def _stop_pid_file_left_over(self) -> None:
         try:
-            pid = int((self.directory / PID_FILE).read_text().strip())
+            pid = int((self.folder / PID_FILE).read_text().strip())
         except (OSError, ValueError):
             return
-        if stop_stale_server(pid, str(self.directory), stop_signal=signal.SIGTERM):
-            self.report(f"stopped Redis left running by an earlier run (pid {pid})")
+        self._stop_left_over(pid, "Redis", signal.SIGTERM)

@@ -19,7 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.devtools.ports import free_port
+
 _PR_SET_PDEATHSIG = 1
+HOST = "127.0.0.1"  # embedded servers listen here only
 
 
 class ServerStartError(Exception):
@@ -139,6 +142,10 @@ def wait_until_ready(
     )
 
 
+def quiet(_: str) -> None:
+    """A ``report`` callback that says nothing."""
+
+
 def stop_stale_server(pid: int, marker: str, *, stop_signal: signal.Signals,
                       timeout: float = 30.0) -> bool:
     """Stop process ``pid`` if it still runs with ``marker`` (a data path) in its command line.
@@ -161,3 +168,40 @@ def stop_stale_server(pid: int, marker: str, *, stop_signal: signal.Signals,
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return False
     return True
+
+
+class EmbeddedServer:
+    """One data folder and, once started, the server serving it on a free port of ``HOST``.
+
+    What the embedded PostgreSQL and Redis share: a subclass's ``start()`` prepares the folder
+    and calls ``_launch``; ``stop()`` asks the server to stop, escalating to SIGKILL after 30 s.
+    ``report`` receives one line for each thing done to the machine on the operator's behalf.
+    """
+
+    def __init__(self, folder: Path, *, log_path: Path,
+                 report: Callable[[str], None] = quiet) -> None:
+        self.folder = folder.expanduser().resolve()
+        self.log_path = log_path
+        self.report = report
+        self.port: int | None = None
+        self.server: ServerProcess | None = None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(timeout=30)
+            self.server = None
+
+    def _launch(self, name: str, argv: Callable[[int], list[str]], *,
+                stop_signal: signal.Signals, is_ready: Callable[[int], bool],
+                user: tuple[int, int] | None = None) -> None:
+        """Run ``argv(port)`` for a free port in the data folder and return once
+        ``is_ready(port)`` holds; ServerStartError if it exits or is not ready within 60 s."""
+        port = self.port = free_port(HOST)
+        self.server = spawn(name, argv(port), self.log_path, stop_signal=stop_signal,
+                            cwd=self.folder, user=user)
+        wait_until_ready(self.server, lambda: is_ready(port), timeout=60)
+
+    def _stop_left_over(self, pid: int, name: str, stop_signal: signal.Signals) -> None:
+        """Stop a copy of this server left running on this folder by a killed run, if any."""
+        if stop_stale_server(pid, str(self.folder), stop_signal=stop_signal):
+            self.report(f"stopped {name} left running by an earlier run (pid {pid})")
