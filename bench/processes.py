@@ -18,9 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import httpx
+
+from bench.closed_on_exit import ClosedOnExit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +90,7 @@ def mecove_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", *args]
 
 
-class ProcessSet:
+class ProcessSet(ClosedOnExit):
     """Processes started for one benchmark; all stopped on exit."""
 
     def __init__(self, log_dir: Path) -> None:
@@ -100,14 +101,6 @@ class ProcessSet:
     async def __aenter__(self) -> ProcessSet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop_all()
 
     async def start(
         self,
@@ -159,7 +152,7 @@ class ProcessSet:
             self.services.remove(service)
         return process.returncode if process.returncode is not None else -1
 
-    async def stop_all(self) -> None:
+    async def aclose(self) -> None:
         """Stop every process still listed, newest first, concurrently."""
         services = list(reversed(self.services))
         await asyncio.gather(*(self.stop(s) for s in services), return_exceptions=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import TracebackType
+
+from bench.closed_on_exit import ClosedOnExit
 
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # uvicorn closes a keep-alive connection after 5 s idle; reusing one the server is closing
@@ -23,7 +24,7 @@ class HttpError(Exception):
     """The server closed the connection or answered something that is not HTTP/1.1."""
 
 
-class RawHttpClient:
+class RawHttpClient(ClosedOnExit):
     """Keep-alive connections to one ``host:port``; any number of requests in flight."""
 
     def __init__(self, host: str, port: int) -> None:
@@ -32,18 +33,8 @@ class RawHttpClient:
         self._idle: list[tuple[float, _Connection]] = []
         self._open: set[asyncio.StreamWriter] = set()
 
-    async def __aenter__(self) -> RawHttpClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
+    async def aclose(self) -> None:
+        """Close every connection, idle or in use."""
         writers = list(self._open)
         self._open.clear()
         self._idle.clear()

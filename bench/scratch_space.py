@@ -7,13 +7,13 @@ costs a file copy, not a migration run. Every name carries the run's tag.
 from __future__ import annotations
 
 import uuid
-from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from redis.asyncio import Redis
 
 from app.platform.database import run_migrations
+from bench.closed_on_exit import ClosedOnExit
 
 DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -29,7 +29,7 @@ def new_tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-class ScratchSpace:
+class ScratchSpace(ClosedOnExit):
     """Databases and key prefixes of one run; ``async with`` drops and deletes them all."""
 
     def __init__(self, admin_database_url: str, redis_url: str, label: str) -> None:
@@ -40,17 +40,6 @@ class ScratchSpace:
         self._databases: list[str] = []
         self._prefixes: list[str] = []
         self._patterns: list[str] = []
-
-    async def __aenter__(self) -> ScratchSpace:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.clean_up()
 
     async def _admin(self, statement: str) -> None:
         connection = await asyncpg.connect(self.admin_database_url)
@@ -108,7 +97,8 @@ class ScratchSpace:
             await redis.aclose()
         return deleted
 
-    async def clean_up(self) -> None:
+    async def aclose(self) -> None:
+        """Delete the run's keys, then drop its databases (the template last)."""
         for pattern in [f"{p}:*" for p in self._prefixes] + self._patterns:
             await self.delete_keys(pattern)
         self._prefixes.clear()
