@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests/unit has no __init__.py, so pytest does not add the root
-    sys.path.insert(0, str(ROOT))
-
-from app.devtools.graph_wire import (  # noqa: E402
+from app.devtools.graph_wire import (
     accepted_answer,
     default_error_code,
     error_body,
     refuse_request,
     refuse_send,
 )
-from app.devtools.webhook_bodies import (  # noqa: E402
+from app.devtools.webhook_bodies import (
     delivery,
     encode,
     hub_signature,
@@ -27,10 +22,11 @@ from app.devtools.webhook_bodies import (  # noqa: E402
     text_message,
     username_text_message,
 )
-from app.ingress.parse_webhook import parse_webhook  # noqa: E402
-from app.ingress.signature import signature_is_valid  # noqa: E402
-from tests.fakes.http_fake import Scripted, parse_script_item  # noqa: E402
+from app.ingress.parse_webhook import parse_webhook
+from app.ingress.signature import signature_is_valid
+from tests.fakes.http_fake import Scripted, parse_script_item
 
+ROOT = Path(__file__).resolve().parents[2]
 TEXT_SEND = {"messaging_product": "whatsapp", "to": "+15550001", "text": {"body": "hi"}}
 
 

@@ -4,17 +4,13 @@ what Meta's documentation says should happen (pure parsing, no servers)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from app.ingress.parse_webhook import events_from_texts, parse_webhook
+
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests/unit has no __init__.py, so pytest does not add the root
-    sys.path.insert(0, str(ROOT))
-
-from app.ingress.parse_webhook import events_from_texts, parse_webhook  # noqa: E402
-
 FIXTURES = ROOT / "tests" / "fixtures"
 BSUID = "US.13491208655302741918"
 PARENT = "US.ENT.11815799212886844830"

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests/unit has no __init__.py, so pytest does not add the root
-    sys.path.insert(0, str(ROOT))
-
-from app.devtools.webhook_bodies import delivery, encode, text_message  # noqa: E402
-from app.ingress.parse_webhook import (  # noqa: E402
+from app.devtools.webhook_bodies import delivery, encode, text_message
+from app.ingress.parse_webhook import (
     TIE_BREAK,
     MalformedWebhook,
     events_from_texts,
     parse_webhook,
 )
-from schema.ids import identity_id_for, message_id_for, user_id_for  # noqa: E402
-from tests.meta_fixtures import fixture_body, fixture_variants  # noqa: E402
+from schema.ids import identity_id_for, message_id_for, user_id_for
+from tests.meta_fixtures import fixture_body, fixture_variants
 
 SENDER = "919130099484"
 RECEIVED_AT = 1_700_000_000_123
