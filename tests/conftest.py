@@ -180,6 +180,16 @@ def database_url_for(admin_url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
+async def _administer(servers: TestServers, *statements: str) -> None:
+    """Run ``statements`` in order on the admin database of the test PostgreSQL."""
+    admin = await asyncpg.connect(servers.admin_database_url)
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
 def servers() -> TestServers:
     return _servers()
@@ -191,36 +201,19 @@ async def template_database(servers: TestServers) -> AsyncIterator[str]:
     from app.platform.database import run_migrations
 
     name = f"mecove_tpl_{os.getpid()}"
-    admin = await asyncpg.connect(servers.admin_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await _administer(servers, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
     await run_migrations(database_url_for(servers.admin_database_url, name))
     yield name
-    admin = await asyncpg.connect(servers.admin_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _administer(servers, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def database_url(servers: TestServers, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
     name = f"mecove_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(servers.admin_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await admin.close()
+    await _administer(servers, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield database_url_for(servers.admin_database_url, name)
-    admin = await asyncpg.connect(servers.admin_database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _administer(servers, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
