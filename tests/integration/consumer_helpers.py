@@ -31,6 +31,15 @@ async def dead_letters(redis: Redis, settings: Settings) -> list[dict[bytes, byt
     return [f for _, f in await redis.xrange(Keys.from_settings(settings).dead_letters(0))]
 
 
+async def drained(redis: Redis, settings: Settings, group: str) -> bool:
+    """Whether ``group`` has been given the last entry of the (one) stream and acked it all."""
+    stream = Keys(settings.key_prefix, 1).stream(0)
+    info = {g["name"].decode(): g for g in await redis.xinfo_groups(stream)}
+    tail = await redis.xrevrange(stream, count=1)
+    return group in info and info[group]["pending"] == 0 and \
+        info[group]["last-delivered-id"] == tail[0][0]
+
+
 async def post_messages(settings: Settings, *messages: dict) -> None:
     """Post ``messages`` as one signed webhook delivery to the real ingress; 200 expected."""
     raw = encode(delivery(*messages))

@@ -78,8 +78,11 @@ def descendants(pid: int) -> list[int]:
     return [child.pid for child in psutil.Process(pid).children(recursive=True)]
 
 
-def dev_environment(port: int, marker: str) -> dict[str, str]:
-    """No server URLs (empty, so that a ``.env`` cannot set them), no WhatsApp or Groq."""
+def dev_environment() -> tuple[int, str, dict[str, str]]:
+    """A free port, a marker found in the environment of every process of the run, and that
+    environment: no server URLs (empty, so that a ``.env`` cannot set them), no WhatsApp or
+    Groq."""
+    port, marker = free_port(), uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "GROQ_"))}
     env.update({
         "DATABASE_URL": "", "REDIS_URL": "", "GROQ_API_KEY": "",
@@ -87,7 +90,12 @@ def dev_environment(port: int, marker: str) -> dict[str, str]:
         "WHATSAPP_APP_SECRET": SECRET, "MECOVE_PORT": str(port), "MECOVE_LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1", "MECOVE_TEST_MARKER": marker,
     })
-    return env
+    return port, marker, env
+
+
+async def wait_until_healthy(port: int) -> None:
+    """Until ``mecove dev`` on ``port`` answers /health (a cold start migrates: 180 s)."""
+    await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 180)
 
 
 def printed_url(log: Path, name: str) -> str:
@@ -108,14 +116,13 @@ async def test_mecove_dev_answers_in_dry_run_stops_cleanly_and_keeps_its_data(
     tmp_path: Path,
 ) -> None:
     _require_dev_extra()
-    data_dir, port, marker = tmp_path / "data", free_port(), uuid.uuid4().hex
-    env = dev_environment(port, marker)
-    log = tmp_path / "dev.log"
+    port, marker, env = dev_environment()
+    data_dir, log = tmp_path / "data", tmp_path / "dev.log"
 
     began = time.monotonic()
     dev = start_mecove(["dev", "--data-dir", str(data_dir)], env, log)
     try:
-        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 180)
+        await wait_until_healthy(port)
         print(f"mecove dev, cold start → /health: {time.monotonic() - began:.1f}s")
         banner = log.read_text()
         assert "DRY-RUN" in banner and "'Noted.'" in banner
@@ -157,7 +164,7 @@ async def test_mecove_dev_answers_in_dry_run_stops_cleanly_and_keeps_its_data(
     began = time.monotonic()
     again = start_mecove(["dev", "--data-dir", str(data_dir)], env, tmp_path / "again.log")
     try:
-        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 180)
+        await wait_until_healthy(port)
         print(f"mecove dev, restart → /health: {time.monotonic() - began:.1f}s")
         rows = await reply_rows(printed_url(tmp_path / "again.log", "DATABASE_URL"))
         assert [(r["text"], r["reply_text"]) for r in rows] == \
@@ -241,12 +248,11 @@ async def test_one_dev_per_folder_its_urls_serve_ops_commands_and_a_dead_server_
     _require_dev_extra()
     import psutil
 
-    project, port, marker = tmp_path / "project", free_port(), uuid.uuid4().hex
-    env = dev_environment(port, marker)
-    log = tmp_path / "dev.log"
+    port, marker, env = dev_environment()
+    project, log = tmp_path / "project", tmp_path / "dev.log"
     dev = start_dev_in(project, env, log)
     try:
-        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 180)
+        await wait_until_healthy(port)
         servers_before = sorted(processes_with(str(project / ".mecove")))
 
         second = await asyncio.to_thread(run_in, project, ["dev"],
@@ -287,7 +293,7 @@ def test_mecove_dev_says_when_its_urls_come_from_dotenv(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(
         f"DATABASE_URL=postgresql://mecove:mecove@127.0.0.1:{closed}/mecove\n"
         f"REDIS_URL=redis://127.0.0.1:{closed}/0\n")
-    env = dev_environment(free_port(), uuid.uuid4().hex)
+    _, _, env = dev_environment()
     del env["DATABASE_URL"], env["REDIS_URL"]
 
     done = run_in(tmp_path, ["dev"], env)

@@ -24,8 +24,8 @@ from consumers.summarizer.summary_handler import build_summary_handler
 from projections.projector import Projector
 from projections.replay import replay
 from tests.fakes.graph_api import FakeGraphApi
-from tests.integration.consumer_helpers import events_of_type, replier
-from tests.integration.test_operations import checksums, drained
+from tests.integration.consumer_helpers import drained, events_of_type, replier
+from tests.integration.test_operations import checksums
 from tests.service import consumers, eventually, ingress
 
 PHONE = "919130099484"

@@ -27,7 +27,12 @@ from projections.replay import replay
 from schema.events import MessageReceived, ReplySent, SummaryCreated
 from schema.ids import event_id_for
 from tests.fakes.graph_api import FakeGraphApi
-from tests.integration.consumer_helpers import dead_letters, events_of_type, replier
+from tests.integration.consumer_helpers import (
+    dead_letters,
+    drained,
+    events_of_type,
+    replier,
+)
 from tests.service import consumers, eventually, ingress
 
 TABLES = ("users", "identities", "messages", "summaries")
@@ -83,14 +88,6 @@ async def append_mixed(redis: Redis, settings: Settings, count: int, seed: int =
                 input_messages_count=rng.randrange(1, 10), input_hash=f"{appended:064x}",
                 error=None), user_id=target.user_id)
         appended += 1
-
-
-async def drained(redis: Redis, settings: Settings, group: str) -> bool:
-    stream = Keys(settings.key_prefix, 1).stream(0)
-    info = {g["name"].decode(): g for g in await redis.xinfo_groups(stream)}
-    tail = await redis.xrevrange(stream, count=1)
-    return group in info and info[group]["pending"] == 0 and \
-        info[group]["last-delivered-id"] == tail[0][0]
 
 
 async def test_replay_of_two_thousand_mixed_events_leaves_every_table_equal(

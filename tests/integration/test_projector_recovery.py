@@ -9,7 +9,7 @@ from app.devtools.webhook_bodies import delivery, encode, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.platform.checkpoints import read_checkpoint
 from app.platform.eventlog.append import EventLog
-from app.platform.eventlog.entries import decode_event
+from app.platform.eventlog.entries import Position, decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_group import ensure_group
 from app.platform.runtime.handler import Delivery
@@ -34,6 +34,20 @@ async def _rows(database_url: str, sql: str) -> list[asyncpg.Record]:
     connection = await asyncpg.connect(database_url)
     try:
         return await connection.fetch(sql)
+    finally:
+        await connection.close()
+
+
+async def _checkpoint_once_projected(settings: Settings, *, messages: int) -> Position:
+    """Run a projector until ``messages`` message rows exist, stop it; its checkpoint then."""
+    async with consumers(settings, [Projector.from_settings(settings)]):
+        async def projected() -> bool:
+            rows = await _rows(settings.database_url, "SELECT id FROM messages")
+            return len(rows) == messages
+        await eventually(projected)
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        return await read_checkpoint(connection, 0)
     finally:
         await connection.close()
 
@@ -69,22 +83,10 @@ async def test_restarted_projector_resumes_from_its_checkpoint(
     settings: Settings, redis: Redis
 ) -> None:
     await _append_texts(redis, settings, 3, "15550002002")
-    async with consumers(settings, [Projector.from_settings(settings)]):
-        async def three() -> bool:
-            return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 3
-        await eventually(three)
-    connection = await asyncpg.connect(settings.database_url)
-    first_checkpoint = await read_checkpoint(connection, 0)
-    await connection.close()
+    first_checkpoint = await _checkpoint_once_projected(settings, messages=3)
 
     await _append_texts(redis, settings, 4, "15550002003")
-    async with consumers(settings, [Projector.from_settings(settings)]):
-        async def seven() -> bool:
-            return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 7
-        await eventually(seven)
-    connection = await asyncpg.connect(settings.database_url)
-    second_checkpoint = await read_checkpoint(connection, 0)
-    await connection.close()
+    second_checkpoint = await _checkpoint_once_projected(settings, messages=7)
     tail = await redis.xrevrange(Keys(settings.key_prefix, 1).stream(0), count=1)
     last_ms, last_seq = (int(x) for x in tail[0][0].decode().split("-"))
     assert first_checkpoint < second_checkpoint == (last_ms, last_seq)
