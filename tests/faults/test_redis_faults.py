@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,7 @@ pytestmark = pytest.mark.slow
 
 WORKERS = 16
 UNAVAILABLE = 503
+Marks = set[tuple[str, str]]  # (user key, wamid) pairs, as the ledger reads them
 
 
 def _wamids(webhooks: list[Webhook]) -> set[str]:
@@ -64,13 +67,61 @@ async def _post(pipeline: Pipeline, webhooks: list[Webhook], progress: Progress 
                                concurrency=WORKERS, progress=progress)
 
 
-async def _kill_after(server: PrivateRedis, progress: Progress, answered: int) -> int:
-    await progress.reached(answered)
-    await asyncio.to_thread(server.kill)
-    return progress.answered
+def _server_errors(statuses: list[int]) -> int:
+    """Answers that are server errors, the 503 asking Meta to redeliver aside."""
+    return server_errors(statuses, allowed=frozenset({UNAVAILABLE}))
 
 
-async def _log_state(server: PrivateRedis, keys: Keys) -> tuple[Counter[str], set, set]:  # type: ignore[type-arg]
+def _fault_row(scenario: str, plan: WebhookPlan, statuses: list[int], appended: int,
+               lost: int) -> FaultRow:
+    """The fault-table row of a scenario that sent ``plan``'s webhooks and got ``statuses``."""
+    counts = Counter(statuses)
+    return FaultRow(
+        scenario=scenario, webhooks_sent=len(statuses), accepted=counts[200],
+        duplicates=plan.duplicates, appended=appended, lost=lost,
+        server_errors=_server_errors(statuses), unavailable_503=counts[UNAVAILABLE])
+
+
+def _assert_each_once_and_whole(received: Counter[str], dedupe: Marks, events: Marks,
+                                statuses: list[int], unclean: dict[str, int]) -> None:
+    """Each wamid in the log once, each append whole (its dedupe key and its event), no
+    server error but 503, and every process exited cleanly."""
+    assert set(received.values()) == {1}
+    assert dedupe == events, (f"half-written: {len(dedupe - events)} dedupe keys without an "
+                              f"event, {len(events - dedupe)} events without a dedupe key")
+    assert _server_errors(statuses) == 0
+    assert unclean == {}
+
+
+@asynccontextmanager
+async def _api_on_private_redis(settings: Settings, tmp_path: Path, appendfsync: str
+                                ) -> AsyncIterator[tuple[PrivateRedis, Keys, Pipeline]]:
+    """A private ``redis-server`` with ``appendfsync`` and an API process on it; the server,
+    the keys of the run and the pipeline (whose processes are stopped on exit)."""
+    with private_redis(appendfsync) as server:
+        private = _private(settings, server)
+        with Pipeline(private, tmp_path) as pipeline:
+            await pipeline.start_api()
+            yield server, Keys(private.key_prefix, private.partitions), pipeline
+
+
+async def _post_killing_redis(server: PrivateRedis, pipeline: Pipeline,
+                              webhooks: list[Webhook], after: int) -> tuple[list[int], int]:
+    """Post ``webhooks`` and SIGKILL Redis once ``after`` of them are answered; the answers,
+    and how many had been answered when the kill landed."""
+    progress = Progress()
+
+    async def kill() -> int:
+        await progress.reached(after)
+        await asyncio.to_thread(server.kill)
+        return progress.answered
+
+    killer = asyncio.create_task(kill())
+    statuses = await _post(pipeline, webhooks, progress)
+    return statuses, await killer
+
+
+async def _log_state(server: PrivateRedis, keys: Keys) -> tuple[Counter[str], Marks, Marks]:
     client = Redis.from_url(server.url)
     try:
         return (await received_wamids(client, keys), await dedupe_marks(client, keys),
@@ -100,35 +151,22 @@ async def test_with_appendfsync_always_every_acknowledged_webhook_survives_a_sig
     settings: Settings, tmp_path: Path, fault_table: FaultTable,
 ) -> None:
     plan = soak_plan(seed=41, tag="aofalways", total=1_400, users=80, duplicate_share=0.1)
-    with private_redis("always") as server:
-        private = _private(settings, server)
-        keys = Keys(private.key_prefix, private.partitions)
-        with Pipeline(private, tmp_path) as pipeline:
-            await pipeline.start_api()
-            progress = Progress()
-            killer = asyncio.create_task(_kill_after(server, progress, 700))
-            statuses = await _post(pipeline, plan.webhooks, progress)
-            killed_at = await killer
-            await asyncio.to_thread(server.start)
-            received, dedupe, events = await _log_state(server, keys)
-            unclean = pipeline.unclean_exits(pipeline.stop_all())
+    async with _api_on_private_redis(settings, tmp_path, "always") as (server, keys, pipeline):
+        statuses, killed_at = await _post_killing_redis(server, pipeline, plan.webhooks, 700)
+        await asyncio.to_thread(server.start)
+        received, dedupe, events = await _log_state(server, keys)
+        unclean = pipeline.unclean_exits(pipeline.stop_all())
     acknowledged = _acknowledged(plan, statuses)
     lost = acknowledged - set(received)
     counts = Counter(statuses)
     print(f"\nAOF always: SIGKILL after {killed_at} answers; answers {dict(counts)}; "
           f"{len(acknowledged)} wamids acknowledged, {len(received)} in the log after restart, "
           f"{len(lost)} lost")
-    fault_table.add(FaultRow(
-        scenario="Redis SIGKILL, AOF always", webhooks_sent=len(statuses), accepted=counts[200],
-        duplicates=plan.duplicates, appended=sum(received.values()), lost=len(lost),
-        server_errors=server_errors(statuses, allowed=frozenset({UNAVAILABLE})),
-        unavailable_503=counts[UNAVAILABLE]))
+    fault_table.add(_fault_row("Redis SIGKILL, AOF always", plan, statuses,
+                               appended=sum(received.values()), lost=len(lost)))
     assert counts[200] >= 700 and counts[UNAVAILABLE] > 0, "the kill did not land mid-traffic"
     assert lost == set(), f"{len(lost)} acknowledged webhooks lost"
-    assert set(received.values()) == {1}
-    assert dedupe == events, "an append was half-written"
-    assert server_errors(statuses, allowed=frozenset({UNAVAILABLE})) == 0
-    assert unclean == {}
+    _assert_each_once_and_whole(received, dedupe, events, statuses, unclean)
 
 
 async def test_with_appendfsync_everysec_a_graceful_shutdown_loses_nothing(
@@ -139,43 +177,30 @@ async def test_with_appendfsync_everysec_a_graceful_shutdown_loses_nothing(
     """
     plan = soak_plan(seed=42, tag="aofeverysec", total=1_800, users=80, duplicate_share=0.1)
     first, second = plan.webhooks[:1_200], plan.webhooks[1_200:]
-    with private_redis("everysec") as server:
-        private = _private(settings, server)
-        keys = Keys(private.key_prefix, private.partitions)
-        with Pipeline(private, tmp_path) as pipeline:
-            await pipeline.start_api()
-            progress = Progress()
-            killer = asyncio.create_task(_kill_after(server, progress, 700))
-            killed_statuses = await _post(pipeline, first, progress)
-            await killer
-            await asyncio.to_thread(server.start)
-            after_kill, _, _ = await _log_state(server, keys)
-            graceful_statuses = await _redeliver(pipeline, second)
-            await asyncio.to_thread(server.shutdown)
-            await asyncio.to_thread(server.start)
-            after_shutdown, dedupe, events = await _log_state(server, keys)
-            unclean = pipeline.unclean_exits(pipeline.stop_all())
+    async with _api_on_private_redis(settings, tmp_path, "everysec") as (server, keys,
+                                                                         pipeline):
+        killed_statuses, _ = await _post_killing_redis(server, pipeline, first, 700)
+        await asyncio.to_thread(server.start)
+        after_kill, _, _ = await _log_state(server, keys)
+        graceful_statuses = await _redeliver(pipeline, second)
+        await asyncio.to_thread(server.shutdown)
+        await asyncio.to_thread(server.start)
+        after_shutdown, dedupe, events = await _log_state(server, keys)
+        unclean = pipeline.unclean_exits(pipeline.stop_all())
     lost_on_kill = _acknowledged(plan, killed_statuses) - set(after_kill)
     acknowledged_later = _acknowledged(plan, graceful_statuses, offset=len(first))
     lost_on_shutdown = acknowledged_later - set(after_shutdown)
     statuses = killed_statuses + graceful_statuses
-    counts = Counter(statuses)
     print(f"\nAOF everysec: SIGKILL lost {len(lost_on_kill)} of "
           f"{len(_acknowledged(plan, killed_statuses))} acknowledged wamids (the documented "
           f"~1 s window); graceful SHUTDOWN lost {len(lost_on_shutdown)} of "
           f"{len(acknowledged_later)}")
-    fault_table.add(FaultRow(
-        scenario="Redis AOF everysec: kill, then SHUTDOWN", webhooks_sent=len(statuses),
-        accepted=counts[200], duplicates=plan.duplicates,
-        appended=sum(after_shutdown.values()), lost=len(lost_on_shutdown),
-        server_errors=server_errors(statuses, allowed=frozenset({UNAVAILABLE})),
-        unavailable_503=counts[UNAVAILABLE]))
+    fault_table.add(_fault_row("Redis AOF everysec: kill, then SHUTDOWN", plan, statuses,
+                               appended=sum(after_shutdown.values()),
+                               lost=len(lost_on_shutdown)))
     assert graceful_statuses == [200] * len(second)
     assert lost_on_shutdown == set(), f"{len(lost_on_shutdown)} lost after a graceful SHUTDOWN"
-    assert set(after_shutdown.values()) == {1}
-    assert dedupe == events, "an append was half-written"
-    assert server_errors(statuses, allowed=frozenset({UNAVAILABLE})) == 0
-    assert unclean == {}
+    _assert_each_once_and_whole(after_shutdown, dedupe, events, statuses, unclean)
 
 
 async def test_redis_down_gives_503_then_recovers_by_itself_with_nothing_half_written(
@@ -184,39 +209,28 @@ async def test_redis_down_gives_503_then_recovers_by_itself_with_nothing_half_wr
     plan = soak_plan(seed=43, tag="redisdown", total=1_500, users=80, duplicate_share=0.2)
     during, outage, after = plan.webhooks[:900], plan.webhooks[900:1_100], \
         plan.webhooks[1_100:]
-    with private_redis("always") as server:
-        private = _private(settings, server)
-        keys = Keys(private.key_prefix, private.partitions)
-        with Pipeline(private, tmp_path) as pipeline:
-            await pipeline.start_api()
-            progress = Progress()
-            killer = asyncio.create_task(_kill_after(server, progress, 450))
-            first = await _post(pipeline, during, progress)
-            await killer
-            down = await _post(pipeline, outage)
-            async with httpx.AsyncClient(timeout=10) as client:
-                ready_while_down = (await client.get(f"{pipeline.base_url}/ready")).status_code
-            await asyncio.to_thread(server.start)
-            recovered = await _post(pipeline, after)  # the same api process, not restarted
-            unanswered = [w for w, s in zip(during + outage + after, first + down + recovered,
-                                            strict=True) if s != 200]
-            redelivered = await _redeliver(pipeline, unanswered)
-            received, dedupe, events = await _log_state(server, keys)
-            assert not pipeline.crashed()
-            unclean = pipeline.unclean_exits(pipeline.stop_all())
+    async with _api_on_private_redis(settings, tmp_path, "always") as (server, keys, pipeline):
+        first, _ = await _post_killing_redis(server, pipeline, during, 450)
+        down = await _post(pipeline, outage)
+        async with httpx.AsyncClient(timeout=10) as client:
+            ready_while_down = (await client.get(f"{pipeline.base_url}/ready")).status_code
+        await asyncio.to_thread(server.start)
+        recovered = await _post(pipeline, after)  # the same api process, not restarted
+        unanswered = [w for w, s in zip(during + outage + after, first + down + recovered,
+                                        strict=True) if s != 200]
+        redelivered = await _redeliver(pipeline, unanswered)
+        received, dedupe, events = await _log_state(server, keys)
+        assert not pipeline.crashed()
+        unclean = pipeline.unclean_exits(pipeline.stop_all())
     statuses = first + down + recovered + redelivered
-    counts = Counter(statuses)
     lost = plan.wamids - set(received)
     print(f"\nRedis down: answers while killed mid-traffic {dict(Counter(first))}, while down "
           f"{dict(Counter(down))} (/ready {ready_while_down}), after restart "
           f"{dict(Counter(recovered))}, redelivered {dict(Counter(redelivered))}; "
           f"{len(received)} of {len(plan.wamids)} wamids in the log; dedupe keys "
           f"{len(dedupe)}, events {len(events)}")
-    fault_table.add(FaultRow(
-        scenario="Redis down, then back", webhooks_sent=len(statuses), accepted=counts[200],
-        duplicates=plan.duplicates, appended=sum(received.values()), lost=len(lost),
-        server_errors=server_errors(statuses, allowed=frozenset({UNAVAILABLE})),
-        unavailable_503=counts[UNAVAILABLE]))
+    fault_table.add(_fault_row("Redis down, then back", plan, statuses,
+                               appended=sum(received.values()), lost=len(lost)))
     assert set(down) == {UNAVAILABLE}, "the ingress must answer 503 while Redis is down"
     assert ready_while_down == UNAVAILABLE
     # A few 503s right after the restart are the stale-connection refusals that
@@ -225,11 +239,8 @@ async def test_redis_down_gives_503_then_recovers_by_itself_with_nothing_half_wr
     assert recovered[-100:] == [200] * 100, "the ingress did not recover by itself"
     assert redelivered == [200] * len(unanswered)
     assert TRANSPORT_ERROR not in statuses
-    assert server_errors(statuses, allowed=frozenset({UNAVAILABLE})) == 0
-    assert lost == set() and set(received.values()) == {1}
-    assert dedupe == events, (f"half-written: {len(dedupe - events)} dedupe keys without an "
-                              f"event, {len(events - dedupe)} events without a dedupe key")
-    assert unclean == {}
+    assert lost == set()
+    _assert_each_once_and_whole(received, dedupe, events, statuses, unclean)
 
 
 async def test_right_after_a_redis_restart_webhooks_are_accepted_not_refused(
