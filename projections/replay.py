@@ -163,7 +163,7 @@ async def replay(
     dry_run: bool = False,
     batch_size: int = 5_000,
     before_swap: Callable[[], object] | None = None,
-    master: MasterKeys | None = None,
+    master: MasterKeys | None,
 ) -> ReplayReport:
     """Rebuild users, identities, messages and summaries from the log and swap them in.
 

@@ -6,6 +6,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.devtools.webhook_bodies import delivery, encode, signed_headers
+from app.platform.eventlog.content_crypto import MasterKeys
+from app.platform.eventlog.content_keys import master_keys_for
 from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.handler import GroupHandler
@@ -47,3 +49,8 @@ async def post_messages(settings: Settings, *messages: dict) -> None:
         response = await client.post("/webhooks/whatsapp", content=raw,
                                      headers=signed_headers(raw, "test-app-secret"))
     assert response.status_code == 200
+
+
+def master_of(settings: Settings) -> MasterKeys | None:
+    """The master keys of ``settings``, as ``mecove replay`` would use them."""
+    return master_keys_for(settings.master_key, settings.previous_master_key)

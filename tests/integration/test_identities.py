@@ -24,7 +24,7 @@ from consumers.summarizer.summary_handler import build_summary_handler
 from projections.projector import Projector
 from projections.replay import replay
 from tests.fakes.graph_api import FakeGraphApi
-from tests.integration.consumer_helpers import drained, events_of_type, replier
+from tests.integration.consumer_helpers import drained, events_of_type, master_of, replier
 from tests.integration.test_operations import checksums
 from tests.service import consumers, eventually, ingress
 
@@ -131,7 +131,8 @@ async def test_replay_with_linked_identities_rebuilds_the_same_rows(
     before = await checksums(settings.database_url)
     statuses_before = await _rows(pool, "SELECT * FROM delivery_statuses")
 
-    report = await replay(settings.database_url, redis, Keys(settings.key_prefix, 1))
+    report = await replay(settings.database_url, redis, Keys(settings.key_prefix, 1),
+                        master=master_of(settings))
 
     assert report.swapped
     assert await checksums(settings.database_url) == before

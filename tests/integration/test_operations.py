@@ -31,6 +31,7 @@ from tests.integration.consumer_helpers import (
     dead_letters,
     drained,
     events_of_type,
+    master_of,
     replier,
 )
 from tests.service import consumers, eventually, ingress
@@ -99,7 +100,7 @@ async def test_replay_of_two_thousand_mixed_events_leaves_every_table_equal(
     before = await checksums(settings.database_url)
     assert all(count > 0 for count, _ in before.values())
     report = await replay(settings.database_url, redis, Keys(settings.key_prefix, 1),
-                          batch_size=300)
+                          master=master_of(settings), batch_size=300)
     appended = await redis.xlen(Keys(settings.key_prefix, 1).stream(0))
     assert appended > 1_800  # a second reply to one message is refused at append
     assert report.swapped and report.archived_events == appended
@@ -124,14 +125,15 @@ async def test_replay_during_steady_traffic_equals_an_offline_rebuild(
         writer = asyncio.create_task(traffic())
         await asyncio.sleep(0.2)
         report = await replay(settings.database_url, redis, Keys(settings.key_prefix, 1),
-                              batch_size=100)
+                              master=master_of(settings), batch_size=100)
         await asyncio.sleep(0.2)
         stop.set()
         await writer
         await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
     assert report.swapped
     live = await checksums(settings.database_url)
-    await replay(settings.database_url, redis, Keys(settings.key_prefix, 1))  # offline
+    await replay(settings.database_url, redis, Keys(settings.key_prefix, 1),
+                 master=master_of(settings))  # offline
     assert await checksums(settings.database_url) == live
     assert live["messages"][0] > 300
 
@@ -149,7 +151,7 @@ async def test_an_interrupted_replay_leaves_the_live_tables_unchanged(
 
     with pytest.raises(KeyboardInterrupt):
         await replay(settings.database_url, redis, Keys(settings.key_prefix, 1),
-                     batch_size=50, before_swap=interrupt)
+                     master=master_of(settings), batch_size=50, before_swap=interrupt)
     assert await checksums(settings.database_url) == before
     connection = await asyncpg.connect(settings.database_url)
     try:
