@@ -46,7 +46,7 @@ class Projector(OrderedHandler):
     min_batch_size = 1_000  # bigger transactions: the write path measured ~27% faster
 
     def __init__(self, database_url: str, key_prefix: str,
-                 master: MasterKeys | None = None) -> None:
+                 master: MasterKeys | None) -> None:
         self.database_url = database_url
         self.key_prefix = key_prefix
         self.master = master  # opens sealed content for the rows (content_crypto)
