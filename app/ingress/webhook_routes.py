@@ -16,7 +16,7 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.ingress.parse_webhook import (
     MalformedWebhook,
@@ -109,7 +109,7 @@ class WhatsAppWebhookController(Controller):
         started = time.perf_counter()
         try:
             appended = await _append_parsed(parsed, state.identity_links, state.event_log)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             WEBHOOKS.labels("unavailable").inc()
             log.error("event log unavailable: answering 503 so Meta redelivers",
                       extra={"fields": {"error": type(exc).__name__}})

@@ -1,12 +1,44 @@
-"""Redis clients: one pooled client for commands, dedicated ones for blocking reads."""
+"""Redis clients: one pooled client for commands, dedicated ones for blocking reads.
+
+``REDIS_URL`` may name a single Redis or any node of a Redis (or Valkey) Cluster: ``connect``
+asks the node (``INFO cluster``) and opens redis-py's ``RedisCluster`` or the plain client.
+Every caller then talks to ``RedisClient`` and sends only commands whose keys share one slot
+(the partition's hash tag), which both clients route the same way; the cluster client follows
+``MOVED``/``ASK`` and refreshes its slot table after a failover.
+
+``SlotWriter`` gives the plain client of the master owning a key, for a write that must be
+followed by ``WAIT`` on the very same connection (``WAIT`` counts the replicas that reached
+that connection's last write).
+"""
 
 from __future__ import annotations
 
-from redis.asyncio import BlockingConnectionPool, Redis
+import asyncio
+import logging
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["RedisClient", "ReplicaShortfall", "SlotWriter", "cluster_enabled", "connect",
+           "open_blocking_reader", "open_redis"]
+
+log = logging.getLogger("mecove.redis")
+
+PROBE_ATTEMPTS = 3
+
+RedisClient = Redis | RedisCluster
+"""Either client: both route a single-slot command to the node that owns its keys."""
+
+
+class ReplicaShortfall(RedisError):
+    """Fewer replicas than required acknowledged a write within the wait timeout.
+
+    A ``RedisError``, so the ingress answers 503 and Meta redelivers."""
 
 
 def _retry() -> Retry:
@@ -16,12 +48,59 @@ def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
 
 
-def open_redis(redis_url: str, *, max_connections: int = 64) -> Redis:
+def _cluster_retry() -> Retry:
+    """Retries that outlast a failover's first errors: each one refreshes the slot table."""
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
+
+
+async def cluster_enabled(redis_url: str) -> bool:
+    """Whether the node at ``redis_url`` runs in cluster mode (``INFO cluster``)."""
+    probe = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        info = await probe.info("cluster")
+    finally:
+        await probe.aclose()
+    return bool(int(info.get("cluster_enabled", 0)))
+
+
+async def connect(redis_url: str, *, max_connections: int = 64) -> RedisClient:
+    """The pooled client for ``redis_url``: a ``RedisCluster`` when the node is part of a
+    cluster, else the plain client.
+
+    A node that does not answer within a few attempts gets the plain client, with a warning:
+    a process may start while Redis is down and wait for it (as the consumers do)."""
+    for attempt in range(PROBE_ATTEMPTS):
+        try:
+            cluster = await cluster_enabled(redis_url)
+            break
+        except (RedisError, OSError) as exc:
+            if attempt == PROBE_ATTEMPTS - 1:
+                log.warning("redis does not answer: using the single-node client; restart "
+                            "once it answers if it is a cluster",
+                            extra={"fields": {"error": type(exc).__name__}})
+                cluster = False
+            else:
+                await asyncio.sleep(0.5)
+    return open_redis(redis_url, max_connections=max_connections, cluster=cluster)
+
+
+def open_redis(redis_url: str, *, max_connections: int = 64,
+               cluster: bool = False) -> RedisClient:
     """A pooled client for short commands (never for blocking reads).
 
-    The pool blocks (up to 5 s) for a free connection instead of refusing: a burst of more
-    concurrent webhooks than connections must queue, not turn into 503s.
+    The plain pool blocks (up to 5 s) for a free connection instead of refusing: a burst of
+    more concurrent webhooks than connections must queue, not turn into 503s. The cluster
+    client keeps a pool per node of ``max_connections``.
     """
+    if cluster:
+        return RedisCluster.from_url(
+            redis_url,
+            max_connections=max_connections,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            socket_keepalive=True,
+            retry=_cluster_retry(),
+        )
     pool = BlockingConnectionPool.from_url(
         redis_url,
         max_connections=max_connections,
@@ -35,16 +114,76 @@ def open_redis(redis_url: str, *, max_connections: int = 64) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
-def open_blocking_reader(redis_url: str, *, block_ms: int) -> Redis:
-    """A single-connection client for one blocking XREADGROUP loop.
+def open_blocking_reader(redis_url: str, *, block_ms: int, cluster: bool = False) -> RedisClient:
+    """A client for one blocking XREADGROUP loop.
 
     Blocking reads get their own connection: sharing a pooled connection with other
-    commands stalls them for the whole block (see redis-py's asyncio issues).
+    commands stalls them for the whole block (see redis-py's asyncio issues). On a cluster
+    the reader is a ``RedisCluster`` of its own, which sends the read to the master owning
+    the stream and re-routes it after ``MOVED`` or a failover.
     """
+    socket_timeout = block_ms / 1000 + 5
+    if cluster:
+        return RedisCluster.from_url(
+            redis_url,
+            max_connections=4,
+            socket_connect_timeout=2,
+            socket_timeout=socket_timeout,
+            socket_keepalive=True,
+            retry=_cluster_retry(),
+        )
     return Redis.from_url(
         redis_url,
         single_connection_client=True,
         socket_connect_timeout=2,
-        socket_timeout=block_ms / 1000 + 5,
+        socket_timeout=socket_timeout,
         socket_keepalive=True,
     )
+
+
+class SlotWriter:
+    """Plain clients on the masters, one per master, for writes followed by ``WAIT``.
+
+    On a single Redis it is that client. On a cluster it reads the cluster client's slot
+    table; ``refresh`` sends a keyed read through the cluster client, which follows ``MOVED``
+    and reloads the table after a failover.
+    """
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+        self._masters: dict[str, Redis] = {}
+
+    async def for_key(self, key: str) -> Redis:
+        """The plain client of the master that owns ``key``'s slot; RedisConnectionError
+        when the slot table names none (the cluster is failing over)."""
+        if not isinstance(self.client, RedisCluster):
+            return self.client
+        await self.client.initialize()  # loads the slot table once, then returns at once
+        try:
+            node = self.client.get_node_from_key(key)
+        except SlotNotCoveredError as exc:
+            raise RedisConnectionError(f"no master owns the slot of {key}") from exc
+        if node is None:
+            raise RedisConnectionError(f"no master owns the slot of {key}")
+        master = self._masters.get(node.name)
+        if master is None:
+            kwargs: dict[str, Any] = dict(self.client.get_connection_kwargs())
+            for name in ("host", "port", "connection_class", "redis_connect_func"):
+                kwargs.pop(name, None)
+            master = Redis(host=node.host, port=node.port, **kwargs)
+            self._masters[node.name] = master
+        return master
+
+    async def refresh(self, key: str) -> None:
+        """Reload where ``key`` lives (cluster only); errors are the caller's next attempt."""
+        if isinstance(self.client, RedisCluster):
+            try:
+                await self.client.exists(key)
+            except (RedisError, OSError):
+                pass
+
+    async def aclose(self) -> None:
+        """Close the per-master clients (the cluster client is closed by its owner)."""
+        for master in self._masters.values():
+            await master.aclose()
+        self._masters.clear()

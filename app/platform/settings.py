@@ -73,6 +73,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     master_key: str | None = None
     # The master key being rotated away from (MECOVE_PREVIOUS_MASTER_KEY), still able to unwrap.
     previous_master_key: str | None = None
+    # Replicas an append must reach before the ingress answers 200 (WAIT), and how long to wait.
+    redis_min_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
+    api_workers: int = 1  # uvicorn worker processes of ``mecove api``
 
     # Where each variable that was set came from: "the environment", ".env", or what
     # ``load_settings`` was given as ``fallback_origin``.
@@ -240,7 +244,18 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         console_session_seconds=console_session_seconds,
         master_key=_master_key(env, "MECOVE_MASTER_KEY"),
         previous_master_key=_master_key(env, "MECOVE_PREVIOUS_MASTER_KEY"),
+        redis_min_replicas=_at_least(env, "MECOVE_REDIS_MIN_REPLICAS", 0, minimum=0),
+        redis_wait_timeout_ms=_at_least(env, "MECOVE_REDIS_WAIT_TIMEOUT_MS", 500, minimum=1),
+        api_workers=_at_least(env, "MECOVE_API_WORKERS", 1, minimum=1),
     )
+
+
+def _at_least(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    """An integer setting of at least ``minimum``; raises SettingsError naming it otherwise."""
+    value = _int(env, name, default)
+    if value < minimum:
+        raise SettingsError(f"{name} is malformed: expected an integer >= {minimum}")
+    return value
 
 
 def _master_key(env: Mapping[str, str], name: str) -> str | None:

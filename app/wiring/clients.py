@@ -11,11 +11,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
-from redis.asyncio import Redis
 
 from app.platform.database import open_database
 from app.platform.eventlog.append import EventLog
-from app.platform.redis_client import open_redis
+from app.platform.redis_client import RedisClient, connect
 from app.platform.settings import Settings
 
 __all__ = ["Clients", "open_clients", "redis_client"]
@@ -25,15 +24,16 @@ __all__ = ["Clients", "open_clients", "redis_client"]
 class Clients:
     """What a process talks to: pooled Redis, a PostgreSQL pool, and the event log on Redis."""
 
-    redis: Redis
+    redis: RedisClient
     pool: asyncpg.Pool
     event_log: EventLog
 
 
 @asynccontextmanager
-async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
-    """A pooled Redis client for ``settings.redis_url``, closed on exit."""
-    redis = open_redis(settings.redis_url)
+async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+    """A pooled client for ``settings.redis_url`` (a cluster client when the node belongs to a
+    Redis Cluster), closed on exit."""
+    redis = await connect(settings.redis_url)
     try:
         yield redis
     finally:
@@ -46,7 +46,9 @@ async def open_clients(settings: Settings, *, pool_max_size: int = 10) -> AsyncI
     exit (the pool first, then Redis)."""
     async with redis_client(settings) as redis:
         pool = await open_database(settings.database_url, min_size=1, max_size=pool_max_size)
+        event_log = EventLog.from_settings(settings, redis)
         try:
-            yield Clients(redis, pool, EventLog.from_settings(settings, redis))
+            yield Clients(redis, pool, event_log)
         finally:
+            await event_log.aclose()
             await pool.close()

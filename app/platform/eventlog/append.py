@@ -10,15 +10,23 @@ With a master key (``content``), content fields are sealed with the user's data 
 they leave the process (``content_crypto``), and each sealing script checks, in the same
 atomic step, that the key is still the user's: a message sealed with a key ``mecove forget``
 destroyed is sealed again with the user's new key; any other event loses its content.
+
+With ``min_replicas`` k > 0 every append is followed by ``WAIT k timeout`` on the connection
+that wrote it, on the master owning the partition, and raises ``ReplicaShortfall`` when fewer
+replicas acknowledged it: the ingress then answers 503 and Meta redelivers. A duplicate still
+writes (it renews its dedupe key), so its ``WAIT`` also covers the first, unconfirmed copy.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import AskError, MovedError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.platform.eventlog.content_crypto import (
     CONTENT_FIELDS,
@@ -35,6 +43,7 @@ from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, encode_event, entry_values
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
+from app.platform.redis_client import RedisClient, ReplicaShortfall, SlotWriter
 from app.platform.settings import Settings
 from schema.events import Event, MessageReceived
 
@@ -82,6 +91,8 @@ while has_more_keys() do
     redis.call('EXPIRE', recent_key, context_ttl_s)
     redis.call('HSET', turn_key, 't', text)
     redis.call('EXPIRE', turn_key, context_ttl_s)
+  else
+    redis.call('EXPIRE', dedupe_key, dedupe_ttl_s)  -- a write, so a WAIT covers the first copy
   end
   entry_ids[#entry_ids + 1] = entry_id
 end
@@ -102,7 +113,7 @@ return xadd_event(stream_key, event)
 """)
 
 
-def content_keys_for(settings: Settings, redis: Redis) -> ContentKeys | None:
+def content_keys_for(settings: Settings, redis: RedisClient) -> ContentKeys | None:
     """The deployment's key store; None without a master key (content then stays plaintext)."""
     master = master_keys_for(settings.master_key, settings.previous_master_key)
     return None if master is None else ContentKeys(redis, Keys.from_settings(settings), master)
@@ -113,15 +124,20 @@ class EventLog:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         *,
         dedupe_ttl_days: int = 8,
         tracking_window_ms: int = 60_000,
         context_ttl_seconds: int = 86_400,
         content: ContentKeys | None = None,
+        min_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.redis = redis
+        self.min_replicas = min_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        self._writer = SlotWriter(redis)
         self.keys = keys
         self.content = content  # None: content fields are appended as plaintext
         self.conversation = ConversationKeys(keys)
@@ -135,8 +151,9 @@ class EventLog:
         self._flushes: set[asyncio.Future[None]] = set()
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis) -> EventLog:
-        """The deployment's event log: its keys, dedupe TTL, tracking window and context TTL."""
+    def from_settings(cls, settings: Settings, redis: RedisClient) -> EventLog:
+        """The deployment's event log: its keys, dedupe TTL, tracking window, context TTL and
+        the replicas an append must reach (``MECOVE_REDIS_MIN_REPLICAS``)."""
         return cls(
             redis,
             Keys.from_settings(settings),
@@ -144,7 +161,13 @@ class EventLog:
             tracking_window_ms=settings.tracking_window_ms,
             context_ttl_seconds=settings.context_ttl_seconds,
             content=content_keys_for(settings, redis),
+            min_replicas=settings.redis_min_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
+
+    async def aclose(self) -> None:
+        """Close the connections opened for ``WAIT`` (the client passed in stays open)."""
+        await self._writer.aclose()
 
     async def append_messages(self, events: Sequence[MessageReceived]) -> list[str | None]:
         """Append received messages; returns, in input order, each new entry id, or None for a
@@ -241,7 +264,8 @@ class EventLog:
                     event.received_at,
                     "" if key is None else key.key_id,
                 ]
-            ids = await self._append_messages(keys=keys, args=args)
+            ids = await self._durably(keys[0], lambda client, k=keys, a=args:
+                                      self._append_messages(keys=k, args=a, client=client))
             for index, entry_id in zip(indexes, ids, strict=True):
                 results[index] = as_text(entry_id) or None
         return results
@@ -256,16 +280,51 @@ class EventLog:
         Content sealed with a key destroyed meanwhile is not sealed again: the event is
         appended with its content erased (it was made from what the person wrote).
         """
-        partition = self.keys.partition_of(user_id)
+        stream = self.keys.stream(self.keys.partition_of(user_id))
         if self.content is None or type(event) not in CONTENT_FIELDS:
-            return as_text(await self.redis.xadd(self.keys.stream(partition),
-                                                 encode_event(event)))
+            return as_text(await self._xadd(stream, encode_event(event)))
         key = await self.content.for_writing(user_id)
-        entry_id = as_text(await self._append_sealed(
-            keys=[self.keys.stream(partition), self.content.key_hash(user_id)],
-            args=[key.key_id, *entry_values(seal_event(event, key))]))
+        script_keys = [stream, self.content.key_hash(user_id)]
+        script_args = [key.key_id, *entry_values(seal_event(event, key))]
+        entry_id = as_text(await self._durably(stream, lambda client: self._append_sealed(
+            keys=script_keys, args=script_args, client=client)))
         if entry_id == STALE_KEY:
             self.content.drop(user_id)
-            entry_id = as_text(await self.redis.xadd(self.keys.stream(partition),
-                                                     encode_event(erase_content(event))))
+            entry_id = as_text(await self._xadd(stream, encode_event(erase_content(event))))
         return entry_id
+
+    async def _xadd(self, stream: str, fields: dict[str, Any]) -> Any:
+        """XADD ``fields`` to ``stream``, durably (see ``_durably``); the entry id."""
+
+        async def xadd(client: RedisClient | Pipeline) -> Any:
+            return await client.xadd(stream, fields)  # type: ignore[arg-type]
+
+        return await self._durably(stream, xadd)
+
+    async def _durably(self, key: str,
+                       write: Callable[[RedisClient | Pipeline], Awaitable[Any]]) -> Any:
+        """Run ``write`` (one command on ``key``'s slot) and return its reply; with
+        ``min_replicas`` > 0 only once that many replicas have it, else ReplicaShortfall.
+
+        The write and its ``WAIT`` share one connection to the master owning the slot; a
+        ``MOVED``/``ASK`` or a lost master reloads the slot table and tries once more.
+        """
+        if self.min_replicas == 0:
+            return await write(self.redis)
+        for attempt in (1, 2):
+            try:
+                master = await self._writer.for_key(key)
+                async with master.pipeline(transaction=False) as pipe:
+                    await write(pipe)
+                    pipe.wait(self.min_replicas, self._wait_timeout_ms)
+                    reply, replicas = await pipe.execute()
+            except (MovedError, AskError, RedisConnectionError):
+                await self._writer.refresh(key)
+                if attempt == 2:
+                    raise
+                continue
+            if int(replicas) < self.min_replicas:
+                raise ReplicaShortfall(f"{replicas} of {self.min_replicas} replicas acknowledged "
+                                       f"the write within {self._wait_timeout_ms} ms")
+            return reply
+        raise AssertionError("unreachable")

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from app.platform.clock import now_ms
@@ -130,7 +130,8 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
     async def _read_new(self, partition: int) -> None:
         """Read never-delivered entries of the partition and process them, until stopped."""
         stream = self.keys.stream(partition)
-        reader = open_blocking_reader(self.redis_url, block_ms=self.block_ms)
+        reader = open_blocking_reader(self.redis_url, block_ms=self.block_ms,
+                                      cluster=isinstance(self.redis, RedisCluster))
         try:
             while not self.stop.is_set():
                 try:
