@@ -1,0 +1,50 @@
+"""Fixtures for tests on a private six-node Redis Cluster, started once per module.
+
+``settings`` and ``redis`` replace the suite's single-Redis ones: the same services, six
+partitions, spread over three masters. The fakes of Graph and Groq come from the integration
+fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import msgspec
+import pytest
+from redis.asyncio import RedisCluster
+
+from app.platform.settings import Settings
+from tests.cluster.private_cluster import PrivateCluster
+from tests.integration.conftest import graph, groq, pool, reply_settings
+
+__all__ = ["graph", "groq", "pool", "reply_settings"]
+
+PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PrivateCluster]:
+    started = PrivateCluster()
+    try:
+        started.start()
+        yield started
+    finally:
+        started.destroy()
+
+
+@pytest.fixture
+def settings(settings: Settings, cluster: PrivateCluster) -> Settings:
+    """The suite's test settings on the cluster, with six partitions."""
+    return msgspec.structs.replace(settings, redis_url=cluster.url, partitions=PARTITIONS)
+
+
+@pytest.fixture
+async def redis(cluster: PrivateCluster, key_prefix: str) -> AsyncIterator[RedisCluster]:
+    """A cluster client; every key under this test's prefix is deleted afterwards."""
+    client = RedisCluster.from_url(cluster.url)
+    yield client
+    try:
+        async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
