@@ -14,10 +14,12 @@ that connection's last write).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -141,6 +143,9 @@ def open_blocking_reader(redis_url: str, *, block_ms: int, cluster: bool = False
     )
 
 
+_PLAIN_CLIENT_PARAMETERS = frozenset(inspect.signature(Redis.__init__).parameters)
+
+
 class SlotWriter:
     """Plain clients on the masters, one per master, for writes followed by ``WAIT``.
 
@@ -167,9 +172,13 @@ class SlotWriter:
             raise RedisConnectionError(f"no master owns the slot of {key}")
         master = self._masters.get(node.name)
         if master is None:
-            kwargs: dict[str, Any] = dict(self.client.get_connection_kwargs())
-            for name in ("host", "port", "connection_class", "redis_connect_func"):
-                kwargs.pop(name, None)
+            # The cluster's own connection settings (AUTH, TLS, timeouts), for one node.
+            kwargs: dict[str, Any] = {
+                name: value for name, value in self.client.get_connection_kwargs().items()
+                if name in _PLAIN_CLIENT_PARAMETERS and name not in ("host", "port")}
+            connection_kwargs = self.client.get_connection_kwargs()
+            if connection_kwargs.get("connection_class") is SSLConnection:
+                kwargs["ssl"] = True  # rediss:// reaches the cluster as a connection class
             master = Redis(host=node.host, port=node.port, **kwargs)
             self._masters[node.name] = master
         return master
