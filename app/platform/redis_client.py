@@ -23,11 +23,11 @@ from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, SlotNotCoveredError
+from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RedisClient", "ReplicaShortfall", "SlotWriter", "cluster_enabled", "connect",
-           "open_blocking_reader", "open_redis"]
+__all__ = ["REDIS_ERRORS", "RedisClient", "ReplicaShortfall", "SlotWriter", "cluster_enabled",
+           "connect", "open_blocking_reader", "open_redis"]
 
 log = logging.getLogger("mecove.redis")
 
@@ -35,6 +35,11 @@ PROBE_ATTEMPTS = 3
 
 RedisClient = Redis | RedisCluster
 """Either client: both route a single-slot command to the node that owns its keys."""
+
+
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
+"""What a call to either client raises when Redis cannot answer (the cluster client raises
+``RedisClusterException``, not a ``RedisError``, while it cannot map a slot)."""
 
 
 class ReplicaShortfall(RedisError):

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
 
 from app.platform.clock import now_ms
 from app.platform.eventlog.entries import (
@@ -35,7 +34,7 @@ from app.platform.eventlog.entries import (
 )
 from app.platform.eventlog.keys import Keys
 from app.platform.metrics import DEAD_LETTERED, FAILED, HANDLER_SECONDS, PROCESSED
-from app.platform.redis_client import open_blocking_reader
+from app.platform.redis_client import REDIS_ERRORS, open_blocking_reader
 from app.platform.runtime.consumer_group import (
     ensure_group,
     remove_idle_consumers,
@@ -139,7 +138,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
                         self.group, self.consumer, {stream: ">"},
                         count=self.batch_size, block=self.block_ms,
                     )
-                except (RedisError, OSError) as exc:
+                except REDIS_ERRORS as exc:
                     if self.stop.is_set():
                         break
                     log.warning("read failed, retrying",
@@ -232,7 +231,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
                 try:
                     await self.redis.xclaim(self.keys.stream(partition), self.group,
                                             self.consumer, 0, ids, justid=True)
-                except (RedisError, OSError):
+                except REDIS_ERRORS:
                     pass  # the next beat tries again
 
     # -- giving up -------------------------------------------------------------------------
@@ -282,7 +281,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
                 if time.monotonic() - last_cleanup > IDLE_CONSUMERS_EVERY_S:
                     last_cleanup = time.monotonic()
                     await self._remove_idle_consumers()
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("maintenance failed, retrying",
                             extra={"fields": {"group": self.group, "error": type(exc).__name__}})
             await self._sleep(max(tick, 0.01))
@@ -307,7 +306,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
             try:
                 await action()
                 return
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("redis unavailable, retrying",
                             extra={"fields": {"group": self.group, "error": type(exc).__name__}})
                 await self._sleep(1.0)
