@@ -17,6 +17,7 @@ import msgspec
 import pytest
 from redis.asyncio import RedisCluster
 
+from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.operations.dead_letters import list_dead_letters, retry_dead_letter
 from app.operations.log_status import read_status
 from app.platform.eventlog.entries import decode_event
@@ -29,9 +30,8 @@ from projections.projector import Projector
 from projections.replay import replay
 from tests.cluster.private_cluster import PrivateCluster
 from tests.fakes.graph_api import FakeGraphApi
-from tests.integration.consumer_helpers import replier
+from tests.integration.consumer_helpers import fetch_rows, master_of, replier
 from tests.service import consumers, eventually, ingress
-from tests.webhooks import delivery, encode, signed_headers, text_message
 
 pytestmark = pytest.mark.slow
 
@@ -67,14 +67,6 @@ async def _drained(redis: RedisCluster, settings: Settings, group: str) -> bool:
     return True
 
 
-async def _rows(database_url: str, sql: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return await connection.fetch(sql)
-    finally:
-        await connection.close()
-
-
 def _senders(count: int, base: int) -> list[str]:
     return [f"1555{base + i:07d}" for i in range(count)]
 
@@ -94,7 +86,7 @@ async def test_a_cluster_node_url_gives_the_cluster_client_and_streams_on_severa
     filled = [s for s in keys.streams() if await redis.xlen(s)]
     masters = {cluster.master_of(s) for s in filled}
     assert len(filled) == 6 and len(masters) == 3
-    assert sum([await redis.xlen(s) for s in filled]) == 30
+    assert len(await _entries(redis, settings, "MessageReceived")) == 30
 
 
 async def test_the_core_runs_on_the_cluster(
@@ -107,7 +99,7 @@ async def test_the_core_runs_on_the_cluster(
             for _ in range(2):  # every delivery twice: the second is a duplicate
                 assert await _post(http, sender, f"hi {index}", f"wamid.core{index}") == 200
     assert len(await _entries(redis, settings, "MessageReceived")) == 24
-    handlers = [Projector(settings.database_url, settings.key_prefix),
+    handlers = [Projector.from_settings(settings),
                 replier(settings, pool, redis),
                 build_summary_handler(settings, pool, redis)]
     async with consumers(settings, handlers):
@@ -116,23 +108,22 @@ async def test_the_core_runs_on_the_cluster(
             await eventually(lambda g=group: _drained(redis, settings, g), timeout=30)
         await eventually(lambda: _drained(redis, settings, "projector"), timeout=30)
     assert sorted(s["to"] for s in graph.sent()) == sorted(f"+{s}" for s in senders)
-    replied = await _rows(settings.database_url,
+    replied = await fetch_rows(settings.database_url,
                           "SELECT count(*) AS n FROM messages WHERE replied_at IS NOT NULL")
     assert replied[0]["n"] == 24
     assert len(await _entries(redis, settings, "SummaryCreated")) == 24  # one per user
 
     status = await read_status(redis, Keys.from_settings(settings), settings.database_url)
-    assert sum(p.length for p in status.partitions) == \
-        len(await _entries(redis, settings, "MessageReceived")) + \
-        len(await _entries(redis, settings, "ReplySent")) + \
-        len(await _entries(redis, settings, "SummaryRequested")) + \
-        len(await _entries(redis, settings, "SummaryCreated"))
+    assert [p.length for p in status.partitions] == \
+        [await redis.xlen(stream) for stream in Keys.from_settings(settings).streams()]
+    assert {"projector", "replier", "summarizer"} <= {g.group for g in status.groups}
     assert all(g.pending == 0 for g in status.groups)
 
-    before = await _rows(settings.database_url, "SELECT id, text FROM messages ORDER BY id")
-    report = await replay(settings.database_url, redis, Keys.from_settings(settings))
+    before = await fetch_rows(settings.database_url, "SELECT id, text FROM messages ORDER BY id")
+    report = await replay(settings.database_url, redis, Keys.from_settings(settings),
+                          master=master_of(settings))
     assert report.swapped
-    assert await _rows(settings.database_url, "SELECT id, text FROM messages ORDER BY id") \
+    assert await fetch_rows(settings.database_url, "SELECT id, text FROM messages ORDER BY id") \
         == before
 
 
@@ -218,7 +209,7 @@ async def test_a_master_killed_under_traffic_loses_no_acknowledged_webhook_and_s
             last_refusal = time.monotonic()
             await asyncio.sleep(0.1)
 
-    handlers = [Projector(settings.database_url, settings.key_prefix),
+    handlers = [Projector.from_settings(settings),
                 replier(settings, pool, redis)]
     async with consumers(settings, handlers), ingress(settings) as http:
         for sender in senders[:80]:
@@ -242,7 +233,7 @@ async def test_a_master_killed_under_traffic_loses_no_acknowledged_webhook_and_s
         await eventually(lambda: _drained(redis, settings, "replier"), timeout=60)
         await asyncio.sleep(1.0)  # a late double send would show up here
     sends = collections.Counter(s["to"] for s in graph.sent())
-    rows = await _rows(settings.database_url, "SELECT source_message_id FROM messages")
+    rows = await fetch_rows(settings.database_url, "SELECT source_message_id FROM messages")
     projected = collections.Counter(r["source_message_id"] for r in rows)
     lost = [s for s in acknowledged if projected[f"wamid.fo{s}"] != 1 or sends[f"+{s}"] != 1]
     doubles = sum(n - 1 for n in sends.values() if n > 1)

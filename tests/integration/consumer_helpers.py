@@ -54,3 +54,12 @@ async def post_messages(settings: Settings, *messages: dict) -> None:
 def master_of(settings: Settings) -> MasterKeys | None:
     """The master keys of ``settings``, as ``mecove replay`` would use them."""
     return master_keys_for(settings.master_key, settings.previous_master_key)
+
+
+async def fetch_rows(database_url: str, sql: str) -> list[asyncpg.Record]:
+    """The rows ``sql`` returns, on a connection of its own."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await connection.fetch(sql)
+    finally:
+        await connection.close()

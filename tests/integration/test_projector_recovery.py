@@ -18,6 +18,7 @@ from consumers.replier.reply_outcome import ReplyOutcomes
 from projections.projector import Projector
 from schema.events import ReplySent, SummaryCreated
 from schema.ids import event_id_for
+from tests.integration.consumer_helpers import fetch_rows
 from tests.service import consumers, eventually
 
 
@@ -30,19 +31,11 @@ async def _append_texts(redis: Redis, settings: Settings, count: int, sender: st
     return events
 
 
-async def _rows(database_url: str, sql: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return await connection.fetch(sql)
-    finally:
-        await connection.close()
-
-
 async def _checkpoint_once_projected(settings: Settings, *, messages: int) -> Position:
     """Run a projector until ``messages`` message rows exist, stop it; its checkpoint then."""
     async with consumers(settings, [Projector.from_settings(settings)]):
         async def projected() -> bool:
-            rows = await _rows(settings.database_url, "SELECT id FROM messages")
+            rows = await fetch_rows(settings.database_url, "SELECT id FROM messages")
             return len(rows) == messages
         await eventually(projected)
     connection = await asyncpg.connect(settings.database_url)
@@ -66,15 +59,15 @@ async def test_projector_dying_after_commit_before_ack_has_no_duplicate_effect(
     await doomed.close()
     pending = await redis.xpending(keys.stream(0), "projector")
     assert pending["pending"] == 5
-    archived_before = await _rows(settings.database_url, "SELECT event_id FROM event_archive")
+    archived_before = await fetch_rows(settings.database_url, "SELECT event_id FROM event_archive")
 
     # A new projector adopts the dead one's pending entries: skipped by the checkpoint, acked.
     async with consumers(settings, [Projector.from_settings(settings)]):
         async def acked() -> bool:
             return (await redis.xpending(keys.stream(0), "projector"))["pending"] == 0
         await eventually(acked)
-    messages = await _rows(settings.database_url, "SELECT id FROM messages")
-    archived_after = await _rows(settings.database_url, "SELECT event_id FROM event_archive")
+    messages = await fetch_rows(settings.database_url, "SELECT id FROM messages")
+    archived_after = await fetch_rows(settings.database_url, "SELECT event_id FROM event_archive")
     assert len(messages) == 5
     assert sorted(archived_after) == sorted(archived_before)
 
@@ -90,7 +83,7 @@ async def test_restarted_projector_resumes_from_its_checkpoint(
     tail = await redis.xrevrange(Keys(settings.key_prefix, 1).stream(0), count=1)
     last_ms, last_seq = (int(x) for x in tail[0][0].decode().split("-"))
     assert first_checkpoint < second_checkpoint == (last_ms, last_seq)
-    archived = await _rows(settings.database_url, "SELECT count(*) AS n FROM event_archive")
+    archived = await fetch_rows(settings.database_url, "SELECT count(*) AS n FROM event_archive")
     assert archived[0]["n"] == 7
 
 
@@ -115,13 +108,13 @@ async def test_reply_sent_and_summary_created_are_projected(
     ), user_id=target.user_id)
     async with consumers(settings, [Projector.from_settings(settings)]):
         async def projected() -> bool:
-            rows = await _rows(settings.database_url, "SELECT id FROM summaries")
+            rows = await fetch_rows(settings.database_url, "SELECT id FROM summaries")
             return len(rows) == 1
         await eventually(projected)
-    replied = await _rows(settings.database_url,
+    replied = await fetch_rows(settings.database_url,
                           "SELECT id, reply_text, replied_at FROM messages WHERE replied_at "
                           "IS NOT NULL")
-    summary = (await _rows(settings.database_url, "SELECT * FROM summaries"))[0]
+    summary = (await fetch_rows(settings.database_url, "SELECT * FROM summaries"))[0]
     assert [(str(r["id"]), r["reply_text"]) for r in replied] == [
         (target.message_id, "Got it, thanks!")]
     assert summary["input_messages_count"] == 2
@@ -137,7 +130,7 @@ async def test_second_projector_stands_by_while_the_first_holds_the_lease(
     second = Projector.from_settings(settings)
     async with consumers(settings, [first, second]):
         async def four() -> bool:
-            return len(await _rows(settings.database_url, "SELECT id FROM messages")) == 4
+            return len(await fetch_rows(settings.database_url, "SELECT id FROM messages")) == 4
         await eventually(four)
         holders = [p for p in (first, second) if p._connections]
         assert len(holders) == 1
