@@ -113,6 +113,13 @@ def _refuse_unsigned_webhooks(settings: Settings) -> None:
         raise SystemExit(1) from None
 
 
+def _workers(text: str) -> int:
+    """``--workers``: a whole number of processes, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
     _refuse_unsigned_webhooks(settings)
@@ -122,7 +129,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from app.ingress.app_factory import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=settings.port, **UVICORN_OPTIONS)
+    workers = args.workers or settings.api_workers
+    if workers > 1:  # each worker process builds its own app (and pools) from the environment
+        uvicorn.run("app.ingress.app_factory:create_app_from_environment", factory=True,
+                    workers=workers, host=args.host, port=settings.port, **UVICORN_OPTIONS)
+    else:
+        uvicorn.run(create_app(settings), host=args.host, port=settings.port, **UVICORN_OPTIONS)
     return 0
 
 
@@ -169,6 +181,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     api = sub.add_parser("api", help="run the webhook ingress (port: MECOVE_PORT)")
     api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens on all
+    api.add_argument("--workers", type=_workers, default=0,
+                     help="uvicorn worker processes (default: MECOVE_API_WORKERS, else 1)")
     api.set_defaults(func=cmd_api)
     consume_p = sub.add_parser("consume", help="run a consumer group")
     consume_p.add_argument("group", choices=[*GROUPS, "all"])

@@ -17,7 +17,8 @@ from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
 from app.ingress.webhook_routes import WhatsAppWebhookController
 from app.platform.identities import IdentityLinks
-from app.platform.settings import Settings, require_signed_webhooks
+from app.platform.logs import configure_logging
+from app.platform.settings import Settings, load_settings, require_signed_webhooks
 from app.wiring.clients import open_clients
 
 log = logging.getLogger("mecove.ingress")
@@ -29,6 +30,14 @@ def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(title="MeCove", version=importlib.metadata.version("mecove"),
                          path="/schema",
                          render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])])
+
+
+def create_app_from_environment() -> Litestar:
+    """The ingress of a uvicorn worker process (``mecove api --workers N``): settings read from
+    the environment the command line checked, logging configured as in every process."""
+    settings = load_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
+    return create_app(settings)
 
 
 def create_app(settings: Settings) -> Litestar:

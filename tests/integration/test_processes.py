@@ -8,7 +8,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import msgspec
+import psutil
 import pytest
 from redis.asyncio import Redis
 
@@ -100,3 +102,32 @@ async def test_mecove_up_answers_a_signed_webhook_with_a_reply_at_the_graph_api(
     assert code == 0, log[-3000:]
     for secret in ("test-app-secret", "test-permanent-token-0123456789", "gsk_test_key_0123456789"):
         assert secret not in log
+
+
+async def test_mecove_api_with_two_workers_answers_every_webhook_from_two_processes(
+    settings: Settings, redis: Redis, tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = env_for(settings, MECOVE_PORT=str(port), MECOVE_API_WORKERS="1")
+    api = start_mecove(["api", "--host", "127.0.0.1", "--workers", "2"], env,
+                       tmp_path / "api.log")
+    try:
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 60)
+        await eventually(lambda: asyncio.sleep(0, result=_worker_count(api.pid) == 2), timeout=30)
+        bodies = [encode(delivery(text_message(f"1555000{n:04d}", f"hello {n}",
+                                               wamid=f"wamid.workers.{n}")))
+                  for n in range(20)]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            codes = [(await client.post("/webhooks/whatsapp", content=raw,
+                                        headers=signed_headers(raw, "test-app-secret"))
+                      ).status_code for raw in bodies]
+    finally:
+        stop(api, signal.SIGTERM)
+    assert codes == [200] * 20
+    assert len(await events_of_type(redis, settings, "MessageReceived")) == 20
+
+
+def _worker_count(pid: int) -> int:
+    """uvicorn's worker processes under ``pid`` (multiprocessing's resource tracker aside)."""
+    return sum("spawn_main" in " ".join(child.cmdline())
+               for child in psutil.Process(pid).children())
