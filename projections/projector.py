@@ -25,7 +25,7 @@ from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 from app.platform.settings import Settings
 from projections.row_changes import RowChanges
-from projections.write_rows import write_row_changes
+from projections.write_rows import prepare_staging, write_row_changes
 
 log = logging.getLogger("mecove.projector")
 
@@ -43,7 +43,9 @@ class Projector(OrderedHandler):
     """Consumer-group handler that projects events into the live tables."""
 
     group = PROJECTOR
-    min_batch_size = 1_000  # bigger transactions: the write path measured ~27% faster
+    # XREADGROUP returns what is there up to this count: small batches when the projector keeps
+    # up, large ones on a backlog, where 5,000 per transaction wrote ~1.8x faster than 1,000.
+    min_batch_size = 5_000
 
     def __init__(self, database_url: str, key_prefix: str,
                  master: MasterKeys | None) -> None:
@@ -71,9 +73,7 @@ class Projector(OrderedHandler):
                     "error": type(exc).__name__}})
                 await _wait(stop, LEASE_POLL_S)
                 continue
-            if await connection.fetchval(
-                "SELECT pg_try_advisory_lock($1)", lease_key(self.key_prefix, partition)
-            ):
+            if await self._lease(connection, partition):
                 self._connections[partition] = connection
                 log.info("projector lease acquired", extra={"fields": {"partition": partition}})
                 return True
@@ -84,6 +84,14 @@ class Projector(OrderedHandler):
                 announced = True
             await _wait(stop, LEASE_POLL_S)
         return False
+
+    async def _lease(self, connection: asyncpg.Connection, partition: int) -> bool:
+        """Take the partition's lease on ``connection``; once held, ready its staging tables."""
+        if not await connection.fetchval("SELECT pg_try_advisory_lock($1)",
+                                         lease_key(self.key_prefix, partition)):
+            return False
+        await prepare_staging(connection)
+        return True
 
     async def release_partition(self, partition: int) -> None:
         connection = self._connections.pop(partition, None)
@@ -97,9 +105,7 @@ class Projector(OrderedHandler):
             if connection is not None:
                 self._connections.pop(partition, None)
             fresh = await asyncpg.connect(self.database_url)
-            if not await fresh.fetchval(
-                "SELECT pg_try_advisory_lock($1)", lease_key(self.key_prefix, partition)
-            ):
+            if not await self._lease(fresh, partition):
                 await fresh.close()
                 raise ConnectionError("projector lease lost to another process")
             self._connections[partition] = fresh

@@ -37,7 +37,7 @@ from app.platform.eventlog.keys import Keys
 from app.platform.sql_identifier import quote_identifier as q
 from projections.projector import SWAP_LOCK_KEY
 from projections.row_changes import RowChanges
-from projections.write_rows import TableSet, write_row_changes
+from projections.write_rows import TableSet, prepare_staging, write_row_changes
 from schema.events import decode_body
 
 log = logging.getLogger("mecove.replay")
@@ -180,6 +180,7 @@ async def replay(
         report.tail_events = sum(len(t) for t in tails.values())
         if dry_run:
             return report
+        await prepare_staging(connection)
         progress = Progress(report.archived_events)
         try:
             await _create_rebuild_tables(connection)

@@ -1,20 +1,29 @@
-"""Row changes -> PostgreSQL: one bulk statement per table, inside the caller's transaction.
+"""Row changes -> PostgreSQL: binary COPY into staging tables, one statement per table.
 
-Statements use ``unnest`` over array parameters, so a batch of any size costs six round trips.
-The table names come from ``TableSet`` (fixed names, checked when the set is made) and enter
-the SQL through ``quote_identifier``, so replay can write the same statements into fresh
-tables.
+Each kind of row is copied (``COPY … FROM STDIN`` in binary, through asyncpg) into a temporary
+staging table of the connection, then moved into its table by one ``INSERT … SELECT … ON
+CONFLICT`` (or ``UPDATE … FROM`` for replies), inside the caller's transaction. Measured on a
+batch of 1,000 messages this is several times faster than ``unnest`` over array parameters:
+asyncpg encodes records for COPY far more cheaply than arrays. The staging tables empty
+themselves at commit (``ON COMMIT DELETE ROWS``); ``prepare_staging`` creates them once per
+connection, outside any transaction, before the first write.
+
+Table names come from ``TableSet`` (fixed names, checked when the set is made) and enter the
+SQL through ``quote_identifier``, so replay can write the same statements into fresh tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
 
 from app.platform.sql_identifier import quote_identifier as q
 from projections.content_rows import write_content_changes
-from projections.row_changes import RowChanges, columns
+from projections.row_changes import RowChanges
+
+__all__ = ["LIVE_TABLES", "TableSet", "prepare_staging", "write_row_changes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,97 +47,157 @@ class TableSet:
 
 LIVE_TABLES = TableSet()
 
+Records = list[tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One kind of row: its staging table, the live table and columns it is shaped after,
+    how its records come out of ``RowChanges`` and the statement that moves them in."""
+
+    stage: str
+    shaped_after: str  # a live table; the stage has these columns with their types
+    columns: tuple[str, ...]
+    records: Callable[[RowChanges], Records]
+    apply: Callable[[TableSet], str]
+    # Rows of this kind are new but for rare redeliveries: COPY them straight into this table.
+    new_rows_go_to: Callable[[TableSet], str | None] | None = None
+
+
+def _keyed(rows: dict[str, tuple]) -> Records:  # type: ignore[type-arg]
+    return [(key, *row) for key, row in rows.items()]
+
+
+def _pairs(rows: dict[str, object]) -> Records:
+    return list(rows.items())
+
+
+_MESSAGE_COLUMNS = ("id", "user_id", "identity_id", "created_at", "client_timestamp",
+                    "content_type", "text", "raw_payload", "source_message_id")
+_IDENTITY_COLUMNS = ("id", "user_id", "channel", "channel_user_key", "created_at", "kind",
+                     "parent_bsuid", "username")
+_SUMMARY_COLUMNS = ("id", "user_id", "range_start", "range_end", "created_at", "status",
+                    "summary_text", "model_name", "prompt_version", "input_messages_count",
+                    "input_hash", "error")
+_UNREADABLE_COLUMNS = ("event_id", "received_at", "reason", "raw_message", "raw_contacts")
+_STATUS_COLUMNS = ("outbound_message_id", "status", "status_rank", "status_at", "recipient",
+                   "recipient_bsuid", "error_code", "error_title", "updated_at")
+_ARCHIVE_COLUMNS = ("event_id", "partition", "entry_ms", "entry_seq", "event_type",
+                    "schema_version", "occurred_at", "body")
+
+
+def _insert(target: str, stage: str, columns: tuple[str, ...], conflict: str) -> str:
+    names = ", ".join(columns)
+    return (f"INSERT INTO {q(target)} AS t ({names}) "  # noqa: S608 - fixed identifiers
+            f"SELECT {names} FROM {q(stage)} {conflict}")
+
+
+# In dependency order: users before the identities and messages that reference them.
+_KINDS: tuple[_Kind, ...] = (
+    _Kind("mecove_stage_users", "users", ("id", "created_at"),
+          lambda c: _pairs(c.users),  # type: ignore[arg-type]
+          lambda t: _insert(t.users, "mecove_stage_users", ("id", "created_at"),
+                            "ON CONFLICT (id) DO NOTHING")),
+    _Kind("mecove_stage_identities", "identities", _IDENTITY_COLUMNS,
+          lambda c: _keyed(c.identities),
+          lambda t: _insert(t.identities, "mecove_stage_identities", _IDENTITY_COLUMNS,
+                            "ON CONFLICT (id) DO UPDATE "
+                            "SET parent_bsuid = COALESCE(EXCLUDED.parent_bsuid, t.parent_bsuid), "
+                            "username = COALESCE(EXCLUDED.username, t.username) "
+                            # an unchanged row is not rewritten (no dead tuple, no index churn)
+                            "WHERE EXCLUDED.parent_bsuid IS NOT NULL "
+                            "AND EXCLUDED.parent_bsuid IS DISTINCT FROM t.parent_bsuid "
+                            "OR EXCLUDED.username IS NOT NULL "
+                            "AND EXCLUDED.username IS DISTINCT FROM t.username")),
+    _Kind("mecove_stage_messages", "messages", _MESSAGE_COLUMNS,
+          lambda c: _keyed(c.messages),
+          lambda t: _insert(t.messages, "mecove_stage_messages", _MESSAGE_COLUMNS,
+                            "ON CONFLICT DO NOTHING"),
+          lambda t: t.messages),
+    _Kind("mecove_stage_replies", "messages",
+          ("id", "replied_at", "reply_text", "reply_outbound_id"),
+          lambda c: _keyed(c.replies),
+          lambda t: f"UPDATE {q(t.messages)} AS m SET replied_at = u.replied_at, "  # noqa: S608
+                    "reply_text = u.reply_text, reply_outbound_id = u.reply_outbound_id "
+                    "FROM mecove_stage_replies AS u WHERE m.id = u.id"),
+    _Kind("mecove_stage_summaries", "summaries", _SUMMARY_COLUMNS,
+          lambda c: _keyed(c.summaries),
+          lambda t: _insert(t.summaries, "mecove_stage_summaries", _SUMMARY_COLUMNS,
+                            "ON CONFLICT (id) DO NOTHING")),
+    _Kind("mecove_stage_unreadable", "unreadable_messages", _UNREADABLE_COLUMNS,
+          lambda c: _keyed(c.unreadable),
+          lambda t: _insert(t.unreadable, "mecove_stage_unreadable", _UNREADABLE_COLUMNS,
+                            "ON CONFLICT (event_id) DO UPDATE SET "
+                            "received_at = EXCLUDED.received_at, reason = EXCLUDED.reason, "
+                            "raw_message = EXCLUDED.raw_message, "
+                            "raw_contacts = EXCLUDED.raw_contacts")),
+    _Kind("mecove_stage_recovered", "unreadable_messages", ("event_id", "recovered_message_id"),
+          lambda c: _pairs(c.recovered),  # type: ignore[arg-type]
+          lambda t: _insert(t.unreadable, "mecove_stage_recovered",
+                            ("event_id", "recovered_message_id"),
+                            "ON CONFLICT (event_id) "
+                            "DO UPDATE SET recovered_message_id = EXCLUDED.recovered_message_id")),
+    _Kind("mecove_stage_statuses", "delivery_statuses", _STATUS_COLUMNS,
+          lambda c: _keyed(c.statuses),
+          lambda t: _insert(t.statuses, "mecove_stage_statuses", _STATUS_COLUMNS,
+                            "ON CONFLICT (outbound_message_id) DO UPDATE SET "
+                            "status = EXCLUDED.status, status_rank = EXCLUDED.status_rank, "
+                            "status_at = EXCLUDED.status_at, recipient = EXCLUDED.recipient, "
+                            "recipient_bsuid = EXCLUDED.recipient_bsuid, "
+                            "error_code = EXCLUDED.error_code, "
+                            "error_title = EXCLUDED.error_title, "
+                            "updated_at = EXCLUDED.updated_at "
+                            "WHERE EXCLUDED.status_rank > t.status_rank")),
+)
+
+_ARCHIVE = _Kind("mecove_stage_archive", "event_archive", _ARCHIVE_COLUMNS,
+                 lambda c: c.archive,
+                 lambda t: _insert(t.archive or "", "mecove_stage_archive", _ARCHIVE_COLUMNS,
+                                   "ON CONFLICT (event_id) DO NOTHING"),
+                 lambda t: t.archive)
+
+
+async def prepare_staging(connection: asyncpg.Connection) -> None:
+    """Create the connection's staging tables (temporary, emptied at each commit) unless it
+    has them. Call it outside a transaction, so a rolled-back batch cannot take them away."""
+    statements = [
+        f"CREATE TEMP TABLE IF NOT EXISTS {q(kind.stage)} "  # noqa: S608 - fixed identifiers
+        f"ON COMMIT DELETE ROWS AS SELECT {', '.join(kind.columns)} "
+        f"FROM {q(kind.shaped_after)} WITH NO DATA"
+        for kind in (*_KINDS, _ARCHIVE)
+    ]
+    await connection.execute("; ".join(statements))
+
 
 async def write_row_changes(
     connection: asyncpg.Connection, changes: RowChanges, tables: TableSet = LIVE_TABLES
 ) -> None:
-    """Apply ``changes`` idempotently: inserts skip existing keys, reply updates overwrite."""
-    if changes.users:
-        await connection.execute(
-            f"INSERT INTO {q(tables.users)} (id, created_at) "  # noqa: S608 - fixed identifiers
-            "SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) ON CONFLICT (id) DO NOTHING",
-            *columns({k: (v,) for k, v in changes.users.items()}),
-        )
-    if changes.identities:
-        await connection.execute(
-            f"INSERT INTO {q(tables.identities)} "  # noqa: S608
-            "(id, user_id, channel, channel_user_key, created_at, kind, parent_bsuid, username) "
-            "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], "
-            "$5::timestamptz[], $6::text[], $7::text[], $8::text[]) ON CONFLICT (id) DO UPDATE "
-            "SET parent_bsuid = COALESCE(EXCLUDED.parent_bsuid, "  # the first link never moves
-            f"{q(tables.identities)}.parent_bsuid), "
-            f"username = COALESCE(EXCLUDED.username, {q(tables.identities)}.username)",
-            *columns(changes.identities),
-        )
-    if changes.messages:
-        await connection.execute(
-            f"INSERT INTO {q(tables.messages)} "  # noqa: S608
-            "(id, user_id, identity_id, created_at, client_timestamp, content_type, text, "
-            "raw_payload, source_message_id) "
-            "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], "
-            "$5::timestamptz[], $6::text[], $7::text[], $8::jsonb[], $9::text[]) "
-            "ON CONFLICT DO NOTHING",
-            *columns(changes.messages),
-        )
-    if changes.replies:
-        await connection.execute(
-            f"UPDATE {q(tables.messages)} AS m SET replied_at = u.replied_at, "  # noqa: S608
-            "reply_text = u.reply_text, reply_outbound_id = u.outbound_id "
-            "FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[]) "
-            "AS u(id, replied_at, reply_text, outbound_id) "
-            "WHERE m.id = u.id",
-            *columns(changes.replies),
-        )
-    if changes.summaries:
-        await connection.execute(
-            f"INSERT INTO {q(tables.summaries)} "  # noqa: S608
-            "(id, user_id, range_start, range_end, created_at, status, summary_text, model_name, "
-            "prompt_version, input_messages_count, input_hash, error) "
-            "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], "
-            "$5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], "
-            "$11::text[], $12::text[]) ON CONFLICT (id) DO NOTHING",
-            *columns(changes.summaries),
-        )
-    if changes.unreadable:
-        await connection.execute(
-            f"INSERT INTO {q(tables.unreadable)} "  # noqa: S608
-            "(event_id, received_at, reason, raw_message, raw_contacts) "
-            "SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], "
-            "$5::text[]) ON CONFLICT (event_id) DO UPDATE SET received_at = EXCLUDED.received_at, "
-            "reason = EXCLUDED.reason, raw_message = EXCLUDED.raw_message, "
-            "raw_contacts = EXCLUDED.raw_contacts",
-            *columns(changes.unreadable),
-        )
-    if changes.recovered:
-        await connection.execute(
-            f"INSERT INTO {q(tables.unreadable)} (event_id, recovered_message_id) "  # noqa: S608
-            "SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT (event_id) "
-            "DO UPDATE SET recovered_message_id = EXCLUDED.recovered_message_id",
-            *columns({k: (v,) for k, v in changes.recovered.items()}),
-        )
-    if changes.statuses:
-        await connection.execute(
-            f"INSERT INTO {q(tables.statuses)} AS d "  # noqa: S608
-            "(outbound_message_id, status, status_rank, status_at, recipient, recipient_bsuid, "
-            "error_code, error_title, updated_at) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], "
-            "$5::text[], $6::text[], $7::int[], $8::text[], $9::timestamptz[]) "
-            "ON CONFLICT (outbound_message_id) DO UPDATE SET status = EXCLUDED.status, "
-            "status_rank = EXCLUDED.status_rank, status_at = EXCLUDED.status_at, "
-            "recipient = EXCLUDED.recipient, recipient_bsuid = EXCLUDED.recipient_bsuid, "
-            "error_code = EXCLUDED.error_code, error_title = EXCLUDED.error_title, "
-            "updated_at = EXCLUDED.updated_at WHERE EXCLUDED.status_rank > d.status_rank",
-            *columns(changes.statuses),
-        )
-    if changes.archive and tables.archive is not None:
-        rows = list(zip(*changes.archive, strict=True))
-        await connection.execute(
-            f"INSERT INTO {q(tables.archive)} "  # noqa: S608
-            "(event_id, partition, entry_ms, entry_seq, event_type, schema_version, occurred_at, "
-            "body) SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], "
-            "$5::text[], $6::int[], $7::bigint[], $8::bytea[]) ON CONFLICT (event_id) DO NOTHING",
-            *[list(column) for column in rows],
-        )
+    """Apply ``changes`` idempotently, inside the caller's transaction, on a connection that
+    ``prepare_staging`` readied: inserts skip existing keys, reply updates overwrite."""
+    kinds = _KINDS if tables.archive is None else (*_KINDS, _ARCHIVE)
+    for kind in kinds:
+        records = kind.records(changes)
+        if not records:
+            continue
+        target = kind.new_rows_go_to(tables) if kind.new_rows_go_to else None
+        if target is not None and await _copy_if_all_new(connection, target, kind, records):
+            continue
+        await connection.copy_records_to_table(kind.stage, records=records,
+                                               columns=list(kind.columns))
+        await connection.execute(kind.apply(tables))
     await write_content_changes(connection, changes, messages=tables.messages,
                                 summaries=tables.summaries, identities=tables.identities,
                                 user_keys=tables.user_keys)
+
+
+async def _copy_if_all_new(connection: asyncpg.Connection, table: str, kind: _Kind,
+                           records: Records) -> bool:
+    """COPY ``records`` straight into ``table`` (the measured fastest write) under a
+    savepoint; False, with nothing written, when one of them exists already."""
+    try:
+        async with connection.transaction():  # a savepoint: the caller's transaction survives
+            await connection.copy_records_to_table(table, records=records,
+                                                   columns=list(kind.columns))
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
