@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -58,6 +60,7 @@ from bench.processes import (
     mecove_command,
     read_listening_line,
     rss_mb,
+    start_py_spy,
     wait_for_http,
     work_directory,
 )
@@ -82,6 +85,7 @@ class E2eOptions:
     rounds: int = 2
     typing_indicator: bool = True
     stall_timeout_s: float = 60.0  # a drain that makes no progress this long fails
+    py_spy: Path | None = None  # profile the replier of the first 1-process throughput run
     admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
 
@@ -338,7 +342,7 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
 
 
 async def measure_throughput(bench: _Bench, round_: int, count: int,
-                             database_url: str) -> ThroughputRun:
+                             database_url: str, profile: Path | None = None) -> ThroughputRun:
     options = bench.options
     prefix = bench.scratch.key_prefix(f"tp{count}")
     keys = Keys(prefix, 1)
@@ -353,6 +357,7 @@ async def measure_throughput(bench: _Bench, round_: int, count: int,
         bench.next_message += options.backlog
         await bench.forget_sends()
         event_log = EventLog(redis, keys)
+        spy = await start_py_spy(bench.processes, services[0], profile) if profile else None
         cpu_before = sum(cpu_seconds(s.pid) or 0.0 for s in services)
         started = time.time()
         for start in range(0, len(events), APPEND_CHUNK):
@@ -360,6 +365,8 @@ async def measure_throughput(bench: _Bench, round_: int, count: int,
         await wait_for_log_length(redis, stream, 2 * len(events), options.stall_timeout_s,
                                   services)
         cpu = sum(cpu_seconds(s.pid) or 0.0 for s in services) - cpu_before
+        if spy is not None:
+            await bench.processes.stop(spy, sig=signal.SIGINT)
         records = await bench.fake_records()
     finally:
         for service in services:
@@ -409,7 +416,10 @@ async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
                 database_url = await scratch.fresh_database("tp")
                 for round_ in range(1, options.rounds + 1):
                     for count in options.replier_counts:
-                        tp = await measure_throughput(bench, round_, count, database_url)
+                        profile = (options.py_spy.resolve() if options.py_spy and round_ == 1
+                                   and count == 1 else None)
+                        tp = await measure_throughput(bench, round_, count, database_url,
+                                                      profile)
                         throughput_runs.append(tp)
                         print(f"round {round_}: {count} replier process(es): "
                               f"{tp.per_s:,.0f} replies/s ({tp.messages} in {tp.seconds:.2f}s; "
@@ -465,6 +475,9 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
     parser.add_argument("--typing-indicator", choices=("on", "off"), default="on",
                         help="show \"typing…\" before each reply (a second Graph call)")
+    parser.add_argument("--py-spy", type=Path, default=None,
+                        help="profile the replier of the first 1-process throughput run "
+                             "(.svg flamegraph, .json speedscope, else raw collapsed stacks)")
 
 
 def smoke_e2e_options() -> E2eOptions:
@@ -477,7 +490,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> E2
         rate=args.rate, seconds=args.seconds, warmup_seconds=args.warmup_seconds,
         latency_repliers=args.latency_repliers, backlog=args.backlog,
         replier_counts=tuple(args.replier_counts), rounds=args.rounds,
-        typing_indicator=args.typing_indicator == "on",
+        typing_indicator=args.typing_indicator == "on", py_spy=args.py_spy,
         admin_database_url=admin_url, redis_url=redis_url,
     )
 

@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from app.platform.clock import now_ms
 from app.platform.eventlog.append import content_keys_for
 from app.platform.eventlog.keys import Keys
+from app.platform.http_transport import transport_for_environment
 from app.platform.metrics import GRAPH_SENDS
 from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import NonRetryableError, RetryableError, RetryLater
@@ -278,6 +279,8 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
     """The replier wired from settings (dry-run without WhatsApp credentials)."""
     llm = load_llm_config(settings.llm_config_path)
     keys = Keys.from_settings(settings)
+    # One transport for the LLM and the Graph API: a connection per concurrent reply at most.
+    transport = transport_for_environment(max_connections=settings.replier_concurrency)
     graph = pacer = typing = None
     if not settings.whatsapp_dry_run:
         graph = GraphClient(
@@ -287,6 +290,7 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
             token=settings.whatsapp_permanent_token or "",
             timeout_s=settings.graph_timeout_ms / 1000,
             typing_timeout_s=TYPING_TIMEOUT_S,
+            transport=transport,
         )
         pacer = Pacer(
             redis, keys,
@@ -299,7 +303,7 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
     return ReplyHandler(
         outcomes=ReplyOutcomes.from_settings(settings, redis),
         store=ConversationStore(redis, keys, pool, content_keys_for(settings, redis)),
-        chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url),
+        chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url, transport),
         llm=llm,
         graph=graph,
         rule=ReplyModeRule(settings.contextual_after_count, settings.contextual_stale_ms),

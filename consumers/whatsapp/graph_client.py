@@ -170,12 +170,31 @@ def typing_indicator_body(message_id: str) -> dict[str, Any]:
             "typing_indicator": {"type": "text"}}
 
 
+_json = msgspec.json.Encoder().encode
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class _SentMessage(msgspec.Struct):
+    id: str
+
+
+class _SendAnswer(msgspec.Struct):
+    """The part of Meta's answer to a send that the replier keeps: the outbound id."""
+
+    messages: list[_SentMessage]
+
+
+_read_sent = msgspec.json.Decoder(_SendAnswer).decode
+
+
 class GraphClient:
-    """One business number's ``/messages`` endpoint."""
+    """One business number's ``/messages`` endpoint; sends and typing indicators share one
+    HTTP transport (``transport``, e.g. also the LLM client's; None for httpx's own)."""
 
     def __init__(
         self, *, base_url: str, version: str, phone_number_id: str, token: str,
         timeout_s: float = 10.0, typing_timeout_s: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
         self._typing_timeout = httpx.Timeout(min(typing_timeout_s, timeout_s))
@@ -183,15 +202,16 @@ class GraphClient:
             timeout=timeout_s,
             headers={"Authorization": f"Bearer {token}"},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            transport=transport,
         )
 
     async def send_text(self, to: str | None, text: str, context_message_id: str | None,
                         recipient: str | None = None) -> str | None:
         """Send to the phone ``to``, else to the BSUID ``recipient``; returns Meta's outbound
         message id (None if a 200 carried none). Raises a ``GraphSendError`` subclass."""
-        body = message_body(to, text, context_message_id, recipient)
+        body = _json(message_body(to, text, context_message_id, recipient))
         try:
-            response = await self._client.post(self._url, json=body)
+            response = await self._client.post(self._url, content=body, headers=_JSON_HEADERS)
         except Exception as exc:
             name = type(exc).__name__
             if send_fate(exc) is SendFate.NOT_SENT:
@@ -201,17 +221,17 @@ class GraphClient:
         if response.status_code >= 300:
             raise classify(parse_graph_error(response.status_code, response.content))
         try:
-            payload = response.json()
-            return str(payload["messages"][0]["id"])
-        except (ValueError, KeyError, IndexError, TypeError):
+            return _read_sent(response.content).messages[0].id
+        except (msgspec.DecodeError, IndexError):
             log.warning("graph accepted the message without a readable id")
             return None
 
     async def show_typing(self, message_id: str) -> None:
         """Mark inbound ``message_id`` read and show "typing…"; raises ``GraphSendError`` or
         an httpx error on failure (the caller ignores it). Uses the short typing timeout."""
-        response = await self._client.post(self._url, json=typing_indicator_body(message_id),
-                                           timeout=self._typing_timeout)
+        response = await self._client.post(
+            self._url, content=_json(typing_indicator_body(message_id)), headers=_JSON_HEADERS,
+            timeout=self._typing_timeout)
         if response.status_code >= 300:
             raise classify(parse_graph_error(response.status_code, response.content))
 
