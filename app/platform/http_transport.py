@@ -55,6 +55,7 @@ class _Connection(asyncio.Protocol):
         self._can_write: asyncio.Future[None] | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
+        self._keep_alive = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -99,6 +100,8 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        # Asked here: once the callback returns, the parser has reset and says False.
+        self._keep_alive = self._parser is not None and self._parser.should_keep_alive()
         self._finish(None)
 
     # -- one exchange ----------------------------------------------------------------------
@@ -117,7 +120,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._parser = httptools.HttpResponseParser(self)
         self._done = asyncio.get_running_loop().create_future()
-        self._headers, self._body = [], []
+        self._headers, self._body, self._keep_alive = [], [], False
         try:
             self.transport.write(request)
         except OSError as exc:
@@ -136,7 +139,7 @@ class _Connection(asyncio.Protocol):
         except _ServerClosed as exc:
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a complete response.") from exc
-        keep = self._parser.should_keep_alive() and not self.closed
+        keep = self._keep_alive and not self.closed
         status = self._parser.get_status_code()
         self._parser = None
         self.idle_since = time.monotonic()
