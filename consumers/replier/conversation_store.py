@@ -2,6 +2,9 @@
 context is right even while the projector lags; PostgreSQL is the fallback once the Redis
 copy has expired. Texts come sealed (the event's and the turn hashes' alike) and are opened
 here with the user's key; a turn whose key was destroyed reads as erased.
+
+The ``queue_*`` methods add a read to a pipeline the caller runs, so the replier asks Redis
+for several things of one user in one round trip; the caller hands the answers back.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Callable
 
 import asyncpg
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from app.platform.eventlog.content_crypto import ERASED, Keyring, open_value, sealed_key_id
 from app.platform.eventlog.content_keys import ContentKeys
@@ -41,11 +45,20 @@ class ConversationStore:
             return None if value is None else open_value(value, ring, field) or ERASED
         return opened
 
-    async def turns_up_to(self, message: MessageReceived) -> list[Turn]:
-        """The last turns of the user up to and including ``message``, oldest first."""
+    def queue_recent_ids(self, pipe: Pipeline, message: MessageReceived) -> None:
+        """Add the read of the user's recent message ids (for ``turns_up_to``) to ``pipe``."""
         partition = self.keys.partition_of(message.user_id)
-        ids = [as_text(i) for i in await self.redis.lrange(
-            self.conversation.recent(partition, message.user_id), 0, -1)]
+        pipe.lrange(self.conversation.recent(partition, message.user_id), 0, -1)
+
+    async def turns_up_to(self, message: MessageReceived,
+                          recent_ids: list[bytes] | None = None) -> list[Turn]:
+        """The last turns of the user up to and including ``message``, oldest first.
+        ``recent_ids``: the answer of ``queue_recent_ids`` when the caller already has it."""
+        partition = self.keys.partition_of(message.user_id)
+        if recent_ids is None:
+            recent_ids = await self.redis.lrange(
+                self.conversation.recent(partition, message.user_id), 0, -1)
+        ids = [as_text(i) for i in recent_ids]
         if message.message_id in ids:
             window = ids[: ids.index(message.message_id) + 1][-CONTEXT_MESSAGES:]
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -74,13 +87,12 @@ class ConversationStore:
         opened = await self._opener(message.user_id, [message.text])
         return [*earlier, Turn(message.message_id, opened(message.text, "text") or ERASED, None)]
 
-    async def messages_after(self, message: MessageReceived) -> int:
-        """How many of the user's tracked messages came after this one."""
+    def queue_messages_after(self, pipe: Pipeline, message: MessageReceived) -> None:
+        """Add the count of the user's tracked messages that came after this one to ``pipe``
+        (its answer is an int)."""
         partition = self.keys.partition_of(message.user_id)
-        return int(await self.redis.zcount(
-            self.conversation.tracking(partition, message.user_id), f"({message.tracking_score}",
-            "+inf"
-        ))
+        pipe.zcount(self.conversation.tracking(partition, message.user_id),
+                    f"({message.tracking_score}", "+inf")
 
     async def already_replied_in_database(self, message_id: str) -> bool:
         async with self.pool.acquire() as connection:

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 
 from app.platform.clock import now_ms
 from app.platform.eventlog.append import content_keys_for
+from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
 from app.platform.http_transport import transport_for_environment
 from app.platform.metrics import GRAPH_SENDS
@@ -77,6 +78,7 @@ class ReplyHandler(GroupHandler):
     def __init__(
         self,
         *,
+        redis: Redis,
         outcomes: ReplyOutcomes,
         store: ConversationStore,
         chat: ChatClient,
@@ -89,6 +91,7 @@ class ReplyHandler(GroupHandler):
         concurrency: int = 32,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
+        self.redis = redis
         self.outcomes = outcomes
         self.store = store
         self.chat = chat
@@ -135,7 +138,11 @@ class ReplyHandler(GroupHandler):
         fields = {"event_id": message.event_id, "message_id": message.message_id,
                   "attempt": delivery.attempt}
         outcome_key = self.outcomes.key(message.user_id, message.message_id)
-        state = await self.outcomes.read(outcome_key)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            self.outcomes.queue_read(pipe, outcome_key)
+            self.store.queue_recent_ids(pipe, message)
+            raw_state, recent_ids = await pipe.execute()
+        state = as_text(raw_state)
         if state is not None and delivery.operator_retry and not is_sent(state):
             # An operator chose to retry a failed or in-doubt reply: they accepted the risk.
             log.warning("operator retry: clearing the previous outcome",
@@ -149,7 +156,8 @@ class ReplyHandler(GroupHandler):
                 return
             raise ReplyInDoubt(f"reply in doubt: an earlier attempt ({state}) stopped while "
                                "sending; not resent so the user never gets it twice")
-        if await self.store.already_replied_in_database(message.message_id):
+        if self._outcome_may_have_expired(message) and \
+                await self.store.already_replied_in_database(message.message_id):
             log.info("already replied (database); skipped", extra={"fields": fields})
             await self._leave_line(message)
             return
@@ -161,26 +169,34 @@ class ReplyHandler(GroupHandler):
                 raise self._deferred(pacing, "pair rate limit")
 
         typing = asyncio.create_task(self.typing.show(message)) if self.typing else None
-        turns = await self.store.turns_up_to(message)
+        turns = await self.store.turns_up_to(message, recent_ids)
         completion = await self.chat.complete(
             self.llm.reply.system_prompt, format_conversation(turns), self.llm.reply.fallback_text
         )
         if typing is not None:
             await typing  # bounded by its own short timeout; never raises
-        messages_after = await self.store.messages_after(message)
-        now = self.clock_ms()
-        mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
-        contextual = mode is ReplyMode.CONTEXTUAL
         outbound_id: str | None = None
-        if self.graph is not None:
+        if self.graph is None:
+            messages_after, _ = await self._messages_after_and_take(message, None, None)
+            mode = decide_reply_mode(messages_after, message.received_at, self.clock_ms(),
+                                     self.rule)
+            contextual = mode is ReplyMode.CONTEXTUAL
+            GRAPH_SENDS.labels("dry_run").inc()
+        else:
             if self.pacer is not None:
+                now = self.clock_ms()
                 pacing = await self.pacer.take(message.user_id, message.message_id, order)
                 if not pacing.go:
                     raise self._deferred(pacing, "pair or throughput limit")
                 if pacing.at_ms > now:
                     await asyncio.sleep((pacing.at_ms - now) / 1000)  # the number's pace
+            now = self.clock_ms()
             sending = sending_state(self.consumer_name, now)
-            if not await self.outcomes.take(outcome_key, sending):
+            messages_after, taken = await self._messages_after_and_take(
+                message, outcome_key, sending)
+            mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
+            contextual = mode is ReplyMode.CONTEXTUAL
+            if not taken:
                 current = await self.outcomes.read(outcome_key)
                 if current is not None and is_final(current):
                     log.info("replied meanwhile by another attempt; skipped",
@@ -202,8 +218,6 @@ class ReplyHandler(GroupHandler):
                 await self.outcomes.release(outcome_key, sending)
                 raise await self._after_send_error(message, order, exc) from exc
             GRAPH_SENDS.labels("sent").inc()
-        else:
-            GRAPH_SENDS.labels("dry_run").inc()
         replied_at = self.clock_ms()
         await self.outcomes.record(ReplySent(
             event_id=event_id_for("ReplySent", message.message_id),
@@ -221,6 +235,23 @@ class ReplyHandler(GroupHandler):
         log.info("reply sent" if self.graph else "reply recorded (dry-run)", extra={"fields": {
             **fields, "mode": mode.value, "fallback": completion.fallback_used,
             "latency_ms": replied_at - message.received_at}})
+
+    async def _messages_after_and_take(self, message: MessageReceived, outcome_key: str | None,
+                                       sending: str | None) -> tuple[int, bool]:
+        """In one round trip: how many of the user's messages came after this one (for the
+        reply mode, decided at send time) and, given a key, whether ``sending`` was taken."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.store.queue_messages_after(pipe, message)
+            if outcome_key is not None and sending is not None:
+                self.outcomes.queue_take(pipe, outcome_key, sending)
+            answers = await pipe.execute()
+        return int(answers[0]), len(answers) > 1 and bool(answers[1])
+
+    def _outcome_may_have_expired(self, message: MessageReceived) -> bool:
+        """Whether a reply outcome recorded for ``message`` could have expired from Redis:
+        outcomes are written after the message arrived and kept ``outcome_ttl_s``, so for a
+        younger message Redis alone answers and PostgreSQL stays off the hot path."""
+        return self.clock_ms() - message.received_at >= self.outcomes.outcome_ttl_s * 1000
 
     async def _after_send_error(self, message: MessageReceived, order: int,
                                 error: Exception) -> Exception:
@@ -301,6 +332,7 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
         if settings.typing_indicator:
             typing = TypingIndicator(redis, keys, graph, timeout_s=TYPING_TIMEOUT_S)
     return ReplyHandler(
+        redis=redis,
         outcomes=ReplyOutcomes.from_settings(settings, redis),
         store=ConversationStore(redis, keys, pool, content_keys_for(settings, redis)),
         chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url, transport),

@@ -14,6 +14,7 @@ and "the event exists" cannot disagree (docs/decisions/0003-reply-at-most-once.m
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from app.platform.eventlog.append import STALE_KEY, content_keys_for
 from app.platform.eventlog.content_crypto import erase_content, seal_event, sealed_key_id
@@ -136,9 +137,13 @@ class ReplyOutcomes:
         """The message's state, or None when no replier took it yet."""
         return as_text(await self.redis.get(key))
 
-    async def take(self, key: str, state: str) -> bool:
-        """Write ``state`` (a ``sending_state``) unless the key holds one; True when written."""
-        return bool(await self.redis.set(key, state, nx=True, ex=self.outcome_ttl_s))
+    def queue_read(self, pipe: Pipeline, key: str) -> None:
+        """Add ``read`` of ``key`` to ``pipe``; pass its answer through ``as_text``."""
+        pipe.get(key)
+
+    def queue_take(self, pipe: Pipeline, key: str, state: str) -> None:
+        """Add ``take`` to ``pipe``; its answer is truthy when ``state`` was written."""
+        pipe.set(key, state, nx=True, ex=self.outcome_ttl_s)
 
     async def release(self, key: str, state: str) -> None:
         """Remove ``state`` taken by ``take`` (nothing was sent), unless it changed since."""
