@@ -33,7 +33,7 @@ import certifi
 import httptools
 import httpx
 
-__all__ = ["KeepAliveTransport", "transport_for_environment"]
+__all__ = ["CookielessAsyncClient", "KeepAliveTransport", "transport_for_environment"]
 
 Origin = tuple[str, str, int]  # scheme, host, port
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -258,3 +258,22 @@ def transport_for_environment(max_connections: int = 8) -> httpx.AsyncBaseTransp
     if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
         return None
     return KeepAliveTransport(max_connections=max_connections)
+
+
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing: reading ``Set-Cookie`` built a urllib request per answer."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class CookielessAsyncClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that never stores cookies (the Graph and Groq APIs use none),
+    sparing ~0.1 ms of CPU per request."""
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+
+_NO_COOKIES = _NoCookies()

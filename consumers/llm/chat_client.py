@@ -17,6 +17,7 @@ import groq
 import httpx
 import msgspec
 
+from app.platform.http_transport import CookielessAsyncClient
 from app.platform.metrics import LLM_FALLBACKS, LLM_SECONDS
 from consumers.llm.llm_config import LlmConfig
 
@@ -70,7 +71,7 @@ class ChatClient:
                 base_url=base_url or DEFAULT_BASE_URL,
                 timeout=config.timeout_seconds,
                 max_retries=0,  # the consumer runtime owns retries; the LLM gets one try
-                http_client=groq.DefaultAsyncHttpxClient(transport=transport)
+                http_client=CookielessAsyncClient(transport=transport, follow_redirects=True)
                 if transport is not None else None,
             )
         else:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from app.platform.http_transport import CookielessAsyncClient
 from app.platform.runtime.retry_policy import NonRetryableError, RetryableError
 
 __all__ = [
@@ -198,7 +199,7 @@ class GraphClient:
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
         self._typing_timeout = httpx.Timeout(min(typing_timeout_s, timeout_s))
-        self._client = httpx.AsyncClient(
+        self._client = CookielessAsyncClient(
             timeout=timeout_s,
             headers={"Authorization": f"Bearer {token}"},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
