@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from app.platform.eventlog.entries import as_text
 from app.platform.metrics import IDENTITY_CONFLICTS, IDENTITY_LINKS
+from app.platform.same_turn_batches import SameTurnBatches
 from schema.ids import identity_id_for, user_id_for
 
 log = logging.getLogger("mecove.identities")
@@ -116,16 +117,20 @@ class IdentityKeys:
 
 
 class IdentityLinks:
-    """Resolves senders to users, creating links atomically (one script call per delivery)."""
+    """Resolves senders to users, creating links atomically. Deliveries resolved in the same
+    event-loop turn share one script call (all links live in one slot); the script handles
+    their senders one after the other, exactly as separate calls in that order would."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.keys = IdentityKeys(prefix)
         self._resolve = redis.register_script(RESOLVE_IDENTITIES_LUA)
+        self._batches: SameTurnBatches[Sender, Resolution] = SameTurnBatches(self._resolve_now)
 
     async def resolve(self, senders: Sequence[Sender]) -> list[Resolution]:
         """One Resolution per sender, in order; raises RedisError when Redis is unreachable."""
-        if not senders:
-            return []
+        return await self._batches.submit(senders)
+
+    async def _resolve_now(self, senders: list[Sender]) -> list[Resolution]:
         keys: list[str] = []
         args: list[str] = []
         for sender in senders:
