@@ -15,6 +15,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from app.console.plugin import console_plugins
 from app.ingress.debug_routes import DebugController
 from app.ingress.health_routes import HealthController
+from app.ingress.webhook_fast_path import IngressApp
 from app.ingress.webhook_routes import WhatsAppWebhookController
 from app.platform.identities import IdentityLinks
 from app.platform.logs import configure_logging
@@ -40,7 +41,7 @@ def create_app_from_environment() -> Litestar:
     return create_app(settings)
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings) -> IngressApp:
     """The ingress application; pools are opened and closed by its lifespan.
 
     Raises SettingsError when real replies would answer unsigned webhooks (see
@@ -64,7 +65,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers: list[type] = [WhatsAppWebhookController, HealthController]
     if settings.debug:
         handlers.append(DebugController)
-    return Litestar(
+    return IngressApp(
         route_handlers=handlers,
         lifespan=[lifespan],
         logging_config=None,  # keep our structured, secret-scrubbing handler

@@ -42,6 +42,7 @@ from schema.events import DeliveryStatusReceived, MessageUnreadable
 log = logging.getLogger("mecove.ingress")
 
 MAX_BODY_BYTES = 1024 * 1024
+WEBHOOK_PATH = "/webhooks/whatsapp"
 OK_BODY = b'{"ok":true}'
 
 
@@ -49,12 +50,12 @@ def _json(status: int, body: bytes) -> Response[bytes]:
     return Response(content=body, status_code=status, media_type="application/json")
 
 
-def _error(status: int, message: str) -> Response[bytes]:
-    return _json(status, b'{"ok":false,"error":"' + message.encode() + b'"}')
+def _error_body(message: str) -> bytes:
+    return b'{"ok":false,"error":"' + message.encode() + b'"}'
 
 
 class WhatsAppWebhookController(Controller):
-    path = "/webhooks/whatsapp"
+    path = WEBHOOK_PATH
 
     @get(sync_to_thread=False, media_type="text/plain")
     def verify(self, request: Request, state: State) -> Response[str]:
@@ -80,43 +81,55 @@ class WhatsAppWebhookController(Controller):
     @post(request_max_body_size=MAX_BODY_BYTES, status_code=HTTP_200_OK)
     async def receive(self, request: Request, state: State) -> Response[bytes]:
         """Append one MessageReceived per new text message; 200 only once they are in the log."""
-        settings: Settings = state.settings
         try:
             body = await request.body()
         except RequestEntityTooLarge:
             WEBHOOKS.labels("too_large").inc()
             raise
-        if settings.whatsapp_app_secret and not signature_is_valid(
-            body, request.headers.get("x-hub-signature-256"), settings.whatsapp_app_secret
-        ):
-            WEBHOOKS.labels("rejected").inc()
-            log.warning("webhook rejected: bad or missing signature")
-            return _error(HTTP_401_UNAUTHORIZED, "invalid signature")
-        try:
-            parsed = parse_webhook(body)
-        except MalformedWebhook:
-            WEBHOOKS.labels("malformed").inc()
-            log.warning("webhook rejected: body is not JSON",
-                        extra={"fields": {"bytes": len(body)}})
-            return _error(HTTP_400_BAD_REQUEST, "malformed JSON")
-        if parsed.unknown_shape:
-            WEBHOOKS.labels("ignored").inc()
-            log.info("webhook ignored: not a WhatsApp webhook shape")
-            return _json(HTTP_200_OK, OK_BODY)
-        if not (parsed.texts or parsed.unreadable or parsed.statuses):
-            WEBHOOKS.labels("ignored").inc()
-            return _json(HTTP_200_OK, OK_BODY)
-        started = time.perf_counter()
-        try:
-            appended = await _append_parsed(parsed, state.identity_links, state.event_log)
-        except (RedisError, RedisClusterException, OSError) as exc:
-            WEBHOOKS.labels("unavailable").inc()
-            log.error("event log unavailable: answering 503 so Meta redelivers",
-                      extra={"fields": {"error": type(exc).__name__}})
-            return _error(HTTP_503_SERVICE_UNAVAILABLE, "event log unavailable")
-        APPEND_SECONDS.observe(time.perf_counter() - started)
-        WEBHOOKS.labels("accepted" if appended else "duplicate").inc()
-        return _json(HTTP_200_OK, OK_BODY)
+        status, answer = await answer_delivery(
+            body, request.headers.get("x-hub-signature-256"), state.settings,
+            state.identity_links, state.event_log)
+        return _json(status, answer)
+
+
+async def answer_delivery(body: bytes, signature: str | None, settings: Settings,
+                          identity_links: IdentityLinks, event_log: EventLog
+                          ) -> tuple[int, bytes]:
+    """A delivery's body and ``X-Hub-Signature-256`` -> the HTTP status and JSON body to
+    answer: 200 only once its messages are in the log, 401 bad signature, 400 not JSON, 503
+    the log is unavailable (Meta redelivers). Shared by the Litestar route and the raw ASGI
+    path (``webhook_fast_path``) so both answer exactly alike."""
+    if settings.whatsapp_app_secret and not signature_is_valid(
+        body, signature, settings.whatsapp_app_secret
+    ):
+        WEBHOOKS.labels("rejected").inc()
+        log.warning("webhook rejected: bad or missing signature")
+        return HTTP_401_UNAUTHORIZED, _error_body("invalid signature")
+    try:
+        parsed = parse_webhook(body)
+    except MalformedWebhook:
+        WEBHOOKS.labels("malformed").inc()
+        log.warning("webhook rejected: body is not JSON",
+                    extra={"fields": {"bytes": len(body)}})
+        return HTTP_400_BAD_REQUEST, _error_body("malformed JSON")
+    if parsed.unknown_shape:
+        WEBHOOKS.labels("ignored").inc()
+        log.info("webhook ignored: not a WhatsApp webhook shape")
+        return HTTP_200_OK, OK_BODY
+    if not (parsed.texts or parsed.unreadable or parsed.statuses):
+        WEBHOOKS.labels("ignored").inc()
+        return HTTP_200_OK, OK_BODY
+    started = time.perf_counter()
+    try:
+        appended = await _append_parsed(parsed, identity_links, event_log)
+    except (RedisError, RedisClusterException, OSError) as exc:
+        WEBHOOKS.labels("unavailable").inc()
+        log.error("event log unavailable: answering 503 so Meta redelivers",
+                  extra={"fields": {"error": type(exc).__name__}})
+        return HTTP_503_SERVICE_UNAVAILABLE, _error_body("event log unavailable")
+    APPEND_SECONDS.observe(time.perf_counter() - started)
+    WEBHOOKS.labels("accepted" if appended else "duplicate").inc()
+    return HTTP_200_OK, OK_BODY
 
 
 async def _append_parsed(parsed: ParsedWebhook, identity_links: IdentityLinks,

@@ -1,0 +1,86 @@
+"""``POST /webhooks/whatsapp`` as a raw ASGI handler, ahead of Litestar's per-request work.
+
+Profiled under load, Litestar's routing, signature model, exception middleware and response
+objects took more CPU per webhook than parsing, checking and appending it. Deliveries are the
+one hot endpoint, so ``IngressApp`` answers them here: read the body (at most
+``MAX_BODY_BYTES``, else 413), then ``answer_delivery`` — the same function the Litestar route
+calls — and write its status and JSON body. Every other request, and the OpenAPI document of
+this one, stays Litestar's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Litestar
+from litestar.types import Receive, Scope, Send
+
+from app.ingress.webhook_routes import MAX_BODY_BYTES, WEBHOOK_PATH, answer_delivery
+from app.platform.metrics import WEBHOOKS
+
+__all__ = ["IngressApp"]
+
+log = logging.getLogger("mecove.ingress")
+
+_TOO_LARGE = b'{"ok":false,"error":"request body too large"}'
+_INTERNAL = b'{"ok":false,"error":"internal error"}'
+
+
+class IngressApp(Litestar):
+    """The ingress's Litestar application, with deliveries answered by ``_receive_delivery``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "http" and scope["method"] == "POST" \
+                and scope["path"] == WEBHOOK_PATH:
+            await self._receive_delivery(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _receive_delivery(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(scope, receive)
+        if body is None:
+            WEBHOOKS.labels("too_large").inc()
+            await _answer(send, 413, _TOO_LARGE)
+            return
+        signature = None
+        for name, value in scope["headers"]:
+            if name == b"x-hub-signature-256":
+                signature = value.decode("latin-1")
+                break
+        state = self.state
+        try:
+            status, answer = await answer_delivery(body, signature, state.settings,
+                                                   state.identity_links, state.event_log)
+        except Exception:
+            log.exception("webhook failed")  # as Litestar would: a 500, the error logged
+            status, answer = 500, _INTERNAL
+        await _answer(send, status, answer)
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
+    """The whole request body, or None when it is larger than ``MAX_BODY_BYTES``."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; the answer will not be read
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _answer(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body})
