@@ -11,6 +11,7 @@ from enum import Enum
 class Check(Enum):
     RATIO_AT_LEAST = "ratio_at_least"  # value / baseline >= threshold
     RATIO_ABOVE = "ratio_above"  # value / baseline > threshold
+    RATIO_AT_MOST = "ratio_at_most"  # value / baseline <= threshold (a cost against a baseline)
     AT_MOST = "at_most"  # value <= threshold
     EQUALS = "equals"  # value == threshold
 
@@ -25,6 +26,8 @@ class Target:
             return f">= {self.threshold:g}x"
         if self.check is Check.RATIO_ABOVE:
             return f"> {self.threshold:g}x"
+        if self.check is Check.RATIO_AT_MOST:
+            return f"<= {self.threshold:g}x"
         if self.check is Check.AT_MOST:
             return f"<= {self.threshold:g} {unit}".strip()
         return f"= {self.threshold:g} {unit}".strip()
@@ -61,6 +64,8 @@ class Figure:
         ratio = self.ratio
         if ratio is None:
             return None
+        if check is Check.RATIO_AT_MOST:
+            return ratio <= threshold
         return ratio >= threshold if check is Check.RATIO_AT_LEAST else ratio > threshold
 
 

@@ -295,9 +295,9 @@ async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
     copy_rate = options.events / copies[best_round]
     return [
         Figure("projector drain events/s vs COPY", drains[best_round].per_s, "events/s",
-               copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.5)),
+               copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.6)),
         Figure("replay events/s vs COPY", replay.per_s if replay else None, "events/s",
-               copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.5),
+               copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.6),
                note="" if replay else "not available yet"),
         Figure("COPY incl. event_archive (info)",
                options.events / copies_archive[best_round], "events/s", copy_rate,

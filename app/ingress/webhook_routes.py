@@ -148,7 +148,8 @@ async def _append_parsed(parsed: ParsedWebhook, identity_links: IdentityLinks,
     others += [status_event(s, received_at) for s in parsed.statuses]
     entry_ids = await event_log.append_messages(events) if events else []
     # Partitioned by their own id: neither kind belongs to a known user yet.
-    await asyncio.gather(*(event_log.append(e, user_id=e.event_id) for e in others))
+    if others:
+        await asyncio.gather(*(event_log.append(e, user_id=e.event_id) for e in others))
     for event, entry_id in zip(events, entry_ids, strict=True):
         log.debug(  # one line per message costs ~10% of the ingress's CPU at INFO
             "message appended" if entry_id else "duplicate delivery ignored",
