@@ -221,6 +221,9 @@ def figures_from(runs: Sequence[Run], peer_note: str) -> list[Figure]:
                peer.load.requests_per_s if peer else None, "FastAPI+arq",
                Target(Check.RATIO_AT_LEAST, 2.0), note="" if peer else peer_note),
     ]
+    figures.append(Figure("ingress req/s vs Fastify+BullMQ (Node, per core)", None, "req/s",
+                          None, "Fastify+BullMQ", Target(Check.RATIO_AT_LEAST, 1.0),
+                          note="not measured: this peer is not in bench/ yet"))
     ingress_runs = [r for r in runs if r.target == INGRESS]
     failures = sum(r.load.non2xx + r.load.socket_errors for r in ingress_runs)
     figures.append(Figure("ingress non-2xx + socket errors (all runs)",

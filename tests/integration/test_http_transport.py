@@ -5,7 +5,7 @@ send fate says whether the request may have left."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -51,20 +51,30 @@ class ScriptedServer:
             writer.close()
 
 
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def client_of(serve: Serve, timeout: httpx.Timeout | float = 2.0,
+                    **transport_options: float) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A local server running ``serve`` per connection, and a client through the transport."""
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    client = httpx.AsyncClient(transport=KeepAliveTransport(**transport_options),  # type: ignore[arg-type]
+                               timeout=timeout)
+    try:
+        yield client, f"http://127.0.0.1:{port}/v1/messages?x=1"
+    finally:
+        await client.aclose()
+        listener.close()
+
+
 @asynccontextmanager
 async def scripted(answer: Answer, **transport_options: float
                    ) -> AsyncIterator[tuple[ScriptedServer, httpx.AsyncClient, str]]:
     server = ScriptedServer(answer)
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    client = httpx.AsyncClient(transport=KeepAliveTransport(**transport_options),  # type: ignore[arg-type]
-                               timeout=2.0)
-    try:
-        yield server, client, f"http://127.0.0.1:{port}/v1/messages?x=1"
-    finally:
-        await client.aclose()
-        listener.close()
-        await listener.wait_closed()
+    async with client_of(server.serve, **transport_options) as (client, url):
+        yield server, client, url
 
 
 async def test_sequential_requests_share_one_connection_and_send_the_whole_request() -> None:
@@ -124,23 +134,14 @@ async def test_a_server_that_hangs_up_without_answering_leaves_the_send_in_doubt
 
 
 async def test_an_answer_that_never_comes_is_a_read_timeout_in_doubt() -> None:
-    silent = ScriptedServer(ok())
-
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        silent.connections += 1
         await reader.read(1 << 16)
         await asyncio.sleep(5)
         writer.close()
 
-    listener = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    client = httpx.AsyncClient(transport=KeepAliveTransport(), timeout=0.2)
-    try:
+    async with client_of(never_answer, timeout=0.2) as (client, url):
         with pytest.raises(httpx.ReadTimeout) as raised:
-            await client.post(f"http://127.0.0.1:{port}/", json={})
-    finally:
-        await client.aclose()
-        listener.close()
+            await client.post(url, json={})
     assert send_fate(raised.value) is SendFate.IN_DOUBT
 
 
@@ -154,18 +155,12 @@ async def test_waiting_longer_than_the_pool_timeout_for_a_connection_was_never_s
         await writer.drain()
         writer.close()
 
-    listener = await asyncio.start_server(slow, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    client = httpx.AsyncClient(transport=KeepAliveTransport(max_connections=1),
-                               timeout=httpx.Timeout(2.0, pool=0.1))
-    try:
-        first = asyncio.create_task(client.post(f"http://127.0.0.1:{port}/", json={}))
+    async with client_of(slow, httpx.Timeout(2.0, pool=0.1), max_connections=1) as (client,
+                                                                                      url):
+        first = asyncio.create_task(client.post(url, json={}))
         await asyncio.sleep(0.05)
         with pytest.raises(httpx.PoolTimeout) as raised:
-            await client.post(f"http://127.0.0.1:{port}/", json={})
+            await client.post(url, json={})
         release.set()
         assert (await first).status_code == 200
-    finally:
-        await client.aclose()
-        listener.close()
     assert send_fate(raised.value) is SendFate.NOT_SENT

@@ -19,7 +19,6 @@ writes (it renews its dedupe key), so its ``WAIT`` also covers the first, unconf
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -44,6 +43,7 @@ from app.platform.eventlog.entries import ENTRY_LUA, as_text, encode_event, entr
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
 from app.platform.redis_client import RedisClient, ReplicaShortfall, SlotWriter
+from app.platform.same_turn_batches import SameTurnBatches
 from app.platform.settings import Settings
 from schema.events import Event, MessageReceived
 
@@ -146,9 +146,8 @@ class EventLog:
         self._context_ttl_s = context_ttl_seconds
         self._append_messages = redis.register_script(APPEND_MESSAGES_LUA)
         self._append_sealed = redis.register_script(APPEND_SEALED_LUA)
-        self._pending: list[tuple[list[MessageReceived], asyncio.Future[list[str | None]]]] = []
-        self._flush_scheduled = False
-        self._flushes: set[asyncio.Future[None]] = set()
+        self._batches: SameTurnBatches[MessageReceived, str | None] = SameTurnBatches(
+            self._append_now, max_callers=MAX_COALESCED)
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: RedisClient) -> EventLog:
@@ -175,41 +174,7 @@ class EventLog:
         per partition (one round trip for many webhooks); each caller still gets its answer
         only once its own messages are in the log, and every message stays atomic on its own.
         """
-        if not events:
-            return []
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[str | None]] = loop.create_future()
-        self._pending.append((list(events), future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._start_flush)
-        return await future
-
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._pending = self._pending[:MAX_COALESCED], self._pending[MAX_COALESCED:]
-        if self._pending:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        task = asyncio.ensure_future(self._flush(batch))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush(
-        self, batch: list[tuple[list[MessageReceived], asyncio.Future[list[str | None]]]]
-    ) -> None:
-        try:
-            ids = await self._append_now([e for events, _ in batch for e in events])
-        except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        offset = 0
-        for events, future in batch:
-            if not future.done():
-                future.set_result(ids[offset:offset + len(events)])
-            offset += len(events)
+        return await self._batches.submit(events)
 
     async def _append_now(self, events: Sequence[MessageReceived]) -> list[str | None]:
         """Seal and append; messages whose key was destroyed meanwhile go again, resealed."""
