@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
 from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.entries import TYPE, as_text
 from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target, percentile
 from bench.numbered_messages import (
@@ -71,6 +72,7 @@ from bench.standalone import run_standalone
 GRAPH_TOKEN = "bench-graph-token"
 GROQ_KEY = "bench-groq-key"
 STARTED_LINE = "consumer started"  # logged by the consumer runtime as it starts reading
+REPLY_SENT = b"ReplySent"  # the type field of a ReplySent entry
 APPEND_CHUNK = 100  # messages per Lua step when appending a backlog
 
 
@@ -230,25 +232,31 @@ class _Bench:
                 pass
 
 
-async def wait_for_log_length(
-    redis: Redis, stream: str, length: int, stall_s: float, services: Sequence[Service]
+async def wait_for_replies(
+    redis: Redis, stream: str, count: int, stall_s: float, services: Sequence[Service]
 ) -> None:
-    """Each reply appends ReplySent after its send: the stream length says all were sent.
+    """Each reply appends ReplySent after its send: ``count`` of them say all were sent (the
+    stream also holds the messages and the users' content keys, so its length does not).
 
     A slow drain is a result, not an error: give up only when nothing moves for ``stall_s``.
     """
-    have = await redis.xlen(stream)
+    have, after = 0, "-"
     moved = time.monotonic()
-    while have < length:
+    while have < count:
         for service in services:
             service.ensure_running()
+        entries = await redis.xrange(stream, min=after, max="+", count=5_000)
+        if after != "-" and entries:
+            entries = entries[1:]  # ``after`` itself was counted by the previous read
+        if entries:
+            after = as_text(entries[-1][0])
+            have += sum(1 for _id, fields in entries if fields.get(TYPE) == REPLY_SENT)
+            moved = time.monotonic()
+            continue
         if time.monotonic() - moved > stall_s:
-            raise BenchError(f"{stream} stuck at {have} entries for {stall_s:g}s, expected "
-                             f"{length}: replies are missing")
+            raise BenchError(f"{stream} has {have} ReplySent for {stall_s:g}s, expected "
+                             f"{count}: replies are missing")
         await asyncio.sleep(0.05)
-        now = await redis.xlen(stream)
-        if now != have:
-            have, moved = now, time.monotonic()
 
 
 async def post_at_rate(url: str, bodies: Sequence[SignedBody], rate: float) -> list[Posted]:
@@ -303,16 +311,16 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         measured = bench.take_bodies(round(options.rate * options.seconds))
         warm_posted = await post_at_rate(url, warmup, options.rate)
         warm_accepted = sum(200 <= p.status < 300 for p in warm_posted)
-        await wait_for_log_length(redis, stream, 2 * warm_accepted, options.stall_timeout_s,
-                                  services)  # measure from an idle, warmed-up pipeline
+        await wait_for_replies(redis, stream, warm_accepted, options.stall_timeout_s,
+                               services)  # measure from an idle, warmed-up pipeline
         bench.rss = {}
         sampler = asyncio.create_task(bench.sample_rss(services, stop_sampling))
         started = time.perf_counter()
         posted = await post_at_rate(url, measured, options.rate)
         sending_s = time.perf_counter() - started
         accepted = sum(200 <= p.status < 300 for p in [*warm_posted, *posted])
-        await wait_for_log_length(redis, stream, 2 * accepted, options.stall_timeout_s,
-                                  services)
+        await wait_for_replies(redis, stream, accepted, options.stall_timeout_s,
+                               services)
         stop_sampling.set()
         await sampler
         records = await bench.fake_records()
@@ -362,8 +370,8 @@ async def measure_throughput(bench: _Bench, round_: int, count: int,
         started = time.time()
         for start in range(0, len(events), APPEND_CHUNK):
             await event_log.append_messages(events[start:start + APPEND_CHUNK])
-        await wait_for_log_length(redis, stream, 2 * len(events), options.stall_timeout_s,
-                                  services)
+        await wait_for_replies(redis, stream, len(events), options.stall_timeout_s,
+                               services)
         cpu = sum(cpu_seconds(s.pid) or 0.0 for s in services) - cpu_before
         if spy is not None:
             await bench.processes.stop(spy, sig=signal.SIGINT)

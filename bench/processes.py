@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from app.platform.eventlog.content_crypto import MasterKeys
 from bench.closed_on_exit import ClosedOnExit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,10 @@ def work_directory(label: str) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# One key for every process of a run: the api seals what the consumers open.
+BENCH_MASTER_KEY = MasterKeys.generate_text()
+
+
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment without any mecove variable, plus ``extra``.
 
@@ -78,6 +83,7 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     ``python -m tests.fakes...`` import this checkout whatever the working directory.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_MECOVE_VARIABLES)}
+    env["MECOVE_MASTER_KEY"] = BENCH_MASTER_KEY  # content sealed, as production must run
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
