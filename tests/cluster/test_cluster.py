@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import time
 
 import asyncpg
@@ -216,11 +217,13 @@ async def test_a_master_killed_under_traffic_loses_no_acknowledged_webhook_and_s
             await deliver(http, sender)
         killed_at = time.monotonic()
         cluster.kill(victim)
-        rest = asyncio.gather(*(deliver(http, s) for s in senders[80:]))
-        await _wait_promoted(cluster, victim)
-        promoted_at = time.monotonic()
-        cluster.start_node(victim)  # back as the new master's replica, so WAIT 1 passes again
-        await rest
+        failover = _Failover(cluster, victim)
+        failover.start()
+        try:  # Meta redelivers forever: bound the wait in case no replica is promoted
+            await asyncio.wait_for(asyncio.gather(*(deliver(http, s) for s in senders[80:])),
+                                   timeout=120)
+        finally:
+            promoted_at = await asyncio.to_thread(failover.promoted_at)
         recovered_at = last_refusal
         try:
             await eventually(lambda: _drained(redis, settings, "replier"), timeout=60)
@@ -247,11 +250,37 @@ async def test_a_master_killed_under_traffic_loses_no_acknowledged_webhook_and_s
     assert lost == [] and doubles == 0
 
 
-async def _wait_promoted(cluster: PrivateCluster, victim: int, timeout: float = 30) -> None:
-    """Until a replica of ``victim`` serves its slots (asks the nodes from the event loop: a
-    worker thread may wait long behind the test's other threads)."""
-    deadline = time.monotonic() + timeout
-    while victim in cluster.masters() or len(cluster.masters()) < 3:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no replica of {victim} promoted within {timeout}s")
-        await asyncio.sleep(0.1)
+class _Failover(threading.Thread):
+    """Waits for a replica of ``victim`` to serve its slots, then restarts ``victim`` (it
+    rejoins as the new master's replica, so ``WAIT 1`` passes again).
+
+    A thread, not a task: the test client runs each request through a blocking portal, so
+    the test's event loop is stopped while a request is served and would see the promotion
+    only after every pending delivery had been tried once more."""
+
+    def __init__(self, cluster: PrivateCluster, victim: int, timeout: float = 30) -> None:
+        super().__init__(name="failover-watcher", daemon=True)
+        self.cluster, self.victim, self.timeout = cluster, victim, timeout
+        self._promoted_at: float | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            deadline = time.monotonic() + self.timeout
+            while self.victim in self.cluster.masters() or len(self.cluster.masters()) < 3:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no replica of {self.victim} promoted within "
+                                       f"{self.timeout}s")
+                time.sleep(0.1)
+            self._promoted_at = time.monotonic()
+            self.cluster.start_node(self.victim)
+        except BaseException as exc:  # noqa: BLE001 - raised again by promoted_at
+            self._error = exc
+
+    def promoted_at(self) -> float:
+        """When the promotion was seen (monotonic); the watcher's error, if it failed."""
+        self.join(self.timeout + 30)
+        if self._error is not None:
+            raise self._error
+        assert self._promoted_at is not None, "the failover watcher did not finish"
+        return self._promoted_at
