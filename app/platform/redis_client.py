@@ -27,7 +27,7 @@ from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredEr
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["REDIS_ERRORS", "RedisClient", "ReplicaShortfall", "SlotWriter", "cluster_enabled",
-           "connect", "open_blocking_reader", "open_redis"]
+           "connect", "node_client", "open_blocking_reader", "open_redis"]
 
 log = logging.getLogger("mecove.redis")
 
@@ -149,6 +149,23 @@ def open_blocking_reader(redis_url: str, *, block_ms: int, cluster: bool = False
 
 
 _PLAIN_CLIENT_PARAMETERS = frozenset(inspect.signature(Redis.__init__).parameters)
+_PER_NODE_PARAMETERS = frozenset({"host", "port", "retry", "retry_on_error"})
+
+
+def node_client(cluster: RedisCluster, host: str, port: int) -> Redis:
+    """A plain client on one node of ``cluster``, with the cluster's connection settings
+    (AUTH, TLS, timeouts) and ``_retry``'s two quick retries.
+
+    Not redis-py's default retry (10 attempts, backoff up to 1 s, about 4 s on a refused
+    connection): a master that died must fail the write at once, so the caller reloads the
+    slot table or answers 503 instead of holding the webhook through the failover."""
+    connection_kwargs = cluster.get_connection_kwargs()
+    kwargs: dict[str, Any] = {
+        name: value for name, value in connection_kwargs.items()
+        if name in _PLAIN_CLIENT_PARAMETERS and name not in _PER_NODE_PARAMETERS}
+    if connection_kwargs.get("connection_class") is SSLConnection:
+        kwargs["ssl"] = True  # rediss:// reaches the cluster as a connection class
+    return Redis(host=host, port=port, retry=_retry(), **kwargs)
 
 
 class SlotWriter:
@@ -177,22 +194,18 @@ class SlotWriter:
             raise RedisConnectionError(f"no master owns the slot of {key}")
         master = self._masters.get(node.name)
         if master is None:
-            # The cluster's own connection settings (AUTH, TLS, timeouts), for one node.
-            kwargs: dict[str, Any] = {
-                name: value for name, value in self.client.get_connection_kwargs().items()
-                if name in _PLAIN_CLIENT_PARAMETERS and name not in ("host", "port")}
-            connection_kwargs = self.client.get_connection_kwargs()
-            if connection_kwargs.get("connection_class") is SSLConnection:
-                kwargs["ssl"] = True  # rediss:// reaches the cluster as a connection class
-            master = Redis(host=node.host, port=node.port, **kwargs)
+            master = node_client(self.client, node.host, node.port)
             self._masters[node.name] = master
         return master
 
     async def refresh(self, key: str) -> None:
-        """Reload where ``key`` lives (cluster only); errors are the caller's next attempt."""
+        """Reload where ``key`` lives (cluster only); errors are the caller's next attempt.
+
+        ``TYPE``, one key: redis-py sends even a one-key ``EXISTS`` as a cluster pipeline,
+        whose every retry closes all the client's connections and sleeps 0.25 s."""
         if isinstance(self.client, RedisCluster):
             try:
-                await self.client.exists(key)
+                await self.client.type(key)
             except (RedisError, OSError):
                 pass
 
