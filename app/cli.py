@@ -101,7 +101,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 async def _check_servers(settings: Settings) -> None:
     """Connect to Redis and PostgreSQL once: an unreachable one is then one line, not the
     traceback uvicorn would log from a failed lifespan."""
-    async with open_clients(settings, pool_max_size=1) as clients:
+    async with open_clients(settings, pool_max_size=1, must_answer=True) as clients:
         await clients.redis.ping()
 
 

@@ -101,7 +101,7 @@ async def _recover_unreadable(settings: Settings, redis: Redis) -> None:
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        async with redis_client(settings) as redis:
+        async with redis_client(settings, must_answer=True) as redis:
             if not args.dry_run:
                 await _recover_unreadable(settings, redis)
             report = await replay(
@@ -128,7 +128,7 @@ COMPACTED_TABLES = ("messages", "summaries", "identities", "unreadable_messages"
 
 async def _forget(settings: Settings, args: argparse.Namespace) -> int:
     require_master_key(settings)
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=True) as redis:
         report = await forget(redis, Keys.from_settings(settings),
                               content_keys_for(settings, redis), settings.database_url,
                               args.identity)
@@ -153,7 +153,7 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _rotate(settings: Settings, args: argparse.Namespace) -> int:
     require_master_key(settings)
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=True) as redis:
         rewrapped = await rotate_master_key(
             redis, Keys.from_settings(settings), settings.database_url,
             master_keys_for(settings.master_key, settings.previous_master_key))
@@ -162,7 +162,7 @@ async def _rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _trim(settings: Settings, args: argparse.Namespace) -> int:
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=True) as redis:
         deleted = await trim(redis, Keys.from_settings(settings), settings.database_url)
     print(f"trim: deleted {deleted} entries")
     return 0
@@ -180,7 +180,7 @@ def without_idle_consumers(status: LogStatus, idle_ms: int) -> tuple[LogStatus, 
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=True) as redis:
         status = await read_status(redis, Keys.from_settings(settings), settings.database_url)
     hidden = 0
     if not args.all:  # a live consumer reads every block_ms; a reclaim waits this long
@@ -193,7 +193,7 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=True) as redis:
         letters = await list_dead_letters(redis, Keys.from_settings(settings))
     if not letters:
         print("no dead letters")
@@ -204,7 +204,7 @@ async def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dlq_show(settings: Settings, args: argparse.Namespace) -> int:
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=True) as redis:
         found = await show_dead_letter(redis, Keys.from_settings(settings), args.id)
     if found is None:
         print(f"mecove: no dead letter {args.id}", file=sys.stderr)
@@ -217,7 +217,7 @@ async def _dlq_show(settings: Settings, args: argparse.Namespace) -> int:
 async def _each_target(settings: Settings, args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped-def]
     keys = Keys.from_settings(settings)
     missing = 0
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=True) as redis:
         ids = [d.dlq_id for d in await list_dead_letters(redis, keys)] if args.all else [args.id]
         for dlq_id in ids:
             result = await action(redis, keys, dlq_id)

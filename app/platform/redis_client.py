@@ -70,17 +70,21 @@ async def cluster_enabled(redis_url: str) -> bool:
     return bool(int(info.get("cluster_enabled", 0)))
 
 
-async def connect(redis_url: str, *, max_connections: int = 64) -> RedisClient:
+async def connect(redis_url: str, *, max_connections: int = 64,
+                  must_answer: bool = False) -> RedisClient:
     """The pooled client for ``redis_url``: a ``RedisCluster`` when the node is part of a
     cluster, else the plain client.
 
     A node that does not answer within a few attempts gets the plain client, with a warning:
-    a process may start while Redis is down and wait for it (as the consumers do)."""
+    a process may start while Redis is down and wait for it (as the consumers do). With
+    ``must_answer`` (a one-shot command) the probe's error is raised at once instead."""
     for attempt in range(PROBE_ATTEMPTS):
         try:
             cluster = await cluster_enabled(redis_url)
             break
         except (RedisError, OSError) as exc:
+            if must_answer:
+                raise
             if attempt == PROBE_ATTEMPTS - 1:
                 log.warning("redis does not answer: using the single-node client; restart "
                             "once it answers if it is a cluster",

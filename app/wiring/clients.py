@@ -30,10 +30,12 @@ class Clients:
 
 
 @asynccontextmanager
-async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+async def redis_client(settings: Settings, *,
+                       must_answer: bool = False) -> AsyncIterator[RedisClient]:
     """A pooled client for ``settings.redis_url`` (a cluster client when the node belongs to a
-    Redis Cluster), closed on exit."""
-    redis = await connect(settings.redis_url)
+    Redis Cluster), closed on exit. ``must_answer``: a Redis that does not answer now is an
+    error (one-shot commands), not something to wait for (services)."""
+    redis = await connect(settings.redis_url, must_answer=must_answer)
     try:
         yield redis
     finally:
@@ -41,10 +43,11 @@ async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
 
 
 @asynccontextmanager
-async def open_clients(settings: Settings, *, pool_max_size: int = 10) -> AsyncIterator[Clients]:
+async def open_clients(settings: Settings, *, pool_max_size: int = 10,
+                       must_answer: bool = False) -> AsyncIterator[Clients]:
     """Redis, a PostgreSQL pool of at most ``pool_max_size`` and the event log; all closed on
     exit (the pool first, then Redis)."""
-    async with redis_client(settings) as redis:
+    async with redis_client(settings, must_answer=must_answer) as redis:
         pool = await open_database(settings.database_url, min_size=1, max_size=pool_max_size)
         event_log = EventLog.from_settings(settings, redis)
         try:
