@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from app.platform.sql_identifier import quote_identifier as q
+from app.platform.sql_identifier import quote_identifiers
 from projections.content_rows import write_content_changes
 from projections.row_changes import RowChanges
 
@@ -87,7 +88,7 @@ _ARCHIVE_COLUMNS = ("event_id", "partition", "entry_ms", "entry_seq", "event_typ
 
 
 def _insert(target: str, stage: str, columns: tuple[str, ...], conflict: str) -> str:
-    names = ", ".join(columns)
+    names = quote_identifiers(columns)
     return (f"INSERT INTO {q(target)} AS t ({names}) "  # noqa: S608 - fixed identifiers
             f"SELECT {names} FROM {q(stage)} {conflict}")
 
@@ -160,13 +161,11 @@ _ARCHIVE = _Kind("mecove_stage_archive", "event_archive", _ARCHIVE_COLUMNS,
 async def prepare_staging(connection: asyncpg.Connection) -> None:
     """Create the connection's staging tables (temporary, emptied at each commit) unless it
     has them. Call it outside a transaction, so a rolled-back batch cannot take them away."""
-    statements = [
-        f"CREATE TEMP TABLE IF NOT EXISTS {q(kind.stage)} "  # noqa: S608 - fixed identifiers
-        f"ON COMMIT DELETE ROWS AS SELECT {', '.join(kind.columns)} "
-        f"FROM {q(kind.shaped_after)} WITH NO DATA"
-        for kind in (*_KINDS, _ARCHIVE)
-    ]
-    await connection.execute("; ".join(statements))
+    for kind in (*_KINDS, _ARCHIVE):
+        await connection.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {q(kind.stage)} "  # noqa: S608 - fixed identifiers
+            f"ON COMMIT DELETE ROWS AS SELECT {quote_identifiers(kind.columns)} "
+            f"FROM {q(kind.shaped_after)} WITH NO DATA")
 
 
 async def write_row_changes(

@@ -12,3 +12,8 @@ def quote_identifier(name: str) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return f'"{name}"'
+
+
+def quote_identifiers(names: tuple[str, ...] | list[str]) -> str:
+    """``("id", "user_id")`` -> ``"id", "user_id"`` (a column list); ValueError as above."""
+    return ", ".join(quote_identifier(name) for name in names)

@@ -16,7 +16,13 @@ from pathlib import Path
 
 SQL_METHODS = frozenset({"execute", "executemany", "fetch", "fetchrow", "fetchval"})
 ALLOWED_OWNER = "tables"
-IDENTIFIER_QUOTERS = frozenset({"quote_identifier", "q"})
+IDENTIFIER_QUOTERS = frozenset({"quote_identifier", "q", "quote_identifiers"})
+# Statements built by a named function the scanner cannot follow, each vetted by hand, with why:
+VETTED_BUILDERS: dict[tuple[str, str], str] = {
+    ("projections/write_rows.py", "kind.apply(tables)"):
+        "each _Kind.apply is a fixed statement over q()/quote_identifiers() of TableSet's "
+        "validated names and a constant conflict clause",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,7 @@ def scan_source(source: str, path: str) -> list[Finding]:
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr in SQL_METHODS):
             sql = _sql_argument(node)
-            if sql is not None:
+            if sql is not None and (path, ast.unparse(sql)) not in VETTED_BUILDERS:
                 findings.extend(Finding(path, node.lineno, why)
                                 for why in _problems(sql, scopes))
         for child in ast.iter_child_nodes(node):

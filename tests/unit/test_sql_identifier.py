@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.platform.sql_identifier import quote_identifier
+from app.platform.sql_identifier import quote_identifier, quote_identifiers
 
 
 def test_a_plain_name_is_quoted() -> None:
@@ -14,3 +14,9 @@ def test_a_plain_name_is_quoted() -> None:
 def test_anything_but_a_plain_lowercase_identifier_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="identifier"):
         quote_identifier(name)
+
+
+def test_a_column_list_is_each_name_validated_and_quoted() -> None:
+    assert quote_identifiers(("id", "user_id")) == '"id", "user_id"'
+    with pytest.raises(ValueError):
+        quote_identifiers(("id", "x; DROP TABLE users"))
