@@ -13,8 +13,8 @@ import msgspec
 import pytest
 from redis.asyncio import RedisCluster
 
+from app.devtools.private_cluster import PrivateCluster
 from app.platform.settings import Settings
-from tests.cluster.private_cluster import PrivateCluster
 from tests.integration.conftest import graph, groq, pool, reply_settings
 
 __all__ = ["graph", "groq", "pool", "reply_settings"]

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 from redis.asyncio import RedisCluster
 
+from app.devtools.private_cluster import PrivateCluster
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.operations.dead_letters import list_dead_letters, retry_dead_letter
 from app.operations.log_status import read_status
@@ -29,7 +30,6 @@ from app.platform.settings import Settings
 from consumers.summarizer.summary_handler import build_summary_handler
 from projections.projector import Projector
 from projections.replay import replay
-from tests.cluster.private_cluster import PrivateCluster
 from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import fetch_rows, master_of, replier
 from tests.service import consumers, eventually, ingress

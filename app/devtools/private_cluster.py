@@ -2,6 +2,7 @@
 
 Nodes listen on free loopback ports (their bus port, +10000, free too), fail over after a
 short ``--cluster-node-timeout``, and are stopped by their pid; their folders are removed.
+Used by tests/cluster and bench/cluster.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -59,7 +59,8 @@ class PrivateCluster:
         self.server = shutil.which("redis-server")
         self.cli = shutil.which("redis-cli")
         if self.server is None or self.cli is None:
-            pytest.fail("redis-server and redis-cli are needed on PATH to run a private cluster")
+            raise RuntimeError("redis-server and redis-cli are needed on PATH to run a private "
+                               "cluster")
         self.folder = Path(tempfile.mkdtemp(prefix="mecove-cluster-"))
         self.nodes = {port: Node(port, self.folder / str(port))
                       for port in _free_node_ports(6)}
