@@ -19,6 +19,8 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
+from app.platform.eventlog.entries import as_text
+
 NODE_TIMEOUT_MS = 1_000
 
 
@@ -138,7 +140,7 @@ class PrivateCluster:
             except RedisError:
                 continue
             lines = [line.split() for line in
-                     (raw.decode() if isinstance(raw, bytes) else raw).splitlines()]
+                     as_text(raw).splitlines()]
             ids = {f[0]: int(f[1].split(":")[1].split("@")[0]) for f in lines}
             masters = {int(f[1].split(":")[1].split("@")[0]): [] for f in lines
                        if "master" in f[2] and "fail" not in f[2] and len(f) > 8}

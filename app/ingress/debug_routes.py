@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 from litestar import Controller, Response, route
@@ -13,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_404_NOT_FOUND, HTTP_503_SERV
 from redis.exceptions import RedisError
 
 from app.ingress.parse_webhook import CHANNEL, as_bsuid, as_phone
+from app.platform.clock import now_ms
 from schema.events import SummaryRequested
 
 log = logging.getLogger("mecove.debug")
@@ -50,7 +50,7 @@ class DebugController(Controller):
             return Response({"ok": False, "error": f"no identity ({CHANNEL}, {key})"},
                             status_code=HTTP_404_NOT_FOUND)
         event = SummaryRequested(event_id=str(uuid.uuid4()),
-                                 occurred_at=time.time_ns() // 1_000_000, user_id=str(user_id))
+                                 occurred_at=now_ms(), user_id=str(user_id))
         try:
             entry_id = await state.event_log.append(event, user_id=str(user_id))
         except (RedisError, OSError):

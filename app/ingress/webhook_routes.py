@@ -27,6 +27,7 @@ from app.ingress.parse_webhook import (
     unreadable_event,
 )
 from app.ingress.signature import signature_is_valid, tokens_match
+from app.platform.clock import now_ms
 from app.platform.eventlog.append import EventLog
 from app.platform.identities import IdentityLinks
 from app.platform.metrics import (
@@ -138,7 +139,7 @@ async def _append_parsed(parsed: ParsedWebhook, identity_links: IdentityLinks,
 
     Returns whether any new message was appended (statuses and unreadable messages count).
     """
-    received_at = time.time_ns() // 1_000_000
+    received_at = now_ms()
     events = []
     if parsed.texts:
         resolutions = await identity_links.resolve([t.sender for t in parsed.texts])

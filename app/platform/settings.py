@@ -9,7 +9,8 @@ import base64
 import binascii
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -132,24 +133,27 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], *,
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+T = TypeVar("T")
+
+
+def _parsed(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T],
+            expected: str) -> T:
+    """``parse`` of variable ``name``, ``default`` when unset or blank; else SettingsError."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name} is malformed: expected an integer, got {raw!r}") from exc
+        raise SettingsError(f"{name} is malformed: expected {expected}, got {raw!r}") from exc
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _parsed(env, name, default, int, "an integer")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} is malformed: expected a number, got {raw!r}") from exc
+    return _parsed(env, name, default, float, "a number")
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
