@@ -28,8 +28,14 @@ def machine_description() -> str:
     model = platform.processor() or platform.machine()
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                      if line.startswith("Model name")), model)
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lscpu.splitlines()
+                if line.startswith("Model name")
+            ),
+            model,
+        )
     except OSError:
         pass
     memory = ""
@@ -39,8 +45,10 @@ def machine_description() -> str:
         memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{os.cpu_count()} CPUs ({model}){memory}; Python {platform.python_version()} "
-            f"on {platform.system()} {platform.release()}")
+    return (
+        f"{os.cpu_count()} CPUs ({model}){memory}; Python {platform.python_version()} "
+        f"on {platform.system()} {platform.release()}"
+    )
 
 
 def load_average() -> str:
@@ -59,8 +67,9 @@ async def run_all(args: argparse.Namespace) -> list[Figure]:
         figures += await ingress.run_ingress_bench(options)
         print()
     if "projector" in args.only:
-        p_options = projector.smoke_projector_options() if args.smoke \
-            else projector.ProjectorOptions()
+        p_options = (
+            projector.smoke_projector_options() if args.smoke else projector.ProjectorOptions()
+        )
         p_options = replace(p_options, admin_database_url=admin, redis_url=redis)
         figures += await projector.run_projector_bench(p_options)
         print()
@@ -73,14 +82,19 @@ async def run_all(args: argparse.Namespace) -> list[Figure]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
-    parser.add_argument("--no-peer", dest="peer", action="store_false",
-                        help="skip the FastAPI+arq baseline (no virtualenv is built)")
-    parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL,
-                        help="a database to run CREATE DATABASE from")
+    ingress.add_no_peer_argument(parser)
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_ADMIN_DATABASE_URL,
+        help="a database to run CREATE DATABASE from",
+    )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -93,9 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print(f"== summary ({'smoke sizes: figures are not meaningful; ' if args.smoke else ''}"
-          f"{time.monotonic() - started:.0f}s; load average {load_before} at start, "
-          f"{load_average()} at end)")
+    print(
+        f"== summary ({'smoke sizes: figures are not meaningful; ' if args.smoke else ''}"
+        f"{time.monotonic() - started:.0f}s; load average {load_before} at start, "
+        f"{load_average()} at end)"
+    )
     print(f"machine: {machine_description()}")
     print()
     print(render_table(figures))

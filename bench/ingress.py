@@ -6,9 +6,14 @@ Targets, each one uvicorn worker with the options of ``mecove api``, each loaded
 * **ingress** — ``python -m app.cli api``: signature, msgspec parse, one Lua step per delivery
   (dedupe + XADD + ZADD), 200 once the event is in the log;
 * **bare** — a Litestar endpoint that only reads the body (the ceiling of the stack);
-* **peer** — FastAPI + arq ``enqueue_job``, one job per message (``bench/servers/fastapi_arq.py``).
+* **peers** — what other teams would write, each one process (per core): FastAPI + arq
+  ``enqueue_job`` (``bench/servers/fastapi_arq.py``); Fastify + BullMQ and Express + BullMQ
+  ``queue.add`` on Node (``bench/servers/node_bullmq/``); one job per message, wamid as job id.
 
-Rounds interleave the targets (bare, ingress, peer, bare, ...). The summary takes the round
+A peer whose environment cannot be built (no ``node``, no registry...) is skipped with the
+reason printed, and its figures say "not measured: <why>"; ``--no-peer`` skips them all.
+
+Rounds interleave the targets (bare, ingress, peers, bare, ...). The summary takes the round
 with the best ingress run and that same round's baselines, so each ratio compares servers
 measured under the same machine conditions; every run is printed. CPU time per request of
 each server process is printed too: unlike req/s it hardly moves when other work shares the
@@ -23,7 +28,7 @@ import argparse
 import asyncio
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +42,13 @@ from app.platform.eventlog.keys import Keys
 from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
 from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
-from bench.peer_env import ensure_peer_python
+from bench.peer_env import (
+    NODE_PEER_DIR,
+    NodePeer,
+    PeerUnavailable,
+    ensure_node_peer,
+    ensure_peer_python,
+)
 from bench.processes import (
     ProcessSet,
     Service,
@@ -54,7 +65,11 @@ from bench.standalone import run_standalone
 INGRESS = "ingress"
 BARE = "bare Litestar"
 PEER = "FastAPI+arq"
+FASTIFY = "Fastify+BullMQ"
+EXPRESS = "Express+BullMQ"
 PEER_SCRIPT = Path(__file__).resolve().parent / "servers" / "fastapi_arq.py"
+NODE_SCRIPTS = {FASTIFY: "fastify_server.js", EXPRESS: "express_server.js"}
+BULLMQ_QUEUE = "webhooks"
 FIRST_GUESS_RPS = 4_000  # sizes the warm-up bodies before anything is measured
 
 
@@ -65,7 +80,8 @@ class IngressOptions:
     connections: int = 32
     rounds: int = 2
     senders: int = 1_000  # distinct users; messages cycle over them
-    peer: bool = True
+    peer: bool = True  # False: no peer at all (no virtualenv, no npm)
+    express: bool = True  # the optional Express+BullMQ peer (Fastify is the one with a budget)
     py_spy: Path | None = None  # profile one extra ingress run into this file
     admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
@@ -92,13 +108,16 @@ class _Bench:
     work_dir: Path
     database_url: str
     peer_python: Path | None
+    node_peer: NodePeer | None
     next_body: int = 0
     best_rps: dict[str, float] = field(default_factory=dict)
 
     def bodies_file(self, name: str, count: int) -> Path:
         path = self.work_dir / f"{name}.bodies"
-        write_bodies_file(path, signed_bodies(self.scratch.tag, self.next_body, count,
-                                              senders=self.options.senders))
+        write_bodies_file(
+            path,
+            signed_bodies(self.scratch.tag, self.next_body, count, senders=self.options.senders),
+        )
         self.next_body += count
         return path
 
@@ -108,28 +127,73 @@ class _Bench:
         redis_url = self.options.redis_url
         if target == INGRESS:
             prefix = self.scratch.key_prefix("in")
-            env = clean_env({
-                "DATABASE_URL": self.database_url,
-                "REDIS_URL": redis_url,
-                "MECOVE_PORT": str(port),
-                "MECOVE_KEY_PREFIX": prefix,
-                "WHATSAPP_APP_SECRET": APP_SECRET,
-            })
+            env = clean_env(
+                {
+                    "DATABASE_URL": self.database_url,
+                    "REDIS_URL": redis_url,
+                    "MECOVE_PORT": str(port),
+                    "MECOVE_KEY_PREFIX": prefix,
+                    "WHATSAPP_APP_SECRET": APP_SECRET,
+                }
+            )
             service = await self.processes.start(
-                "ingress", mecove_command("api", "--host", "127.0.0.1"), env)
+                "ingress", mecove_command("api", "--host", "127.0.0.1"), env
+            )
             return service, Keys(prefix, 1).stream(0)
         if target == BARE:
-            argv = [sys.executable, "-m", "bench.servers.bare_litestar",
-                    "--port", str(port), "--uvicorn-options", options]
+            argv = [
+                sys.executable,
+                "-m",
+                "bench.servers.bare_litestar",
+                "--port",
+                str(port),
+                "--uvicorn-options",
+                options,
+            ]
             return await self.processes.start("bare", argv, clean_env({})), ""
+        if target in NODE_SCRIPTS:
+            return await self.start_node(target, port)
         assert self.peer_python is not None
         queue = self.scratch.key_prefix("arq")
         self.scratch.delete_later(f"arq:job:wamid.HBgM{self.scratch.tag}*")
         self.scratch.delete_later(f"arq:result:wamid.HBgM{self.scratch.tag}*")
-        argv = [str(self.peer_python), str(PEER_SCRIPT), "--port", str(port),
-                "--redis-url", redis_url, "--queue", f"{queue}:queue",
-                "--app-secret", APP_SECRET, "--uvicorn-options", options]
+        argv = [
+            str(self.peer_python),
+            str(PEER_SCRIPT),
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_url,
+            "--queue",
+            f"{queue}:queue",
+            "--app-secret",
+            APP_SECRET,
+            "--uvicorn-options",
+            options,
+        ]
         return await self.processes.start("peer", argv, clean_env({})), f"{queue}:queue"
+
+    async def start_node(self, target: str, port: int) -> tuple[Service, str]:
+        """A Node peer, one process; its BullMQ keys live under a scratch prefix."""
+        assert self.node_peer is not None
+        prefix = self.scratch.key_prefix("bull")  # deleted with the scratch space
+        argv = [
+            self.node_peer.node,
+            str(NODE_PEER_DIR / NODE_SCRIPTS[target]),
+            "--port",
+            str(port),
+            "--redis-url",
+            self.options.redis_url,
+            "--prefix",
+            prefix,
+            "--queue",
+            BULLMQ_QUEUE,
+            "--app-secret",
+            APP_SECRET,
+        ]
+        env = clean_env({"NODE_PATH": str(self.node_peer.modules), "NODE_ENV": "production"})
+        service = await self.processes.start(target.split("+")[0].lower(), argv, env)
+        return service, f"{prefix}:{BULLMQ_QUEUE}:wait"
 
     async def measure(self, target: str, round_: int, *, profile: Path | None = None) -> Run:
         port = free_port()
@@ -139,20 +203,34 @@ class _Bench:
             url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
             guess = self.best_rps.get(target, FIRST_GUESS_RPS)
             warmup_file = await asyncio.to_thread(
-                self.bodies_file, "warmup", math.ceil(guess * self.options.warmup_seconds * 1.2))
-            warmup = await run_load(url, warmup_file, seconds=self.options.warmup_seconds,
-                                    connections=self.options.connections)
+                self.bodies_file, "warmup", math.ceil(guess * self.options.warmup_seconds * 1.2)
+            )
+            warmup = await run_load(
+                url,
+                warmup_file,
+                seconds=self.options.warmup_seconds,
+                connections=self.options.connections,
+            )
             service.ensure_running()
             expected = max(guess, warmup.requests_per_s)
             measured_file = await asyncio.to_thread(
-                self.bodies_file, "measured",
-                math.ceil(expected * self.options.seconds * 1.5) + self.options.connections)
+                self.bodies_file,
+                "measured",
+                math.ceil(expected * self.options.seconds * 1.5) + self.options.connections,
+            )
             before = await self.landed(work_key)
-            spy = await start_py_spy(self.processes, service, profile, self.options.seconds) \
-                if profile else None
+            spy = (
+                await start_py_spy(self.processes, service, profile, self.options.seconds)
+                if profile
+                else None
+            )
             cpu_before = cpu_seconds(service.pid) or 0.0
-            load = await run_load(url, measured_file, seconds=self.options.seconds,
-                                  connections=self.options.connections)
+            load = await run_load(
+                url,
+                measured_file,
+                seconds=self.options.seconds,
+                connections=self.options.connections,
+            )
             cpu = (cpu_seconds(service.pid) or 0.0) - cpu_before
             if spy is not None:
                 await spy.process.wait()
@@ -165,7 +243,7 @@ class _Bench:
             await self.processes.stop(service)
 
     async def landed(self, key: str) -> int:
-        """Entries in the stream (ingress) or jobs in the queue (peer)."""
+        """Entries in the stream (ingress) or jobs in the queue (peers: zset or list)."""
         if not key:
             return 0
         redis = Redis.from_url(self.options.redis_url)
@@ -176,6 +254,8 @@ class _Bench:
                 return int(await redis.xlen(key))
             if kind == "zset":
                 return int(await redis.zcard(key))
+            if kind == "list":
+                return int(await redis.llen(key))
             return 0
         finally:
             await redis.aclose()
@@ -191,86 +271,184 @@ def best_runs(runs: Sequence[Run]) -> dict[str, Run]:
     return best
 
 
-RUN_HEADER = (f"{'target':<14} {'round':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'CPU us/req':>10} {'non-2xx':>8} {'sock err':>8} {'repeats':>8}  landed")
+RUN_HEADER = (
+    f"{'target':<14} {'round':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    f"{'CPU us/req':>10} {'non-2xx':>8} {'sock err':>8} {'repeats':>8}  landed"
+)
 
 
 def run_row(run: Run) -> str:
     load = run.load
-    return (f"{run.target:<14} {run.round:>5} {load.requests_per_s:>9,.0f} "
-            f"{load.p50_ms:>8.2f} {load.p99_ms:>8.2f} {run.cpu_us_per_request:>10,.0f} "
-            f"{load.non2xx:>8} {load.socket_errors:>8} {load.wrapped:>8}  {run.check}")
+    return (
+        f"{run.target:<14} {run.round:>5} {load.requests_per_s:>9,.0f} "
+        f"{load.p50_ms:>8.2f} {load.p99_ms:>8.2f} {run.cpu_us_per_request:>10,.0f} "
+        f"{load.non2xx:>8} {load.socket_errors:>8} {load.wrapped:>8}  {run.check}"
+    )
 
 
 def same_round(runs: Sequence[Run], target: str, round_: int) -> Run | None:
     return next((r for r in runs if r.target == target and r.round == round_), None)
 
 
-def figures_from(runs: Sequence[Run], peer_note: str) -> list[Figure]:
+# Each peer, the budget of ingress req/s against it (None: info only), and its figure's name.
+PEER_FIGURES: tuple[tuple[str, float | None, str], ...] = (
+    (PEER, 2.0, f"ingress req/s vs {PEER}"),
+    (FASTIFY, 1.0, f"ingress req/s vs {FASTIFY} (Node, per core)"),
+    (EXPRESS, None, f"ingress req/s vs {EXPRESS} (Node, per core, info)"),
+)
+
+
+def figures_from(runs: Sequence[Run], peer_notes: Mapping[str, str]) -> list[Figure]:
     """Ratios pair runs of the same round (same machine conditions): the round of the best
-    ingress run, with that round's baselines."""
+    ingress run, with that round's baselines. ``peer_notes`` says why a peer was not run."""
     ingress = best_runs(runs).get(INGRESS)
     bare = same_round(runs, BARE, ingress.round) if ingress else None
-    peer = same_round(runs, PEER, ingress.round) if ingress else None
+    peers = {
+        name: same_round(runs, name, ingress.round) if ingress else None
+        for name, _, _ in PEER_FIGURES
+    }
     value = ingress.load.requests_per_s if ingress else None
     figures = [
-        Figure("ingress req/s vs bare Litestar", value, "req/s",
-               bare.load.requests_per_s if bare else None, "bare",
-               Target(Check.RATIO_AT_LEAST, 0.75)),
-        Figure("ingress req/s vs FastAPI+arq", value, "req/s",
-               peer.load.requests_per_s if peer else None, "FastAPI+arq",
-               Target(Check.RATIO_AT_LEAST, 2.0), note="" if peer else peer_note),
+        Figure(
+            "ingress req/s vs bare Litestar",
+            value,
+            "req/s",
+            bare.load.requests_per_s if bare else None,
+            "bare",
+            Target(Check.RATIO_AT_LEAST, 0.75),
+        ),
     ]
-    figures.append(Figure("ingress req/s vs Fastify+BullMQ (Node, per core)", None, "req/s",
-                          None, "Fastify+BullMQ", Target(Check.RATIO_AT_LEAST, 1.0),
-                          note="not measured: this peer is not in bench/ yet"))
+    for name, budget, title in PEER_FIGURES:
+        peer = peers[name]
+        figures.append(
+            Figure(
+                title,
+                value if peer else None,
+                "req/s",
+                peer.load.requests_per_s if peer else None,
+                name,
+                Target(Check.RATIO_AT_LEAST, budget) if budget is not None else None,
+                note="" if peer else peer_notes.get(name, "not measured: no ingress run"),
+            )
+        )
     ingress_runs = [r for r in runs if r.target == INGRESS]
     failures = sum(r.load.non2xx + r.load.socket_errors for r in ingress_runs)
-    figures.append(Figure("ingress non-2xx + socket errors (all runs)",
-                          float(failures) if ingress_runs else None, "",
-                          target=Target(Check.EQUALS, 0)))
+    figures.append(
+        Figure(
+            "ingress non-2xx + socket errors (all runs)",
+            float(failures) if ingress_runs else None,
+            "",
+            target=Target(Check.EQUALS, 0),
+        )
+    )
     if ingress:
         figures += [
-            Figure("ingress p50 latency (same run)", ingress.load.p50_ms, "ms",
-                   bare.load.p50_ms if bare else None, "bare"),
-            Figure("ingress p99 latency (same run)", ingress.load.p99_ms, "ms",
-                   bare.load.p99_ms if bare else None, "bare"),
+            Figure(
+                "ingress p50 latency (same run)",
+                ingress.load.p50_ms,
+                "ms",
+                bare.load.p50_ms if bare else None,
+                "bare",
+            ),
+            Figure(
+                "ingress p99 latency (same run)",
+                ingress.load.p99_ms,
+                "ms",
+                bare.load.p99_ms if bare else None,
+                "bare",
+            ),
         ]
-    if peer:
-        figures.append(Figure("FastAPI+arq p99 latency (same run)", peer.load.p99_ms, "ms"))
-    cpu = {target: min(r.cpu_us_per_request for r in runs if r.target == target)
-           for target in {r.target for r in runs}}
+    for name, peer in peers.items():
+        if peer:
+            figures.append(Figure(f"{name} p99 latency (same run)", peer.load.p99_ms, "ms"))
+    peer_failures = sum(r.load.non2xx + r.load.socket_errors for r in runs if r.target in peers)
+    if any(peers.values()):
+        # A peer answering errors would be measured doing less work: say so in the table.
+        figures.append(
+            Figure("peers non-2xx + socket errors (all runs, info)", float(peer_failures), "")
+        )
+    cpu = {
+        target: min(r.cpu_us_per_request for r in runs if r.target == target)
+        for target in {r.target for r in runs}
+    }
     if INGRESS in cpu:
         # CPU per request barely moves when other work shares the machine: the steadier ratio.
         if BARE in cpu:
-            figures.append(Figure(f"ingress CPU per request vs {BARE}", cpu[INGRESS], "us",
-                                  cpu[BARE], BARE, Target(Check.RATIO_AT_MOST, 1.4)))
-        if PEER in cpu:
-            figures.append(Figure(f"ingress CPU per request vs {PEER} (info)",
-                                  cpu[INGRESS], "us", cpu[PEER], PEER))
+            figures.append(
+                Figure(
+                    f"ingress CPU per request vs {BARE}",
+                    cpu[INGRESS],
+                    "us",
+                    cpu[BARE],
+                    BARE,
+                    Target(Check.RATIO_AT_MOST, 1.4),
+                )
+            )
+        for name, _, _ in PEER_FIGURES:
+            if name in cpu:
+                figures.append(
+                    Figure(
+                        f"ingress CPU per request vs {name} (info)",
+                        cpu[INGRESS],
+                        "us",
+                        cpu[name],
+                        name,
+                    )
+                )
     return figures
+
+
+async def available_peers(
+    options: IngressOptions,
+) -> tuple[Path | None, NodePeer | None, dict[str, str]]:
+    """Build (or find cached) the peers' environments; a peer that cannot run gets a note,
+    printed now with the full reason, and shown as "not measured: <why>" in the table."""
+    if not options.peer:
+        return None, None, {name: "not measured: --no-peer" for name, _, _ in PEER_FIGURES}
+    notes: dict[str, str] = {}
+    if not options.express:
+        notes[EXPRESS] = "not measured: skipped at this size"
+    peer_python: Path | None = None
+    node_peer: NodePeer | None = None
+    try:
+        peer_python = await ensure_peer_python()
+    except PeerUnavailable as exc:
+        notes[PEER] = f"not measured: {str(exc).splitlines()[0]}"
+        print(f"{PEER}: not measured: {exc}")
+    try:
+        node_peer = await ensure_node_peer()
+    except PeerUnavailable as exc:
+        reason = f"not measured: {str(exc).splitlines()[0]}"
+        notes[FASTIFY] = reason
+        notes.setdefault(EXPRESS, reason)
+        print(f"{FASTIFY}, {EXPRESS}: not measured: {exc}")
+    return peer_python, node_peer, notes
 
 
 async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
     """Measure every target ``rounds`` times, interleaved; print runs; return the figures."""
-    print(f"== ingress: {options.seconds:g}s per run after {options.warmup_seconds:g}s warm-up, "
-          f"{options.connections} connections, {options.rounds} round(s)")
+    print(
+        f"== ingress: {options.seconds:g}s per run after {options.warmup_seconds:g}s warm-up, "
+        f"{options.connections} connections, {options.rounds} round(s)"
+    )
     print(f"load generator: {load_generator_name()}")
-    peer_python: Path | None = None
-    peer_note = "skipped (--no-peer)"
-    if options.peer:
-        try:
-            peer_python = await ensure_peer_python()
-        except RuntimeError as exc:
-            peer_note = "peer environment unavailable"
-            print(f"FastAPI+arq: {peer_note}: {exc}")
+    peer_python, node_peer, peer_notes = await available_peers(options)
     targets = [BARE, INGRESS] + ([PEER] if peer_python else [])
+    if node_peer is not None:
+        targets += [FASTIFY] + ([EXPRESS] if options.express else [])
     runs: list[Run] = []
     with work_directory("ingress") as work_dir:
         async with ScratchSpace(options.admin_database_url, options.redis_url, "in") as scratch:
             async with ProcessSet(work_dir / "logs") as processes:
-                bench = _Bench(options, scratch, processes, work_dir,
-                               await scratch.fresh_database("ingress"), peer_python)
+                bench = _Bench(
+                    options,
+                    scratch,
+                    processes,
+                    work_dir,
+                    await scratch.fresh_database("ingress"),
+                    peer_python,
+                    node_peer,
+                )
                 print(RUN_HEADER)
                 for round_ in range(1, options.rounds + 1):
                     for target in targets:
@@ -280,7 +458,18 @@ async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
                 if options.py_spy is not None:
                     print(f"profiling one more ingress run with py-spy -> {options.py_spy}")
                     await bench.measure(INGRESS, 0, profile=options.py_spy.resolve())
-    return figures_from(runs, peer_note)
+    return figures_from(runs, peer_notes)
+
+
+def add_no_peer_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-peer`` (``args.peer`` False), shared with ``python -m bench``."""
+    parser.add_argument(
+        "--no-peer",
+        dest="peer",
+        action="store_false",
+        help="skip every peer: FastAPI+arq, Fastify+BullMQ, Express+BullMQ "
+        "(no virtualenv is built, npm is not run)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
@@ -290,22 +479,40 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
     parser.add_argument("--connections", type=int, default=defaults.connections)
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
     parser.add_argument("--senders", type=int, default=defaults.senders)
-    parser.add_argument("--no-peer", dest="peer", action="store_false",
-                        help="skip FastAPI+arq (no virtualenv is built)")
-    parser.add_argument("--py-spy", type=Path, default=None,
-                        help="profile an extra ingress run (.svg flamegraph, .json speedscope, "
-                             "else raw collapsed stacks)")
+    add_no_peer_argument(parser)
+    parser.add_argument(
+        "--no-express",
+        dest="express",
+        action="store_false",
+        default=defaults.express,
+        help="skip the optional Express+BullMQ peer (Fastify+BullMQ still runs)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="profile an extra ingress run (.svg flamegraph, .json speedscope, "
+        "else raw collapsed stacks)",
+    )
 
 
 def smoke_ingress_options() -> IngressOptions:
-    return IngressOptions(seconds=1.0, warmup_seconds=0.5, connections=8, rounds=1)
+    # Smoke runs FastAPI+arq and Fastify+BullMQ (a few seconds each), not the optional Express.
+    return IngressOptions(seconds=1.0, warmup_seconds=0.5, connections=8, rounds=1, express=False)
 
 
 def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> IngressOptions:
     return IngressOptions(
-        seconds=args.seconds, warmup_seconds=args.warmup_seconds, connections=args.connections,
-        rounds=args.rounds, senders=args.senders, peer=args.peer, py_spy=args.py_spy,
-        admin_database_url=admin_url, redis_url=redis_url,
+        seconds=args.seconds,
+        warmup_seconds=args.warmup_seconds,
+        connections=args.connections,
+        rounds=args.rounds,
+        senders=args.senders,
+        peer=args.peer,
+        express=args.express,
+        py_spy=args.py_spy,
+        admin_database_url=admin_url,
+        redis_url=redis_url,
     )
 
 
