@@ -28,7 +28,7 @@ from pathlib import Path
 NODE_PEER_DIR = Path(__file__).resolve().parent / "servers" / "node_bullmq"
 NODE_PEER_FILES = ("package.json", "package-lock.json")
 NODE_MAJOR_AT_LEAST = 20  # fastify 5 and ioredis 6 need Node 20
-NPM_CI_TIMEOUT_S = 180.0
+NPM_CI_TIMEOUT_S = 90.0  # a cold install takes ~15 s here; a dead registry fails sooner
 
 PEER_PACKAGES = ("fastapi", "arq")
 SAME_AS_PROJECT = ("uvicorn", "uvloop", "httptools")
@@ -167,7 +167,8 @@ async def ensure_node_peer() -> NodePeer:
     for name in NODE_PEER_FILES:
         shutil.copyfile(NODE_PEER_DIR / name, directory / name)
     # --ignore-scripts: nothing from the registry runs at install (msgpackr's optional native
-    # build falls back to its prebuilt or pure-JS code); one retry, so no registry fails fast.
+    # build falls back to its prebuilt or pure-JS code). One retry and short timeouts, so a
+    # refused registry fails in ~10 s and an unanswering one in well under a minute.
     code, output = await _run(
         npm,
         "ci",
@@ -176,7 +177,9 @@ async def ensure_node_peer() -> NodePeer:
         "--no-audit",
         "--no-fund",
         "--fetch-retries=1",
-        "--fetch-timeout=20000",
+        "--fetch-timeout=15000",
+        "--fetch-retry-mintimeout=2000",
+        "--fetch-retry-maxtimeout=5000",
         cwd=directory,
         timeout_s=NPM_CI_TIMEOUT_S,
     )
