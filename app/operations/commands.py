@@ -88,11 +88,12 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
 async def _recover_unreadable(settings: Settings, redis: Redis) -> None:
     """Messages kept raw that this version can read become messages before the rebuild."""
     connection = await asyncpg.connect(settings.database_url)
+    event_log = EventLog.from_settings(settings, redis)
     try:
         report = await recover_unreadable(
-            connection, IdentityLinks(redis, settings.key_prefix),
-            EventLog.from_settings(settings, redis))
+            connection, IdentityLinks(redis, settings.key_prefix, event_log.writes), event_log)
     finally:
+        await event_log.aclose()
         await connection.close()
     if report.examined:
         print(f"replay: {report.recovered} of {report.examined} unreadable messages are now "
