@@ -20,7 +20,7 @@ from redis.asyncio import RedisCluster
 
 from app.devtools.private_cluster import PrivateCluster
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
-from app.operations.dead_letters import list_dead_letters, retry_dead_letter
+from app.operations.dead_letters import list_dead_letters, retry_dead_letter, show_dead_letter
 from app.operations.log_status import read_status
 from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
@@ -142,6 +142,8 @@ async def test_a_dead_lettered_reply_is_retried_on_its_partition_and_sent_once(
         graph.clear()
         [letter] = await list_dead_letters(redis, keys)
         assert letter.group == "replier" and "131047" in letter.error
+        shown = await show_dead_letter(redis, keys, letter.dlq_id)
+        assert shown is not None and "131047" in shown["error"]
         assert await retry_dead_letter(redis, keys, letter.dlq_id)
         await asyncio.to_thread(graph.wait_for_sends, 1, 10)
         await eventually(lambda: _drained(redis, settings, "replier"))
