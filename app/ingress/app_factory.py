@@ -59,7 +59,8 @@ def create_app(settings: Settings) -> IngressApp:
             app.state.redis = clients.redis
             app.state.pool = clients.pool
             app.state.event_log = clients.event_log
-            app.state.identity_links = IdentityLinks(clients.redis, settings.key_prefix)
+            app.state.identity_links = IdentityLinks(clients.redis, settings.key_prefix,
+                                                     clients.event_log.writes)
             yield
 
     handlers: list[type] = [WhatsAppWebhookController, HealthController]

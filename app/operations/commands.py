@@ -18,7 +18,7 @@ from app.operations.dead_letters import (
     retry_dead_letter,
     show_dead_letter,
 )
-from app.operations.forget import forget
+from app.operations.forget import forget, rewrite_append_only_files
 from app.operations.key_rotation import rotate_master_key
 from app.operations.log_status import LogStatus, format_status, read_status
 from app.operations.retention import trim
@@ -88,11 +88,12 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
 async def _recover_unreadable(settings: Settings, redis: Redis) -> None:
     """Messages kept raw that this version can read become messages before the rebuild."""
     connection = await asyncpg.connect(settings.database_url)
+    event_log = EventLog.from_settings(settings, redis)
     try:
         report = await recover_unreadable(
-            connection, IdentityLinks(redis, settings.key_prefix),
-            EventLog.from_settings(settings, redis))
+            connection, IdentityLinks(redis, settings.key_prefix, event_log.writes), event_log)
     finally:
+        await event_log.aclose()
         await connection.close()
     if report.examined:
         print(f"replay: {report.recovered} of {report.examined} unreadable messages are now "
@@ -132,8 +133,9 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
         report = await forget(redis, Keys.from_settings(settings),
                               content_keys_for(settings, redis), settings.database_url,
                               args.identity)
+        rewritten = 0
         if args.compact:
-            await redis.bgrewriteaof()
+            rewritten = await rewrite_append_only_files(redis)
             connection = await asyncpg.connect(settings.database_url)
             try:
                 for table in COMPACTED_TABLES:
@@ -147,7 +149,8 @@ async def _forget(settings: Settings, args: argparse.Namespace) -> int:
           f"{report.stream_entries_deleted} stream entries deleted, "
           f"{report.redis_keys_deleted} Redis keys deleted, "
           f"{report.unreadable_erased} unreadable messages erased"
-          + ("; AOF rewrite started, tables vacuumed" if args.compact else ""))
+          + (f"; AOF rewrite started on {rewritten} Redis node(s), tables vacuumed"
+             if args.compact else ""))
     return 0
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from app.platform.clock import now_ms
 from app.platform.eventlog.append import EventLog
@@ -36,6 +36,7 @@ from app.platform.eventlog.entries import (
 )
 from app.platform.eventlog.keys import Keys
 from app.platform.identities import IdentityKeys
+from app.platform.redis_client import RedisClient
 from projections.content_rows import erase_user_rows
 from projections.projector import SWAP_LOCK_KEY
 from schema.events import (
@@ -48,7 +49,7 @@ from schema.events import (
 )
 from schema.ids import NAMESPACE
 
-__all__ = ["ForgetReport", "UnknownPerson", "forget"]
+__all__ = ["ForgetReport", "UnknownPerson", "forget", "rewrite_append_only_files"]
 
 SCAN_COUNT = 1_000
 SUMMARY_HASH = "summary:hash:"  # consumers.summarizer.summary_keys.SummaryKeys.input_hash
@@ -211,3 +212,17 @@ async def _delete_plaintext_entries(redis: Redis, keys: Keys, user_id: str,
             if doomed:
                 deleted += int(await redis.xdel(stream, *doomed))
     return deleted
+
+
+async def rewrite_append_only_files(redis: RedisClient) -> int:
+    """``BGREWRITEAOF`` wherever a deleted key may still sit in an AOF: the one Redis, or every
+    node of a cluster (masters and replicas; a keyless command reaches one node only unless
+    told which). Returns how many nodes started a rewrite."""
+    if not isinstance(redis, RedisCluster):
+        await redis.bgrewriteaof()
+        return 1
+    await redis.initialize()
+    nodes = redis.get_nodes()
+    for node in nodes:
+        await redis.bgrewriteaof(target_nodes=node)  # type: ignore[call-arg]
+    return len(nodes)

@@ -8,16 +8,16 @@ MECOVE_PREVIOUS_MASTER_KEY. Data keys do not change, so no content is re-encrypt
 from __future__ import annotations
 
 import asyncpg
-from redis.asyncio import Redis
 
 from app.platform.eventlog.content_crypto import MasterKeys
 from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
+from app.platform.redis_client import RedisClient
 
 SCAN_COUNT = 1_000
 
 
-async def rotate_master_key(redis: Redis, keys: Keys, database_url: str,
+async def rotate_master_key(redis: RedisClient, keys: Keys, database_url: str,
                             master: MasterKeys | None) -> int:
     """Re-wrap keys not wrapped by the current master key, in PostgreSQL and Redis; returns
     how many were re-wrapped (each copy counts once)."""
@@ -34,6 +34,8 @@ async def rotate_master_key(redis: Redis, keys: Keys, database_url: str,
             rewrapped += 1
     finally:
         await connection.close()
+    # On a RedisCluster, redis-py's scan_iter scans every master (SCAN goes to all primaries,
+    # since redis-py 5.0); tests/cluster checks hashes on several masters are re-wrapped.
     async for name in redis.scan_iter(match=f"{keys.prefix}:*:contentkey:*", count=SCAN_COUNT):
         key_id, wrapped = await redis.hmget(name, "id", "wrapped")
         if key_id is None or wrapped is None or master.is_current(as_text(wrapped)):

@@ -5,7 +5,9 @@ Links live in Redis under one fixed hash tag (``{prefix}:{ids}:bsuid:<bsuid>`` a
 script reads and creates the links of a whole delivery atomically, before its events are
 appended; the decided user id and identities travel in the MessageReceived event, so the
 projections and replay copy the decision and never take it again. A crash between resolving
-and appending is harmless: Meta redelivers and the links resolve the same way.
+and appending is harmless: Meta redelivers and the links resolve the same way. With
+``MECOVE_REDIS_MIN_REPLICAS`` k > 0 the links are confirmed on k replicas (``WAIT``) before
+the append, so a failover that keeps an event keeps the links it was decided by.
 
 The rule (docs/decisions/0007-user-identities.md): the BSUID's user if the BSUID is linked,
 else the phone's user if the phone is linked, else a new user whose id derives from the phone
@@ -20,10 +22,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from app.platform.eventlog.entries import as_text
 from app.platform.metrics import IDENTITY_CONFLICTS, IDENTITY_LINKS
+from app.platform.redis_client import DurableWrites, RedisClient
 from app.platform.same_turn_batches import SameTurnBatches
 from schema.ids import identity_id_for, user_id_for
 
@@ -31,36 +32,44 @@ log = logging.getLogger("mecove.identities")
 
 CHANNEL = "whatsapp"
 
+# ARGV[1] is '1' when the links read must be rewritten (same value) so that a WAIT after the
+# call covers them even when an earlier, unconfirmed call created them ('0' otherwise).
 # Per sender i (1-based), KEYS[2i-1] is its BSUID link, KEYS[2i] its phone link;
-# ARGV[3i-2] / ARGV[3i-1] say whether the sender has a BSUID / a phone ('1' or '0'),
-# ARGV[3i] is the user id for a person seen for the first time.
+# ARGV[3i-1] / ARGV[3i] say whether the sender has a BSUID / a phone ('1' or '0'),
+# ARGV[3i+1] is the user id for a person seen for the first time.
 # Returns per sender {user id, phone state, links created}; phone state is 'linked', 'none'
 # or 'conflict' (the phone belongs to another user).
 RESOLVE_IDENTITIES_LUA = """
+local confirm = ARGV[1] == '1'
 local results = {}
 for i = 1, #KEYS / 2 do
   local bsuid_key = KEYS[2 * i - 1]
   local phone_key = KEYS[2 * i]
-  local has_bsuid = ARGV[3 * i - 2] == '1'
-  local has_phone = ARGV[3 * i - 1] == '1'
-  local new_user = ARGV[3 * i]
+  local has_bsuid = ARGV[3 * i - 1] == '1'
+  local has_phone = ARGV[3 * i] == '1'
+  local new_user = ARGV[3 * i + 1]
   local created = 0
   local user = false
   if has_bsuid then user = redis.call('GET', bsuid_key) end
   local phone_user = false
   if has_phone then phone_user = redis.call('GET', phone_key) end
   if not user then user = phone_user or new_user end
-  if has_bsuid and redis.call('SET', bsuid_key, user, 'NX') then created = created + 1 end
+  if has_bsuid then
+    if redis.call('SET', bsuid_key, user, 'NX') then
+      created = created + 1
+    elseif confirm then
+      redis.call('SET', bsuid_key, user)  -- the value it holds: a write for WAIT to cover
+    end
+  end
   local phone_state = 'none'
   if has_phone then
     if not phone_user then
       redis.call('SET', phone_key, user)
       created = created + 1
       phone_state = 'linked'
-    elseif phone_user == user then
-      phone_state = 'linked'
     else
-      phone_state = 'conflict'
+      if confirm then redis.call('SET', phone_key, phone_user) end
+      if phone_user == user then phone_state = 'linked' else phone_state = 'conflict' end
     end
   end
   results[i] = {user, phone_state, created}
@@ -119,10 +128,17 @@ class IdentityKeys:
 class IdentityLinks:
     """Resolves senders to users, creating links atomically. Deliveries resolved in the same
     event-loop turn share one script call (all links live in one slot); the script handles
-    their senders one after the other, exactly as separate calls in that order would."""
+    their senders one after the other, exactly as separate calls in that order would.
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    With ``writes`` requiring replicas (``MECOVE_REDIS_MIN_REPLICAS``), a resolution returns
+    only once the links it created or read have reached them, else ``ReplicaShortfall`` (the
+    ingress answers 503 before appending anything): a failover can then never keep an event
+    whose user id came from a link it lost."""
+
+    def __init__(self, redis: RedisClient, prefix: str,
+                 writes: DurableWrites | None = None) -> None:
         self.keys = IdentityKeys(prefix)
+        self._writes = writes if writes is not None else DurableWrites(redis)
         self._resolve = redis.register_script(RESOLVE_IDENTITIES_LUA)
         self._batches: SameTurnBatches[Sender, Resolution] = SameTurnBatches(self._resolve_now)
 
@@ -132,13 +148,14 @@ class IdentityLinks:
 
     async def _resolve_now(self, senders: list[Sender]) -> list[Resolution]:
         keys: list[str] = []
-        args: list[str] = []
+        args: list[str] = ["1" if self._writes.min_replicas else "0"]
         for sender in senders:
             keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
                      self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
             args += ["1" if sender.bsuid else "0", "1" if sender.phone else "0",
                      first_user_id(sender)]
-        replies = await self._resolve(keys=keys, args=args)
+        replies = await self._writes.write(keys[0], lambda client: self._resolve(
+            keys=keys, args=args, client=client))
         resolutions: list[Resolution] = []
         for sender, (raw_user, raw_state, created) in zip(senders, replies, strict=True):
             user_id = as_text(raw_user)

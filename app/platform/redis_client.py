@@ -8,7 +8,9 @@ Every caller then talks to ``RedisClient`` and sends only commands whose keys sh
 
 ``SlotWriter`` gives the plain client of the master owning a key, for a write that must be
 followed by ``WAIT`` on the very same connection (``WAIT`` counts the replicas that reached
-that connection's last write).
+that connection's last write). ``DurableWrites`` is the one place that pairs them: every write
+``MECOVE_REDIS_MIN_REPLICAS`` covers (event appends, identity links, reply claims and
+outcomes) goes through it.
 """
 
 from __future__ import annotations
@@ -16,18 +18,26 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["REDIS_ERRORS", "RedisClient", "ReplicaShortfall", "SlotWriter", "cluster_enabled",
-           "connect", "node_client", "open_blocking_reader", "open_redis"]
+__all__ = ["REDIS_ERRORS", "DurableWrites", "RedisClient", "ReplicaShortfall", "SlotWriter",
+           "cluster_enabled", "connect", "node_client", "open_blocking_reader", "open_redis"]
 
 log = logging.getLogger("mecove.redis")
 
@@ -218,3 +228,67 @@ class SlotWriter:
         for master in self._masters.values():
             await master.aclose()
         self._masters.clear()
+
+
+Queue = Callable[[Any], Awaitable[object]]
+"""Queues one or more commands of one slot on a pipeline (awaited: scripts queue that way)."""
+
+
+class DurableWrites:
+    """Writes that count only once ``min_replicas`` replicas have them (``WAIT``).
+
+    With ``min_replicas`` 0 a write goes through the shared client as usual. Above 0 it goes,
+    followed by ``WAIT k timeout``, down one connection to the master owning its key
+    (``SlotWriter``), and ``ReplicaShortfall`` is raised when fewer replicas acknowledged it in
+    time; a ``MOVED``/``ASK`` or a lost master reloads the slot table and tries once more.
+
+    ``WAIT`` covers what the connection *propagated*: a step that may find its work already
+    done by an earlier, unconfirmed call (a duplicate append, an existing identity link) must
+    still write something, or its ``WAIT`` would not cover what it found.
+    """
+
+    def __init__(self, client: RedisClient, *, min_replicas: int = 0,
+                 wait_timeout_ms: int = 500) -> None:
+        self.client = client
+        self.min_replicas = min_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._writer = SlotWriter(client)
+
+    async def write(self, key: str,
+                    command: Callable[[RedisClient | Pipeline], Awaitable[Any]]) -> Any:
+        """Run ``command`` (one command or script call on ``key``'s slot); its reply."""
+        if self.min_replicas == 0:
+            return await command(self.client)
+        return (await self._on_master(key, command))[0]
+
+    async def pipeline(self, key: str, queue: Queue) -> list[Any]:
+        """Run the commands ``queue`` adds (all on ``key``'s slot) in one round trip; their
+        replies in order."""
+        if self.min_replicas == 0:
+            async with self.client.pipeline(transaction=False) as pipe:
+                await queue(pipe)
+                return list(await pipe.execute())
+        return await self._on_master(key, queue)
+
+    async def _on_master(self, key: str, queue: Queue) -> list[Any]:
+        for attempt in (1, 2):
+            try:
+                master = await self._writer.for_key(key)
+                async with master.pipeline(transaction=False) as pipe:
+                    await queue(pipe)
+                    pipe.wait(self.min_replicas, self.wait_timeout_ms)
+                    *replies, replicas = await pipe.execute()
+            except (MovedError, AskError, RedisConnectionError):
+                await self._writer.refresh(key)
+                if attempt == 2:
+                    raise
+                continue
+            if int(replicas) < self.min_replicas:
+                raise ReplicaShortfall(f"{replicas} of {self.min_replicas} replicas acknowledged "
+                                       f"the write within {self.wait_timeout_ms} ms")
+            return replies
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        """Close the per-master connections (the client passed in stays open)."""
+        await self._writer.aclose()

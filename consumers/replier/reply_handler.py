@@ -10,7 +10,9 @@ definite failure releases it; a 200 turns it into ``sent:<wamid>`` in the same L
 appends ReplySent. A redelivery that finds ``sending:`` left by a crashed attempt cannot know
 whether Meta got the message, so it does not resend: the entry is dead-lettered as "in doubt"
 (docs/decisions/0003-reply-at-most-once.md). So is a send whose request may have reached Meta
-before the connection failed (``GraphSendInDoubt``): the outcome stays ``sending:``.
+before the connection failed (``GraphSendInDoubt``): the outcome stays ``sending:``. With
+``MECOVE_REDIS_MIN_REPLICAS`` k > 0 the ``sending:`` must reach k replicas before the send;
+if it does not in time, nothing is sent and the entry comes back later (``RetryLater``).
 
 Pacing (docs/decisions/0008-reply-pacing.md): before the LLM and again right before the send,
 the ``Pacer`` says whether the recipient's pair limiter (and the number's throughput) lets the
@@ -36,6 +38,7 @@ from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
 from app.platform.http_transport import transport_for_environment
 from app.platform.metrics import GRAPH_SENDS
+from app.platform.redis_client import ReplicaShortfall
 from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import NonRetryableError, RetryableError, RetryLater
 from app.platform.settings import Settings
@@ -61,6 +64,8 @@ log = logging.getLogger("mecove.replier")
 
 # "typing…" is a courtesy: it may hold the reply up this long at most.
 TYPING_TIMEOUT_S = 2.0
+# A claim the required replicas did not confirm: try again this much later (no attempt spent).
+SHORTFALL_RETRY_MS = 1_000
 
 
 class ReplyInDoubt(NonRetryableError):
@@ -177,7 +182,7 @@ class ReplyHandler(GroupHandler):
             await typing  # bounded by its own short timeout; never raises
         outbound_id: str | None = None
         if self.graph is None:
-            messages_after, _ = await self._messages_after_and_take(message, None, None)
+            messages_after = await self._messages_after(message)
             mode = decide_reply_mode(messages_after, message.received_at, self.clock_ms(),
                                      self.rule)
             contextual = mode is ReplyMode.CONTEXTUAL
@@ -192,8 +197,13 @@ class ReplyHandler(GroupHandler):
                     await asyncio.sleep((pacing.at_ms - now) / 1000)  # the number's pace
             now = self.clock_ms()
             sending = sending_state(self.consumer_name, now)
-            messages_after, taken = await self._messages_after_and_take(
-                message, outcome_key, sending)
+            try:
+                messages_after, taken = await self._messages_after_and_take(
+                    message, outcome_key, sending)
+            except ReplicaShortfall as exc:
+                # The claim would not survive a failover: sending now could send twice.
+                raise RetryLater(self.clock_ms() + SHORTFALL_RETRY_MS,
+                                 f"reply claim not confirmed by replicas: {exc}") from exc
             mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
             contextual = mode is ReplyMode.CONTEXTUAL
             if not taken:
@@ -236,16 +246,21 @@ class ReplyHandler(GroupHandler):
             **fields, "mode": mode.value, "fallback": completion.fallback_used,
             "latency_ms": replied_at - message.received_at}})
 
-    async def _messages_after_and_take(self, message: MessageReceived, outcome_key: str | None,
-                                       sending: str | None) -> tuple[int, bool]:
-        """In one round trip: how many of the user's messages came after this one (for the
-        reply mode, decided at send time) and, given a key, whether ``sending`` was taken."""
+    async def _messages_after(self, message: MessageReceived) -> int:
+        """How many of the user's messages came after this one (for the reply mode)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             self.store.queue_messages_after(pipe, message)
-            if outcome_key is not None and sending is not None:
-                self.outcomes.queue_take(pipe, outcome_key, sending)
-            answers = await pipe.execute()
-        return int(answers[0]), len(answers) > 1 and bool(answers[1])
+            (count,) = await pipe.execute()
+        return int(count)
+
+    async def _messages_after_and_take(self, message: MessageReceived, outcome_key: str,
+                                       sending: str) -> tuple[int, bool]:
+        """In one round trip: how many of the user's messages came after this one (for the
+        reply mode, decided at send time) and whether ``sending`` was taken (confirmed on the
+        required replicas, else ReplicaShortfall and nothing taken)."""
+        (count,), taken = await self.outcomes.take(
+            outcome_key, sending, reads=lambda pipe: self.store.queue_messages_after(pipe, message))
+        return int(count), taken
 
     def _outcome_may_have_expired(self, message: MessageReceived) -> bool:
         """Whether a reply outcome recorded for ``message`` could have expired from Redis:
@@ -290,6 +305,14 @@ class ReplyHandler(GroupHandler):
         await self._leave_line(message)  # its user's later replies need not wait for it
         if isinstance(error, ReplyInDoubt):
             return
+        try:
+            await self._record_failure(delivery, message, error)
+        except ReplicaShortfall as exc:  # recorded on the master; only its copies are missing
+            log.warning("ReplyFailed recorded but not confirmed by replicas",
+                        extra={"fields": {"message_id": message.message_id, "error": str(exc)}})
+
+    async def _record_failure(self, delivery: Delivery, message: MessageReceived,
+                              error: BaseException | str) -> None:
         await self.outcomes.record(ReplyFailed(
             event_id=event_id_for("ReplyFailed", message.message_id),
             occurred_at=self.clock_ms(),
@@ -301,6 +324,7 @@ class ReplyHandler(GroupHandler):
         ))
 
     async def close(self) -> None:
+        await self.outcomes.aclose()
         await self.chat.close()
         if self.graph is not None:
             await self.graph.close()

@@ -9,11 +9,18 @@ One Redis string per message (``<tag>:reply:<message id>``) holds one of three s
 ``sent:`` and ``failed`` are final: nothing more happens to that message's reply. Turning a
 state final and appending its event (ReplySent / ReplyFailed) is one Lua step, so "recorded"
 and "the event exists" cannot disagree (docs/decisions/0003-reply-at-most-once.md).
+
+With ``MECOVE_REDIS_MIN_REPLICAS`` k > 0, taking a message and recording its outcome return
+only once k replicas have the write (``DurableWrites``): a failover can then never lose the
+``sending:`` of a reply that went out, so no redelivery sends it again. A take that k replicas
+did not confirm is released and raises ``ReplicaShortfall``: the replier must not send.
 """
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from collections.abc import Callable
+from typing import Any
+
 from redis.asyncio.client import Pipeline
 
 from app.platform.eventlog.append import STALE_KEY, content_keys_for
@@ -23,6 +30,7 @@ from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, entry_values
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
+from app.platform.redis_client import DurableWrites, RedisClient, ReplicaShortfall
 from app.platform.settings import Settings
 from schema.events import ReplyFailed, ReplySent
 
@@ -106,14 +114,18 @@ class ReplyOutcomes:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         *,
         outcome_ttl_s: int = 8 * 86_400,
         context_ttl_s: int = 86_400,
         content: ContentKeys | None = None,
+        min_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.redis = redis
+        self.writes = DurableWrites(redis, min_replicas=min_replicas,
+                                    wait_timeout_ms=wait_timeout_ms)
         self.keys = keys
         self.content = content  # None: the reply text is recorded as plaintext
         self.conversation = ConversationKeys(keys)
@@ -122,12 +134,19 @@ class ReplyOutcomes:
         self._record = redis.register_script(RECORD_REPLY_LUA)
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis) -> ReplyOutcomes:
-        """Outcomes kept as long as dedupe keys (a redelivery within that time is caught)."""
+    def from_settings(cls, settings: Settings, redis: RedisClient) -> ReplyOutcomes:
+        """Outcomes kept as long as dedupe keys (a redelivery within that time is caught),
+        confirmed on ``MECOVE_REDIS_MIN_REPLICAS`` replicas."""
         return cls(redis, Keys.from_settings(settings),
                    outcome_ttl_s=settings.dedupe_ttl_days * 86_400,
                    context_ttl_s=settings.context_ttl_seconds,
-                   content=content_keys_for(settings, redis))
+                   content=content_keys_for(settings, redis),
+                   min_replicas=settings.redis_min_replicas,
+                   wait_timeout_ms=settings.redis_wait_timeout_ms)
+
+    async def aclose(self) -> None:
+        """Close the connections opened for ``WAIT`` (the client passed in stays open)."""
+        await self.writes.aclose()
 
     def key(self, user_id: str, message_id: str) -> str:
         """``<tag>:reply:<message id>`` in the user's partition."""
@@ -141,9 +160,28 @@ class ReplyOutcomes:
         """Add ``read`` of ``key`` to ``pipe``; pass its answer through ``as_text``."""
         pipe.get(key)
 
-    def queue_take(self, pipe: Pipeline, key: str, state: str) -> None:
-        """Add ``take`` to ``pipe``; its answer is truthy when ``state`` was written."""
-        pipe.set(key, state, nx=True, ex=self.outcome_ttl_s)
+    async def take(self, key: str, state: str, *,
+                   reads: Callable[[Pipeline], None] | None = None) -> tuple[list[Any], bool]:
+        """Write ``state`` (``sending:…``) unless the message has a state (``SET NX``), in one
+        round trip with the commands ``reads`` queues (same slot); returns their answers and
+        whether ``state`` was written.
+
+        With replicas required, ``state`` counts as taken only once they have it: a take they
+        did not confirm in time is released (nothing will be sent) and ReplicaShortfall
+        raised. Should that release fail too, ``sending:`` stays and the next attempt
+        dead-letters the message as in doubt: never a double send."""
+
+        async def queue(pipe: Pipeline) -> None:
+            if reads is not None:
+                reads(pipe)
+            pipe.set(key, state, nx=True, ex=self.outcome_ttl_s)
+
+        try:
+            *answers, taken = await self.writes.pipeline(key, queue)
+        except ReplicaShortfall:
+            await self.release(key, state)
+            raise
+        return answers, bool(taken)
 
     async def release(self, key: str, state: str) -> None:
         """Remove ``state`` taken by ``take`` (nothing was sent), unless it changed since."""
@@ -185,9 +223,11 @@ class ReplyOutcomes:
         else:
             final_state, reply_text = FAILED, ""
         partition = self.keys.partition_of(event.user_id)
-        entry_id = await self._record(
+        stream = self.keys.stream(partition)
+        entry_id = await self.writes.write(stream, lambda client: self._record(
+            client=client,
             keys=[
-                self.keys.stream(partition),
+                stream,
                 self.key(event.user_id, event.message_id),
                 self.conversation.turn(partition, event.message_id),
                 self.content.key_hash(event.user_id) if self.content is not None
@@ -195,5 +235,5 @@ class ReplyOutcomes:
             ],
             args=[final_state, reply_text, self.context_ttl_s, self.outcome_ttl_s, key_id,
                   *entry_values(event)],
-        )
+        ))
         return as_text(entry_id)

@@ -20,16 +20,17 @@ from redis.asyncio import RedisCluster
 
 from app.devtools.private_cluster import PrivateCluster
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
-from app.operations.dead_letters import list_dead_letters, retry_dead_letter
+from app.operations.dead_letters import list_dead_letters, retry_dead_letter, show_dead_letter
 from app.operations.log_status import read_status
 from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
-from app.platform.identities import Sender, first_user_id
+from app.platform.identities import IdentityKeys, Sender, first_user_id
 from app.platform.redis_client import connect
 from app.platform.settings import Settings
 from consumers.summarizer.summary_handler import build_summary_handler
 from projections.projector import Projector
 from projections.replay import replay
+from tests.cluster.conftest import replica_stopped
 from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import fetch_rows, master_of, replier
 from tests.service import consumers, eventually, ingress
@@ -141,6 +142,8 @@ async def test_a_dead_lettered_reply_is_retried_on_its_partition_and_sent_once(
         graph.clear()
         [letter] = await list_dead_letters(redis, keys)
         assert letter.group == "replier" and "131047" in letter.error
+        shown = await show_dead_letter(redis, keys, letter.dlq_id)
+        assert shown is not None and "131047" in shown["error"]
         assert await retry_dead_letter(redis, keys, letter.dlq_id)
         await asyncio.to_thread(graph.wait_for_sends, 1, 10)
         await eventually(lambda: _drained(redis, settings, "replier"))
@@ -154,20 +157,15 @@ async def test_with_one_required_replica_a_master_without_replica_answers_503(
     settings = msgspec.structs.replace(settings, redis_min_replicas=1,
                                        redis_wait_timeout_ms=300)
     keys = Keys.from_settings(settings)
-    masters = cluster.masters()
-    lone_master = next(iter(masters))
-    [replica] = masters[lone_master]
+    links_master = cluster.master_of(IdentityKeys(settings.key_prefix).unused())
+    lone_master = next(m for m in cluster.masters() if m != links_master)  # links stay durable
     senders = _senders(40, 300)
     on_lone = {s for s in senders
                if cluster.master_of(keys.stream(_partition(keys, s))) == lone_master}
     assert on_lone and len(on_lone) < len(senders)
-    cluster.stop(replica)
-    try:
+    with replica_stopped(cluster, lone_master):
         async with ingress(settings) as http:
             codes = {s: await _post(http, s, "hello", f"wamid.wait{s}") for s in senders}
-    finally:
-        cluster.start_node(replica)
-        cluster.wait_healthy()
     assert {codes[s] for s in on_lone} == {503}
     assert {codes[s] for s in senders if s not in on_lone} == {200}
     async with ingress(settings) as http:  # Meta redelivers once the replica is back

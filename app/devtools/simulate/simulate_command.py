@@ -30,8 +30,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from app.devtools.dev_command import DATABASE_NAME, ensure_database
 from app.devtools.embedded.embedded_servers import EmbeddedServers
@@ -60,6 +58,7 @@ from app.devtools.simulated_graph_api import ReceivedSend, SimulatedGraphApi
 from app.ingress.signature import sign_body
 from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
+from app.platform.redis_client import REDIS_ERRORS, connect
 from app.platform.settings import Settings
 
 # The simulated business: its phone number id, displayed number and account id.
@@ -172,14 +171,17 @@ class ServiceUnderSimulation:
         A replier creates its group when it starts, before any delivery; a consumer appears in
         the group only once it has read, so the group is the sign to look for.
         """
-        redis = Redis.from_url(self.redis_url, socket_connect_timeout=2)
+        try:  # a cluster client on a cluster: the streams live on several masters
+            redis = await connect(self.redis_url, must_answer=True)
+        except REDIS_ERRORS:
+            return False
         try:
             for stream in Keys.from_settings(self.settings).streams():
                 groups = await redis.xinfo_groups(stream)
                 if not any(as_text(g["name"]) == "replier" for g in groups):
                     return False
             return True
-        except RedisError:  # no stream yet
+        except REDIS_ERRORS:  # no stream yet
             return False
         finally:
             await redis.aclose()

@@ -20,12 +20,10 @@ writes (it renews its dedupe key), so its ``WAIT`` also covers the first, unconf
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio.client import Pipeline
-from redis.exceptions import AskError, MovedError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.platform.eventlog.content_crypto import (
     CONTENT_FIELDS,
@@ -42,7 +40,7 @@ from app.platform.eventlog.conversation_keys import ConversationKeys
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, encode_event, entry_values
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
-from app.platform.redis_client import RedisClient, ReplicaShortfall, SlotWriter
+from app.platform.redis_client import DurableWrites, RedisClient
 from app.platform.same_turn_batches import SameTurnBatches
 from app.platform.settings import Settings
 from schema.events import Event, MessageReceived
@@ -136,8 +134,9 @@ class EventLog:
     ) -> None:
         self.redis = redis
         self.min_replicas = min_replicas
-        self._wait_timeout_ms = wait_timeout_ms
-        self._writer = SlotWriter(redis)
+        # Shared with the identity links of the same process (app_factory).
+        self.writes = DurableWrites(redis, min_replicas=min_replicas,
+                                    wait_timeout_ms=wait_timeout_ms)
         self.keys = keys
         self.content = content  # None: content fields are appended as plaintext
         self.conversation = ConversationKeys(keys)
@@ -166,7 +165,7 @@ class EventLog:
 
     async def aclose(self) -> None:
         """Close the connections opened for ``WAIT`` (the client passed in stays open)."""
-        await self._writer.aclose()
+        await self.writes.aclose()
 
     async def append_messages(self, events: Sequence[MessageReceived]) -> list[str | None]:
         """Append received messages; returns, in input order, each new entry id, or None for a
@@ -229,7 +228,7 @@ class EventLog:
                     event.received_at,
                     "" if key is None else key.key_id,
                 ]
-            ids = await self._durably(keys[0], lambda client, k=keys, a=args:
+            ids = await self.writes.write(keys[0], lambda client, k=keys, a=args:
                                       self._append_messages(keys=k, args=a, client=client))
             for index, entry_id in zip(indexes, ids, strict=True):
                 results[index] = as_text(entry_id) or None
@@ -251,7 +250,7 @@ class EventLog:
         key = await self.content.for_writing(user_id)
         script_keys = [stream, self.content.key_hash(user_id)]
         script_args = [key.key_id, *entry_values(seal_event(event, key))]
-        entry_id = as_text(await self._durably(stream, lambda client: self._append_sealed(
+        entry_id = as_text(await self.writes.write(stream, lambda client: self._append_sealed(
             keys=script_keys, args=script_args, client=client)))
         if entry_id == STALE_KEY:
             self.content.drop(user_id)
@@ -259,37 +258,9 @@ class EventLog:
         return entry_id
 
     async def _xadd(self, stream: str, fields: dict[str, Any]) -> Any:
-        """XADD ``fields`` to ``stream``, durably (see ``_durably``); the entry id."""
+        """XADD ``fields`` to ``stream``, durably (``DurableWrites``); the entry id."""
 
         async def xadd(client: RedisClient | Pipeline) -> Any:
             return await client.xadd(stream, fields)  # type: ignore[arg-type]
 
-        return await self._durably(stream, xadd)
-
-    async def _durably(self, key: str,
-                       write: Callable[[RedisClient | Pipeline], Awaitable[Any]]) -> Any:
-        """Run ``write`` (one command on ``key``'s slot) and return its reply; with
-        ``min_replicas`` > 0 only once that many replicas have it, else ReplicaShortfall.
-
-        The write and its ``WAIT`` share one connection to the master owning the slot; a
-        ``MOVED``/``ASK`` or a lost master reloads the slot table and tries once more.
-        """
-        if self.min_replicas == 0:
-            return await write(self.redis)
-        for attempt in (1, 2):
-            try:
-                master = await self._writer.for_key(key)
-                async with master.pipeline(transaction=False) as pipe:
-                    await write(pipe)
-                    pipe.wait(self.min_replicas, self._wait_timeout_ms)
-                    reply, replicas = await pipe.execute()
-            except (MovedError, AskError, RedisConnectionError):
-                await self._writer.refresh(key)
-                if attempt == 2:
-                    raise
-                continue
-            if int(replicas) < self.min_replicas:
-                raise ReplicaShortfall(f"{replicas} of {self.min_replicas} replicas acknowledged "
-                                       f"the write within {self._wait_timeout_ms} ms")
-            return reply
-        raise AssertionError("unreachable")
+        return await self.writes.write(stream, xadd)
