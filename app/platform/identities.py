@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from app.platform.eventlog.entries import as_text
+from app.platform.eventlog.lua import script
 from app.platform.metrics import IDENTITY_CONFLICTS, IDENTITY_LINKS
 from app.platform.same_turn_batches import SameTurnBatches
 from schema.ids import identity_id_for, user_id_for
@@ -31,19 +32,18 @@ log = logging.getLogger("mecove.identities")
 
 CHANNEL = "whatsapp"
 
-# Per sender i (1-based), KEYS[2i-1] is its BSUID link, KEYS[2i] its phone link;
-# ARGV[3i-2] / ARGV[3i-1] say whether the sender has a BSUID / a phone ('1' or '0'),
-# ARGV[3i] is the user id for a person seen for the first time.
-# Returns per sender {user id, phone state, links created}; phone state is 'linked', 'none'
-# or 'conflict' (the phone belongs to another user).
-RESOLVE_IDENTITIES_LUA = """
-local results = {}
-for i = 1, #KEYS / 2 do
-  local bsuid_key = KEYS[2 * i - 1]
-  local phone_key = KEYS[2 * i]
-  local has_bsuid = ARGV[3 * i - 2] == '1'
-  local has_phone = ARGV[3 * i - 1] == '1'
-  local new_user = ARGV[3 * i]
+# One sender's resolution, for scripts that resolve senders (needs lua.ARGUMENT_READERS
+# before it). Reads KEYS: its BSUID link, its phone link (``IdentityKeys.unused`` for a missing
+# one); ARGV: has a BSUID, has a phone ('1' or '0'), the user id for a person seen for the
+# first time. Returns user id, phone state ('linked', 'none', or 'conflict': the phone belongs
+# to another user) and how many links it created.
+RESOLVE_SENDER_LUA = """
+local function resolve_sender()
+  local bsuid_key = next_key()
+  local phone_key = next_key()
+  local has_bsuid = next_arg() == '1'
+  local has_phone = next_arg() == '1'
+  local new_user = next_arg()
   local created = 0
   local user = false
   if has_bsuid then user = redis.call('GET', bsuid_key) end
@@ -63,10 +63,22 @@ for i = 1, #KEYS / 2 do
       phone_state = 'conflict'
     end
   end
-  results[i] = {user, phone_state, created}
+  return user, phone_state, created
+end
+"""
+
+# KEYS and ARGV: per sender, those of RESOLVE_SENDER_LUA.
+# Returns per sender {user id, phone state, links created}.
+RESOLVE_IDENTITIES_LUA = script(RESOLVE_SENDER_LUA, """
+local results = {}
+while has_more_keys() do
+  local user, phone_state, created = resolve_sender()
+  results[#results + 1] = {user, phone_state, created}
 end
 return results
-"""
+""")
+
+KNOWN_SENDERS_KEPT = 20_000  # resolutions remembered to guess the next (about 4 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,41 +131,63 @@ class IdentityKeys:
 class IdentityLinks:
     """Resolves senders to users, creating links atomically. Deliveries resolved in the same
     event-loop turn share one script call (all links live in one slot); the script handles
-    their senders one after the other, exactly as separate calls in that order would."""
+    their senders one after the other, exactly as separate calls in that order would.
+
+    It also remembers the latest resolutions (bounded) so that a caller can guess a sender's
+    user before asking Redis (``guess``); a guess is only ever a claim that a script checks.
+    """
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.keys = IdentityKeys(prefix)
         self._resolve = redis.register_script(RESOLVE_IDENTITIES_LUA)
         self._batches: SameTurnBatches[Sender, Resolution] = SameTurnBatches(self._resolve_now)
+        self._known: dict[tuple[str | None, str | None], Resolution] = {}
 
     async def resolve(self, senders: Sequence[Sender]) -> list[Resolution]:
         """One Resolution per sender, in order; raises RedisError when Redis is unreachable."""
         return await self._batches.submit(senders)
 
+    def guess(self, sender: Sender) -> Resolution | None:
+        """The sender's last resolution seen by this process (None: not seen yet)."""
+        return self._known.get((sender.bsuid, sender.phone))
+
+    def add_inputs(self, sender: Sender, keys: list[str], args: list[str]) -> None:
+        """Add the keys and arguments ``RESOLVE_SENDER_LUA`` reads for ``sender``."""
+        keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
+                 self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
+        args += ["1" if sender.bsuid else "0", "1" if sender.phone else "0",
+                 first_user_id(sender)]
+
+    def resolution_from(self, sender: Sender, reply: Sequence[bytes | str | int]) -> Resolution:
+        """A ``RESOLVE_SENDER_LUA`` answer {user id, phone state, links created} -> the
+        sender's Resolution; counts the links and conflicts, and remembers the answer."""
+        raw_user, raw_state, created = reply
+        user_id = as_text(raw_user)  # type: ignore[arg-type]
+        state = as_text(raw_state)  # type: ignore[arg-type]
+        if int(created):
+            IDENTITY_LINKS.inc(int(created))
+        if state == "conflict":
+            IDENTITY_CONFLICTS.inc()
+            log.warning("phone already linked to another user; kept the first link and "
+                        "answered through the BSUID", extra={"fields": {
+                            "user_id": user_id,
+                            "identity_id": identity_id_for(CHANNEL, sender.phone or "")}})
+        resolution = Resolution(
+            user_id=user_id,
+            phone=sender.phone if state == "linked" else None,
+            bsuid=sender.bsuid,
+        )
+        known = (sender.bsuid, sender.phone)
+        if known not in self._known and len(self._known) >= KNOWN_SENDERS_KEPT:
+            del self._known[next(iter(self._known))]  # the oldest remembered
+        self._known[known] = resolution
+        return resolution
+
     async def _resolve_now(self, senders: list[Sender]) -> list[Resolution]:
         keys: list[str] = []
         args: list[str] = []
         for sender in senders:
-            keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
-                     self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
-            args += ["1" if sender.bsuid else "0", "1" if sender.phone else "0",
-                     first_user_id(sender)]
+            self.add_inputs(sender, keys, args)
         replies = await self._resolve(keys=keys, args=args)
-        resolutions: list[Resolution] = []
-        for sender, (raw_user, raw_state, created) in zip(senders, replies, strict=True):
-            user_id = as_text(raw_user)
-            state = as_text(raw_state)
-            if int(created):
-                IDENTITY_LINKS.inc(int(created))
-            if state == "conflict":
-                IDENTITY_CONFLICTS.inc()
-                log.warning("phone already linked to another user; kept the first link and "
-                            "answered through the BSUID", extra={"fields": {
-                                "user_id": user_id,
-                                "identity_id": identity_id_for(CHANNEL, sender.phone or "")}})
-            resolutions.append(Resolution(
-                user_id=user_id,
-                phone=sender.phone if state == "linked" else None,
-                bsuid=sender.bsuid,
-            ))
-        return resolutions
+        return [self.resolution_from(sender, reply)
+                for sender, reply in zip(senders, replies, strict=True)]

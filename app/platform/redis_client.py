@@ -26,6 +26,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.platform.redis_packing import HiredisPackedConnection
+
 __all__ = ["REDIS_ERRORS", "RedisClient", "ReplicaShortfall", "SlotWriter", "cluster_enabled",
            "connect", "node_client", "open_blocking_reader", "open_redis"]
 
@@ -121,6 +123,7 @@ def open_redis(redis_url: str, *, max_connections: int = 64,
         health_check_interval=30,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        connection_class=HiredisPackedConnection,  # redis:// only: from_url keeps rediss' own
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
