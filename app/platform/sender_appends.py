@@ -176,4 +176,7 @@ class SenderAppends:
                     log.content.drop(resolution.user_id)
                 again = entry_id in (STALE_KEY, GUESSED_WRONG)
                 answers[index] = _Answer(resolution, None if again else entry_id or None, again)
-        return [answer for answer in answers if answer is not None]
+        done = [answer for answer in answers if answer is not None]
+        if len(done) != len(items):
+            raise AssertionError("a message was in no partition's script call")
+        return done
