@@ -28,8 +28,13 @@ async def appends(settings: Settings, redis: Redis) -> AsyncIterator[SenderAppen
 
 
 def _text(sender: Sender, wamid: str, body: str) -> InboundText:
-    return InboundText(sender=sender, wamid=wamid, text=body, client_timestamp=None,
-                       raw={"id": wamid, "type": "text", "text": {"body": body}})
+    return InboundText(
+        sender=sender,
+        wamid=wamid,
+        text=body,
+        client_timestamp=None,
+        raw={"id": wamid, "type": "text", "text": {"body": body}},
+    )
 
 
 async def _append(appends: SenderAppends, *texts: InboundText) -> list[str | None]:
@@ -39,8 +44,9 @@ async def _append(appends: SenderAppends, *texts: InboundText) -> list[str | Non
     return await appends.append_texts([t.sender for t in texts], build)
 
 
-async def _received(redis: Redis, settings: Settings,
-                    appends: SenderAppends) -> list[MessageReceived]:
+async def _received(
+    redis: Redis, settings: Settings, appends: SenderAppends
+) -> list[MessageReceived]:
     events = await events_of_type(redis, settings, "MessageReceived")
     content = appends.event_log.content
     assert content is not None
@@ -49,8 +55,8 @@ async def _received(redis: Redis, settings: Settings,
 
 
 async def test_a_known_senders_next_message_needs_no_separate_resolution(
-        appends: SenderAppends, redis: Redis, settings: Settings,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    appends: SenderAppends, redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sender = Sender(phone=PHONE, bsuid=BSUID)
     await _append(appends, _text(sender, "wamid.1", "first"))
 
@@ -68,7 +74,8 @@ async def test_a_known_senders_next_message_needs_no_separate_resolution(
 
 
 async def test_a_redelivered_message_of_a_known_sender_is_appended_once(
-        appends: SenderAppends, redis: Redis, settings: Settings) -> None:
+    appends: SenderAppends, redis: Redis, settings: Settings
+) -> None:
     sender = Sender(phone=PHONE, bsuid=None)
     await _append(appends, _text(sender, "wamid.0", "earlier"))
 
@@ -80,7 +87,8 @@ async def test_a_redelivered_message_of_a_known_sender_is_appended_once(
 
 
 async def test_a_wrong_guess_appends_once_for_the_user_redis_decides(
-        appends: SenderAppends, redis: Redis, settings: Settings) -> None:
+    appends: SenderAppends, redis: Redis, settings: Settings
+) -> None:
     sender = Sender(phone=None, bsuid=BSUID)
     await _append(appends, _text(sender, "wamid.1", "first"))
     # Meanwhile the link changed under this process (forgotten, then linked by another one).
@@ -93,12 +101,16 @@ async def test_a_wrong_guess_appends_once_for_the_user_redis_decides(
     received = await _received(redis, settings, appends)
     assert entry_id is not None and later is not None
     assert [(e.text, e.user_id) for e in received] == [
-        ("first", first_user_id(sender)), ("second", "someone-else"), ("third", "someone-else")]
+        ("first", first_user_id(sender)),
+        ("second", "someone-else"),
+        ("third", "someone-else"),
+    ]
     assert appends.identity_links.guess(sender) == Resolution("someone-else", None, BSUID)
 
 
 async def test_a_phone_linked_to_another_user_is_left_out_on_the_one_script_path(
-        appends: SenderAppends, redis: Redis, settings: Settings) -> None:
+    appends: SenderAppends, redis: Redis, settings: Settings
+) -> None:
     owner = Sender(phone=PHONE, bsuid=None)
     await _append(appends, _text(owner, "wamid.1", "from the phone's user"))
     other = Sender(phone=PHONE, bsuid=BSUID)
@@ -109,4 +121,6 @@ async def test_a_phone_linked_to_another_user_is_left_out_on_the_one_script_path
 
     received = await _received(redis, settings, appends)
     assert [(e.text, e.user_id, e.phone) for e in received][1:] == [
-        ("first", "bsuid-user", None), ("second", "bsuid-user", None)]
+        ("first", "bsuid-user", None),
+        ("second", "bsuid-user", None),
+    ]

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from app.platform.eventlog.append import APPEND_MESSAGES_LUA
+from app.platform.eventlog.lua import ARGUMENT_READERS, script
 from app.platform.identities import RESOLVE_IDENTITIES_LUA
 from app.platform.sender_appends import RESOLVE_AND_APPEND_LUA
-from app.platform.eventlog.lua import ARGUMENT_READERS, script
 from consumers.replier.reply_outcome import RECORD_REPLY_LUA
 from consumers.summarizer.coalescing import CLAIM_WINDOW_LUA, EMIT_DUE_LUA
 
