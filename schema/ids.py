@@ -2,6 +2,7 @@
 
 import hashlib
 import uuid
+from functools import lru_cache
 
 NAMESPACE = uuid.UUID("6f0e7c1a-4d0b-5a52-9c2e-6d65636f7665")
 _NAMESPACE_BYTES = NAMESPACE.bytes
@@ -16,11 +17,14 @@ def _uuid5(name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+# The ingress asks for the ids of the same few senders again and again.
+@lru_cache(maxsize=16_384)
 def identity_id_for(channel: str, channel_user_key: str) -> str:
     """UUIDv5 of ``channel:key``, e.g. ``whatsapp:+919130099484``."""
     return _uuid5(f"{channel}:{channel_user_key}")
 
 
+@lru_cache(maxsize=16_384)
 def user_id_for(identity_id: str) -> str:
     """The stable user of an identity (one user per identity until identities are linked)."""
     return _uuid5(f"user:{identity_id}")

@@ -19,6 +19,7 @@ from app.ingress.webhook_fast_path import IngressApp
 from app.ingress.webhook_routes import WhatsAppWebhookController
 from app.platform.identities import IdentityLinks
 from app.platform.logs import configure_logging
+from app.platform.sender_appends import SenderAppends
 from app.platform.settings import Settings, load_settings, require_signed_webhooks
 from app.wiring.clients import open_clients
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> IngressApp:
             app.state.event_log = clients.event_log
             app.state.identity_links = IdentityLinks(clients.redis, settings.key_prefix,
                                                      clients.event_log.writes)
+            app.state.appends = SenderAppends(app.state.identity_links, clients.event_log)
             yield
 
     handlers: list[type] = [WhatsAppWebhookController, HealthController]

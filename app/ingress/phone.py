@@ -18,8 +18,11 @@ def normalise_e164(raw: str) -> str:
         text = text[1:]
     elif text.startswith("00"):
         text = text[2:]
-    digits = "".join(ch for ch in text if ch in "0123456789")
-    stripped = "".join(ch for ch in text if ch not in "-. ()")
+    if text.isascii() and text.isdigit():  # what Meta sends: skip the separators' scan
+        digits = stripped = text
+    else:
+        digits = "".join(ch for ch in text if ch in "0123456789")
+        stripped = "".join(ch for ch in text if ch not in "-. ()")
     if stripped != digits or not 6 <= len(digits) <= 15 or digits[0] == "0":
         raise InvalidPhoneNumber(f"not an E.164 number: {raw!r}")
     return "+" + digits

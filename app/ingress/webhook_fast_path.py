@@ -50,7 +50,7 @@ class IngressApp(Litestar):
         state = self.state
         try:
             status, answer = await answer_delivery(body, signature, state.settings,
-                                                   state.identity_links, state.event_log)
+                                                   state.appends)
         except Exception:
             log.exception("webhook failed")  # as Litestar would: a 500, the error logged
             status, answer = 500, _INTERNAL

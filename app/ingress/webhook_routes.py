@@ -28,8 +28,7 @@ from app.ingress.parse_webhook import (
 )
 from app.ingress.signature import signature_is_valid, tokens_match
 from app.platform.clock import now_ms
-from app.platform.eventlog.append import EventLog
-from app.platform.identities import IdentityLinks
+from app.platform.identities import Resolution
 from app.platform.metrics import (
     APPEND_SECONDS,
     DELIVERY_FAILURES,
@@ -37,8 +36,9 @@ from app.platform.metrics import (
     UNREADABLE_MESSAGES,
     WEBHOOKS,
 )
+from app.platform.sender_appends import SenderAppends
 from app.platform.settings import Settings
-from schema.events import DeliveryStatusReceived, MessageUnreadable
+from schema.events import DeliveryStatusReceived, MessageReceived, MessageUnreadable
 
 log = logging.getLogger("mecove.ingress")
 
@@ -88,14 +88,12 @@ class WhatsAppWebhookController(Controller):
             WEBHOOKS.labels("too_large").inc()
             raise
         status, answer = await answer_delivery(
-            body, request.headers.get("x-hub-signature-256"), state.settings,
-            state.identity_links, state.event_log)
+            body, request.headers.get("x-hub-signature-256"), state.settings, state.appends)
         return _json(status, answer)
 
 
 async def answer_delivery(body: bytes, signature: str | None, settings: Settings,
-                          identity_links: IdentityLinks, event_log: EventLog
-                          ) -> tuple[int, bytes]:
+                          appends: SenderAppends) -> tuple[int, bytes]:
     """A delivery's body and ``X-Hub-Signature-256`` -> the HTTP status and JSON body to
     answer: 200 only once its messages are in the log, 401 bad signature, 400 not JSON, 503
     the log is unavailable (Meta redelivers). Shared by the Litestar route and the raw ASGI
@@ -122,7 +120,7 @@ async def answer_delivery(body: bytes, signature: str | None, settings: Settings
         return HTTP_200_OK, OK_BODY
     started = time.perf_counter()
     try:
-        appended = await _append_parsed(parsed, identity_links, event_log)
+        appended = await _append_parsed(parsed, appends)
     except (RedisError, RedisClusterException, OSError) as exc:
         WEBHOOKS.labels("unavailable").inc()
         log.error("event log unavailable: answering 503 so Meta redelivers",
@@ -133,30 +131,34 @@ async def answer_delivery(body: bytes, signature: str | None, settings: Settings
     return HTTP_200_OK, OK_BODY
 
 
-async def _append_parsed(parsed: ParsedWebhook, identity_links: IdentityLinks,
-                         event_log: EventLog) -> bool:
+async def _append_parsed(parsed: ParsedWebhook, appends: SenderAppends) -> bool:
     """Resolve the senders, then append texts, unreadable messages and statuses.
 
     Returns whether any new message was appended (statuses and unreadable messages count).
     """
     received_at = now_ms()
-    events = []
-    if parsed.texts:
-        resolutions = await identity_links.resolve([t.sender for t in parsed.texts])
-        events = events_from_texts(parsed.texts, received_at, resolutions)
+    texts = parsed.texts
+    events: list[MessageReceived] = []
+
+    def build(resolutions: list[Resolution]) -> list[MessageReceived]:
+        events[:] = events_from_texts(texts, received_at, resolutions)
+        return events
+
     others: list[MessageUnreadable | DeliveryStatusReceived] = [
         unreadable_event(m, received_at) for m in parsed.unreadable]
     others += [status_event(s, received_at) for s in parsed.statuses]
-    entry_ids = await event_log.append_messages(events) if events else []
+    entry_ids = await appends.append_texts([t.sender for t in texts], build) if texts else []
     # Partitioned by their own id: neither kind belongs to a known user yet.
     if others:
-        await asyncio.gather(*(event_log.append(e, user_id=e.event_id) for e in others))
-    for event, entry_id in zip(events, entry_ids, strict=True):
-        log.debug(  # one line per message costs ~10% of the ingress's CPU at INFO
-            "message appended" if entry_id else "duplicate delivery ignored",
-            extra={"fields": {"event_id": event.event_id, "message_id": event.message_id,
-                              "user_id": event.user_id, "entry_id": entry_id}},
-        )
+        await asyncio.gather(*(appends.event_log.append(e, user_id=e.event_id)
+                               for e in others))
+    if log.isEnabledFor(logging.DEBUG):  # not even the fields are built otherwise
+        for event, entry_id in zip(events, entry_ids, strict=True):
+            log.debug(  # one line per message costs ~10% of the ingress's CPU at INFO
+                "message appended" if entry_id else "duplicate delivery ignored",
+                extra={"fields": {"event_id": event.event_id, "message_id": event.message_id,
+                                  "user_id": event.user_id, "entry_id": entry_id}},
+            )
     for other in others:
         if isinstance(other, MessageUnreadable):
             UNREADABLE_MESSAGES.labels(other.reason).inc()

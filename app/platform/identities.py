@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.platform.eventlog.entries import as_text
+from app.platform.eventlog.lua import script
 from app.platform.metrics import IDENTITY_CONFLICTS, IDENTITY_LINKS
 from app.platform.redis_client import DurableWrites, RedisClient
 from app.platform.same_turn_batches import SameTurnBatches
@@ -32,22 +33,20 @@ log = logging.getLogger("mecove.identities")
 
 CHANNEL = "whatsapp"
 
-# ARGV[1] is '1' when the links read must be rewritten (same value) so that a WAIT after the
-# call covers them even when an earlier, unconfirmed call created them ('0' otherwise).
-# Per sender i (1-based), KEYS[2i-1] is its BSUID link, KEYS[2i] its phone link;
-# ARGV[3i-1] / ARGV[3i] say whether the sender has a BSUID / a phone ('1' or '0'),
-# ARGV[3i+1] is the user id for a person seen for the first time.
-# Returns per sender {user id, phone state, links created}; phone state is 'linked', 'none'
-# or 'conflict' (the phone belongs to another user).
-RESOLVE_IDENTITIES_LUA = """
-local confirm = ARGV[1] == '1'
-local results = {}
-for i = 1, #KEYS / 2 do
-  local bsuid_key = KEYS[2 * i - 1]
-  local phone_key = KEYS[2 * i]
-  local has_bsuid = ARGV[3 * i - 1] == '1'
-  local has_phone = ARGV[3 * i] == '1'
-  local new_user = ARGV[3 * i + 1]
+# One sender's resolution, for scripts that resolve senders (needs lua.ARGUMENT_READERS
+# before it). Reads KEYS: its BSUID link, its phone link (``IdentityKeys.unused`` for a missing
+# one); ARGV: has a BSUID, has a phone ('1' or '0'), the user id for a person seen for the
+# first time. Returns user id, phone state ('linked', 'none', or 'conflict': the phone belongs
+# to another user) and how many links it created. With ``confirm`` the links it reads are
+# rewritten (same value) so that a WAIT after the call covers them even when an earlier,
+# unconfirmed call created them.
+RESOLVE_SENDER_LUA = """
+local function resolve_sender(confirm)
+  local bsuid_key = next_key()
+  local phone_key = next_key()
+  local has_bsuid = next_arg() == '1'
+  local has_phone = next_arg() == '1'
+  local new_user = next_arg()
   local created = 0
   local user = false
   if has_bsuid then user = redis.call('GET', bsuid_key) end
@@ -72,10 +71,24 @@ for i = 1, #KEYS / 2 do
       if phone_user == user then phone_state = 'linked' else phone_state = 'conflict' end
     end
   end
-  results[i] = {user, phone_state, created}
+  return user, phone_state, created
+end
+"""
+
+# ARGV[1] is '1' when the links read must be rewritten for a WAIT (see RESOLVE_SENDER_LUA),
+# then per sender the KEYS and ARGV of RESOLVE_SENDER_LUA.
+# Returns per sender {user id, phone state, links created}.
+RESOLVE_IDENTITIES_LUA = script(RESOLVE_SENDER_LUA, """
+local confirm = next_arg() == '1'
+local results = {}
+while has_more_keys() do
+  local user, phone_state, created = resolve_sender(confirm)
+  results[#results + 1] = {user, phone_state, created}
 end
 return results
-"""
+""")
+
+KNOWN_SENDERS_KEPT = 20_000  # resolutions remembered to guess the next (about 4 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +143,9 @@ class IdentityLinks:
     event-loop turn share one script call (all links live in one slot); the script handles
     their senders one after the other, exactly as separate calls in that order would.
 
+    It also remembers the latest resolutions (bounded) so that a caller can guess a sender's
+    user before asking Redis (``guess``); a guess is only ever a claim that a script checks.
+
     With ``writes`` requiring replicas (``MECOVE_REDIS_MIN_REPLICAS``), a resolution returns
     only once the links it created or read have reached them, else ``ReplicaShortfall`` (the
     ingress answers 503 before appending anything): a failover can then never keep an event
@@ -141,36 +157,54 @@ class IdentityLinks:
         self._writes = writes if writes is not None else DurableWrites(redis)
         self._resolve = redis.register_script(RESOLVE_IDENTITIES_LUA)
         self._batches: SameTurnBatches[Sender, Resolution] = SameTurnBatches(self._resolve_now)
+        self._known: dict[tuple[str | None, str | None], Resolution] = {}
 
     async def resolve(self, senders: Sequence[Sender]) -> list[Resolution]:
         """One Resolution per sender, in order; raises RedisError when Redis is unreachable."""
         return await self._batches.submit(senders)
 
+    def guess(self, sender: Sender) -> Resolution | None:
+        """The sender's last resolution seen by this process (None: not seen yet)."""
+        return self._known.get((sender.bsuid, sender.phone))
+
+    def add_inputs(self, sender: Sender, keys: list[str], args: list[str]) -> None:
+        """Add the keys and arguments ``RESOLVE_SENDER_LUA`` reads for ``sender``."""
+        keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
+                 self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
+        args += ["1" if sender.bsuid else "0", "1" if sender.phone else "0",
+                 first_user_id(sender)]
+
+    def resolution_from(self, sender: Sender, reply: Sequence[bytes | str | int]) -> Resolution:
+        """A ``RESOLVE_SENDER_LUA`` answer {user id, phone state, links created} -> the
+        sender's Resolution; counts the links and conflicts, and remembers the answer."""
+        raw_user, raw_state, created = reply
+        user_id = as_text(raw_user)  # type: ignore[arg-type]
+        state = as_text(raw_state)  # type: ignore[arg-type]
+        if int(created):
+            IDENTITY_LINKS.inc(int(created))
+        if state == "conflict":
+            IDENTITY_CONFLICTS.inc()
+            log.warning("phone already linked to another user; kept the first link and "
+                        "answered through the BSUID", extra={"fields": {
+                            "user_id": user_id,
+                            "identity_id": identity_id_for(CHANNEL, sender.phone or "")}})
+        resolution = Resolution(
+            user_id=user_id,
+            phone=sender.phone if state == "linked" else None,
+            bsuid=sender.bsuid,
+        )
+        known = (sender.bsuid, sender.phone)
+        if known not in self._known and len(self._known) >= KNOWN_SENDERS_KEPT:
+            del self._known[next(iter(self._known))]  # the oldest remembered
+        self._known[known] = resolution
+        return resolution
+
     async def _resolve_now(self, senders: list[Sender]) -> list[Resolution]:
         keys: list[str] = []
         args: list[str] = ["1" if self._writes.min_replicas else "0"]
         for sender in senders:
-            keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
-                     self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
-            args += ["1" if sender.bsuid else "0", "1" if sender.phone else "0",
-                     first_user_id(sender)]
+            self.add_inputs(sender, keys, args)
         replies = await self._writes.write(keys[0], lambda client: self._resolve(
             keys=keys, args=args, client=client))
-        resolutions: list[Resolution] = []
-        for sender, (raw_user, raw_state, created) in zip(senders, replies, strict=True):
-            user_id = as_text(raw_user)
-            state = as_text(raw_state)
-            if int(created):
-                IDENTITY_LINKS.inc(int(created))
-            if state == "conflict":
-                IDENTITY_CONFLICTS.inc()
-                log.warning("phone already linked to another user; kept the first link and "
-                            "answered through the BSUID", extra={"fields": {
-                                "user_id": user_id,
-                                "identity_id": identity_id_for(CHANNEL, sender.phone or "")}})
-            resolutions.append(Resolution(
-                user_id=user_id,
-                phone=sender.phone if state == "linked" else None,
-                bsuid=sender.bsuid,
-            ))
-        return resolutions
+        return [self.resolution_from(sender, reply)
+                for sender, reply in zip(senders, replies, strict=True)]

@@ -36,6 +36,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.platform.redis_packing import HiredisPackedConnection
+
 __all__ = ["REDIS_ERRORS", "DurableWrites", "RedisClient", "ReplicaShortfall", "SlotWriter",
            "cluster_enabled", "connect", "node_client", "open_blocking_reader", "open_redis"]
 
@@ -131,6 +133,7 @@ def open_redis(redis_url: str, *, max_connections: int = 64,
         health_check_interval=30,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        connection_class=HiredisPackedConnection,  # redis:// only: from_url keeps rediss' own
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 

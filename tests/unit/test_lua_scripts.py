@@ -8,11 +8,15 @@ import pytest
 
 from app.platform.eventlog.append import APPEND_MESSAGES_LUA
 from app.platform.eventlog.lua import ARGUMENT_READERS, script
+from app.platform.identities import RESOLVE_IDENTITIES_LUA
+from app.platform.sender_appends import RESOLVE_AND_APPEND_LUA
 from consumers.replier.reply_outcome import RECORD_REPLY_LUA
 from consumers.summarizer.coalescing import CLAIM_WINDOW_LUA, EMIT_DUE_LUA
 
 SCRIPTS = {
     "append_messages": APPEND_MESSAGES_LUA,
+    "resolve_identities": RESOLVE_IDENTITIES_LUA,
+    "resolve_and_append": RESOLVE_AND_APPEND_LUA,
     "record_reply": RECORD_REPLY_LUA,
     "claim_window": CLAIM_WINDOW_LUA,
     "emit_due": EMIT_DUE_LUA,

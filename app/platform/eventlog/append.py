@@ -45,25 +45,22 @@ from app.platform.same_turn_batches import SameTurnBatches
 from app.platform.settings import Settings
 from schema.events import Event, MessageReceived
 
-__all__ = ["APPEND_MESSAGES_LUA", "APPEND_SEALED_LUA", "EventLog", "content_keys_for"]
+__all__ = ["APPEND_MESSAGES_LUA", "APPEND_MESSAGE_STEP_LUA", "APPEND_SEALED_LUA", "STALE_KEY",
+           "EventLog", "content_keys_for"]
 
 RECENT_KEPT = 20
 MAX_COALESCED = 64  # deliveries sharing one script call
 
 STALE_KEY = "!stale"  # what a sealing script answers when the key was destroyed meanwhile
 
-# KEYS: stream, then per message: dedupe, tracking zset, recent list, turn hash, content key.
-# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, then per message:
-#       the entry values, tracking score, message id, text, received at ms, key id ("" none).
-# Returns, per message, the new entry id, "" when the message is a duplicate, or STALE_KEY.
-APPEND_MESSAGES_LUA = script(ENTRY_LUA, KEY_IS_CURRENT_LUA, """
-local stream_key = next_key()
-local dedupe_ttl_s = tonumber(next_arg())
-local tracking_window_ms = tonumber(next_arg())
-local context_ttl_s = tonumber(next_arg())
-local recent_kept = tonumber(next_arg())
-local entry_ids = {}
-while has_more_keys() do
+# One received message's atomic step, for scripts that append messages (needs ENTRY_LUA and
+# KEY_IS_CURRENT_LUA before it). Reads its inputs with next_key/next_arg:
+# KEYS dedupe, tracking zset, recent list, turn hash, content key;
+# ARGV the entry values, tracking score, message id, text, received at ms, key id ("" none).
+# Returns the new entry id, "" when the message is a duplicate, or STALE_KEY.
+APPEND_MESSAGE_STEP_LUA = """
+local function append_message(stream_key, dedupe_ttl_s, tracking_window_ms, context_ttl_s,
+                              recent_kept)
   local dedupe_key = next_key()
   local tracking_key = next_key()
   local recent_key = next_key()
@@ -75,24 +72,41 @@ while has_more_keys() do
   local text = next_arg()
   local received_at_ms = tonumber(next_arg())
   local key_id = next_arg()
-  local entry_id = ''
   if not key_is_current(content_key, key_id) then
-    entry_id = '""" + STALE_KEY + """'
-  elseif redis.call('SET', dedupe_key, '1', 'NX', 'EX', dedupe_ttl_s) then
-    entry_id = xadd_event(stream_key, event)
-    redis.call('ZADD', tracking_key, tracking_score, message_id)
-    redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf',
-      '(' .. (received_at_ms - tracking_window_ms))
-    redis.call('PEXPIRE', tracking_key, tracking_window_ms * 2)
-    redis.call('RPUSH', recent_key, message_id)
-    redis.call('LTRIM', recent_key, -recent_kept, -1)
-    redis.call('EXPIRE', recent_key, context_ttl_s)
-    redis.call('HSET', turn_key, 't', text)
-    redis.call('EXPIRE', turn_key, context_ttl_s)
-  else
-    redis.call('EXPIRE', dedupe_key, dedupe_ttl_s)  -- a write, so a WAIT covers the first copy
+    return '""" + STALE_KEY + """'
   end
-  entry_ids[#entry_ids + 1] = entry_id
+  if not redis.call('SET', dedupe_key, '1', 'NX', 'EX', dedupe_ttl_s) then
+    redis.call('EXPIRE', dedupe_key, dedupe_ttl_s)  -- a write, so a WAIT covers the first copy
+    return ''
+  end
+  local entry_id = xadd_event(stream_key, event)
+  redis.call('ZADD', tracking_key, tracking_score, message_id)
+  redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf',
+    '(' .. (received_at_ms - tracking_window_ms))
+  redis.call('PEXPIRE', tracking_key, tracking_window_ms * 2)
+  redis.call('RPUSH', recent_key, message_id)
+  redis.call('LTRIM', recent_key, -recent_kept, -1)
+  redis.call('EXPIRE', recent_key, context_ttl_s)
+  redis.call('HSET', turn_key, 't', text)
+  redis.call('EXPIRE', turn_key, context_ttl_s)
+  return entry_id
+end
+"""
+
+# KEYS: stream, then per message the keys of APPEND_MESSAGE_STEP_LUA.
+# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, then per message the
+#       arguments of APPEND_MESSAGE_STEP_LUA.
+# Returns, per message, the new entry id, "" when the message is a duplicate, or STALE_KEY.
+APPEND_MESSAGES_LUA = script(ENTRY_LUA, KEY_IS_CURRENT_LUA, APPEND_MESSAGE_STEP_LUA, """
+local stream_key = next_key()
+local dedupe_ttl_s = tonumber(next_arg())
+local tracking_window_ms = tonumber(next_arg())
+local context_ttl_s = tonumber(next_arg())
+local recent_kept = tonumber(next_arg())
+local entry_ids = {}
+while has_more_keys() do
+  entry_ids[#entry_ids + 1] = append_message(stream_key, dedupe_ttl_s, tracking_window_ms,
+                                             context_ttl_s, recent_kept)
 end
 return entry_ids
 """)
@@ -195,44 +209,54 @@ class EventLog:
     async def _append_sealed_messages(self, events: Sequence[MessageReceived]
                                       ) -> list[str | None]:
         """One atomic script call per partition touched."""
-        by_partition: dict[int, list[int]] = defaultdict(list)
-        for index, event in enumerate(events):
-            by_partition[self.keys.partition_of(event.user_id)].append(index)
         results: list[str | None] = [None] * len(events)
-        for partition, indexes in by_partition.items():
-            keys: list[str] = [self.keys.stream(partition)]
-            args: list[str | bytes | int | float] = [
-                self._dedupe_ttl_s,
-                self._window_ms,
-                self._context_ttl_s,
-                RECENT_KEPT,
-            ]
+        for partition, indexes in self.by_partition(events).items():
+            stream = self.keys.stream(partition)
+            keys: list[str] = [stream]
+            args = self.append_settings()
             for index in indexes:
-                key = await self._key_for(events[index].user_id)
-                event = events[index] if key is None else seal_event(events[index], key)
-                assert isinstance(event, MessageReceived)
-                keys += [
-                    self.keys.dedupe(
-                        partition, event.channel, event.channel_user_key, event.source_message_id
-                    ),
-                    self.conversation.tracking(partition, event.user_id),
-                    self.conversation.recent(partition, event.user_id),
-                    self.conversation.turn(partition, event.message_id),
-                    self._content_key(event.user_id),
-                ]
-                args += [
-                    *entry_values(event),
-                    repr(event.tracking_score),
-                    event.message_id,
-                    event.text,
-                    event.received_at,
-                    "" if key is None else key.key_id,
-                ]
-            ids = await self.writes.write(keys[0], lambda client, k=keys, a=args:
+                await self.add_message_inputs(events[index], partition, keys, args)
+            ids = await self.writes.write(stream, lambda client, k=keys, a=args:
                                       self._append_messages(keys=k, args=a, client=client))
             for index, entry_id in zip(indexes, ids, strict=True):
                 results[index] = as_text(entry_id) or None
         return results
+
+    def by_partition(self, events: Sequence[MessageReceived]) -> dict[int, list[int]]:
+        """Partition -> the indexes of ``events`` that go to it, in order."""
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for index, event in enumerate(events):
+            by_partition[self.keys.partition_of(event.user_id)].append(index)
+        return by_partition
+
+    def append_settings(self) -> list[str | bytes | int | float]:
+        """The arguments a messages script reads first: dedupe TTL, tracking window, context
+        TTL, recent messages kept."""
+        return [self._dedupe_ttl_s, self._window_ms, self._context_ttl_s, RECENT_KEPT]
+
+    async def add_message_inputs(self, event: MessageReceived, partition: int, keys: list[str],
+                                 args: list[str | bytes | int | float]) -> None:
+        """Add the keys and arguments ``APPEND_MESSAGE_STEP_LUA`` reads for ``event``, its
+        content sealed with its user's key."""
+        key = await self._key_for(event.user_id)
+        sealed = event if key is None else seal_event(event, key)
+        assert isinstance(sealed, MessageReceived)
+        keys += [
+            self.keys.dedupe(partition, sealed.channel, sealed.channel_user_key,
+                             sealed.source_message_id),
+            self.conversation.tracking(partition, sealed.user_id),
+            self.conversation.recent(partition, sealed.user_id),
+            self.conversation.turn(partition, sealed.message_id),
+            self._content_key(sealed.user_id),
+        ]
+        args += [
+            *entry_values(sealed),
+            repr(sealed.tracking_score),
+            sealed.message_id,
+            sealed.text,
+            sealed.received_at,
+            "" if key is None else key.key_id,
+        ]
 
     def _content_key(self, user_id: str) -> str:
         return self.content.key_hash(user_id) if self.content is not None else (

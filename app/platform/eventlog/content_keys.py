@@ -7,7 +7,8 @@ projector stores it durably in PostgreSQL's ``user_keys`` before any entry seale
 (same partition, later in the log) is projected; replay opens the archive with ``user_keys``.
 ``mecove forget`` deletes both copies; a sealing append checks, in its own atomic step, that
 the key it used is still the user's (``KEY_IS_CURRENT_LUA``), so nothing is sealed with a
-destroyed key. Unwrapped keys are cached per process by key id (ids are never reused).
+destroyed key. Unwrapped keys are cached per process by key id (ids are never reused), the
+latest ``KEYS_KEPT`` of each cache, so a process's memory does not grow with its users.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from app.platform.eventlog.lua import script
 from schema.events import Event, UserForgotten, UserKeyIssued
 from schema.ids import NAMESPACE
 
-__all__ = ["ISSUE_KEY_LUA", "KEY_IS_CURRENT_LUA", "ContentKeys", "durable_keyring",
+__all__ = ["ISSUE_KEY_LUA", "KEYS_KEPT", "KEY_IS_CURRENT_LUA", "ContentKeys", "durable_keyring",
            "keys_in_events", "master_keys_for"]
+
+KEYS_KEPT = 20_000  # per cache (writing, reading); a key and its AES-GCM context ~ 200 bytes
 
 # KEYS: the user's key hash, stream. ARGV: new key id, its wrapped key, UserKeyIssued values.
 # Returns {key id, wrapped key} of the user's current key: the one there, else the new one.
@@ -96,8 +99,8 @@ class ContentKeys:
                                            args=[fresh.key_id, wrapped, *entry_values(issued)])
         key = fresh if as_text(key_id) == fresh.key_id else self.master.unwrap(
             as_text(stored), as_text(key_id))
-        self._writing[user_id] = key
-        self._reading[key.key_id] = key
+        _remember(self._writing, user_id, key)
+        _remember(self._reading, key.key_id, key)
         return key
 
     def drop(self, user_id: str) -> None:
@@ -121,7 +124,8 @@ class ContentKeys:
                 for key_id in event.key_ids:
                     self._reading.pop(key_id, None)
                 self._writing.pop(event.user_id, None)
-        self._reading.update(keys_in_events(listed, self.master))
+        for key_id, key in keys_in_events(listed, self.master).items():
+            _remember(self._reading, key_id, key)
         ring = {k: self._reading[k] for k in wanted if k in self._reading}
         missing = [k for k in wanted if k not in ring]
         if missing:
@@ -131,13 +135,21 @@ class ContentKeys:
                 replies = await pipe.execute()
             for key_id, (found_id, wrapped) in zip(missing, replies, strict=True):
                 if as_text(found_id) == key_id and wrapped is not None:
-                    ring[key_id] = self._reading[key_id] = self.master.unwrap(
-                        as_text(wrapped), key_id)
+                    ring[key_id] = self.master.unwrap(as_text(wrapped), key_id)
+                    _remember(self._reading, key_id, ring[key_id])
         if database is not None:
             ring.update(await durable_keys(database, self.master,
                                            [k for k in wanted if k not in ring]))
-            self._reading.update(ring)
+            for key_id, key in ring.items():
+                _remember(self._reading, key_id, key)
         return ring
+
+
+def _remember(cache: dict[str, DataKey], name: str, key: DataKey) -> None:
+    """Put ``key`` in ``cache``, forgetting the oldest entry when it holds ``KEYS_KEPT``."""
+    if name not in cache and len(cache) >= KEYS_KEPT:
+        del cache[next(iter(cache))]
+    cache[name] = key
 
 
 async def durable_keys(database: asyncpg.Connection | asyncpg.Pool, master: MasterKeys,

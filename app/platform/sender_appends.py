@@ -1,0 +1,185 @@
+"""Received messages appended with their senders resolved: one script call on a single Redis.
+
+The ingress must know a message's user before it can build and seal the event (the user picks
+the partition, the conversation keys and the data key), and resolving the sender is a script of
+its own (``identities``). Two round trips per webhook batch cost more CPU than anything else
+the ingress does for it, so on a single Redis both run in one script: the process *guesses*
+each sender's user (its last resolution in this process), builds and seals the events for
+that guess, and ``RESOLVE_AND_APPEND_LUA`` resolves every sender exactly as
+``RESOLVE_IDENTITIES_LUA`` would, appending only when every resolution matches its guess.
+A delivery with a sender this process has not resolved yet takes the two calls (guessing a
+first sighting could issue a content key to a user that is not the sender). A wrong guess
+appends nothing: the links the script made stay (as after a crash between the
+two steps), and the caller appends again, through ``EventLog.append_messages``, events built
+from the resolutions the script answered. A content key destroyed meanwhile is handled the
+same way (that path seals again with the user's new key).
+
+On a Redis Cluster the links (``{ids}`` tag) and the partition's keys live in different slots,
+so one script cannot hold both: there ``append_texts`` resolves, then appends (two calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import RedisCluster
+
+from app.platform.eventlog.append import (
+    APPEND_MESSAGE_STEP_LUA,
+    MAX_COALESCED,
+    STALE_KEY,
+    EventLog,
+)
+from app.platform.eventlog.content_keys import KEY_IS_CURRENT_LUA
+from app.platform.eventlog.entries import ENTRY_LUA, as_text
+from app.platform.eventlog.lua import script
+from app.platform.identities import RESOLVE_SENDER_LUA, IdentityLinks, Resolution, Sender
+from app.platform.same_turn_batches import SameTurnBatches
+from schema.events import MessageReceived
+
+__all__ = ["RESOLVE_AND_APPEND_LUA", "SenderAppends"]
+
+GUESSED_WRONG = "!guess"
+
+# KEYS: stream, then per message the keys of RESOLVE_SENDER_LUA, then per message the keys of
+#       APPEND_MESSAGE_STEP_LUA.
+# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, message count, then per
+#       message the arguments of RESOLVE_SENDER_LUA, the guessed user id and phone state, then
+#       per message the arguments of APPEND_MESSAGE_STEP_LUA.
+# Returns {per message {user id, phone state, links created}, per message the new entry id,
+#          "" (duplicate) or STALE_KEY, or GUESSED_WRONG for all when a guess was wrong}.
+RESOLVE_AND_APPEND_LUA = script(
+    ENTRY_LUA,
+    KEY_IS_CURRENT_LUA,
+    RESOLVE_SENDER_LUA,
+    APPEND_MESSAGE_STEP_LUA,
+    """
+local stream_key = next_key()
+local dedupe_ttl_s = tonumber(next_arg())
+local tracking_window_ms = tonumber(next_arg())
+local context_ttl_s = tonumber(next_arg())
+local recent_kept = tonumber(next_arg())
+local count = tonumber(next_arg())
+local resolutions = {}
+local as_guessed = true
+-- No rewrite of the links read (confirm false): the appends below are writes on this same
+-- connection, so a WAIT after the call covers every link before them; a wrong guess appends
+-- nothing and the caller resolves again through IdentityLinks, which confirms.
+for i = 1, count do
+  local user, phone_state, created = resolve_sender(false)
+  local guessed_user = next_arg()
+  local guessed_phone_state = next_arg()
+  resolutions[i] = {user, phone_state, created}
+  if user ~= guessed_user or phone_state ~= guessed_phone_state then
+    as_guessed = false
+  end
+end
+local entry_ids = {}
+for i = 1, count do
+  if as_guessed then
+    entry_ids[i] = append_message(stream_key, dedupe_ttl_s, tracking_window_ms,
+                                  context_ttl_s, recent_kept)
+  else
+    entry_ids[i] = '"""
+    + GUESSED_WRONG
+    + """'
+  end
+end
+return {resolutions, entry_ids}
+""",
+)
+
+BuildEvents = Callable[[list[Resolution]], list[MessageReceived]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Guessed:
+    sender: Sender
+    guess: Resolution
+    event: MessageReceived  # built for the guess
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    resolution: Resolution  # what Redis decided
+    entry_id: str | None  # None: a duplicate
+    again: bool  # nothing appended (wrong guess, or a destroyed content key): append again
+
+
+def _phone_state(sender: Sender, resolution: Resolution) -> str:
+    if resolution.phone is not None:
+        return "linked"
+    return "conflict" if sender.phone is not None else "none"
+
+
+class SenderAppends:
+    """Appends received messages whose senders it resolves (one shared instance per process)."""
+
+    def __init__(self, identity_links: IdentityLinks, event_log: EventLog) -> None:
+        self.identity_links = identity_links
+        self.event_log = event_log
+        self.one_script = not isinstance(event_log.redis, RedisCluster)
+        self._resolve_and_append = event_log.redis.register_script(RESOLVE_AND_APPEND_LUA)
+        self._batches: SameTurnBatches[_Guessed, _Answer] = SameTurnBatches(
+            self._append_now, max_callers=MAX_COALESCED
+        )
+
+    async def append_texts(self, senders: Sequence[Sender], build: BuildEvents) -> list[str | None]:
+        """Resolve ``senders`` (per decision 0007) and append the events ``build`` makes of
+        their resolutions (one per sender, in order); returns each new entry id, or None for
+        a duplicate. Raises RedisError when Redis is unreachable."""
+        known = [self.identity_links.guess(sender) for sender in senders]
+        guesses = [guess for guess in known if guess is not None]
+        if not self.one_script or len(guesses) < len(known):
+            return await self.event_log.append_messages(
+                build(await self.identity_links.resolve(senders))
+            )
+        events = build(guesses)
+        answers = await self._batches.submit(
+            [_Guessed(s, g, e) for s, g, e in zip(senders, guesses, events, strict=True)]
+        )
+        again = [i for i, answer in enumerate(answers) if answer.again]
+        if not again:
+            return [answer.entry_id for answer in answers]
+        rebuilt = build([answer.resolution for answer in answers])
+        appended = await self.event_log.append_messages([rebuilt[i] for i in again])
+        results = [answer.entry_id for answer in answers]
+        for index, entry_id in zip(again, appended, strict=True):
+            results[index] = entry_id
+        return results
+
+    async def _append_now(self, items: list[_Guessed]) -> list[_Answer]:
+        """One script call per partition the guesses point to."""
+        log = self.event_log
+        answers: list[_Answer | None] = [None] * len(items)
+        by_partition = log.by_partition([item.event for item in items])
+        for partition, indexes in by_partition.items():
+            stream = log.keys.stream(partition)
+            keys: list[str] = [stream]
+            args = [*log.append_settings(), len(indexes)]
+            link_args: list[str] = []
+            for index in indexes:
+                item = items[index]
+                self.identity_links.add_inputs(item.sender, keys, link_args)
+                link_args += [item.guess.user_id, _phone_state(item.sender, item.guess)]
+            args += link_args
+            for index in indexes:
+                await log.add_message_inputs(items[index].event, partition, keys, args)
+            resolutions, entry_ids = await log.writes.write(
+                stream,
+                lambda client, k=keys, a=args: self._resolve_and_append(
+                    keys=k, args=a, client=client
+                ),
+            )
+            for index, reply, raw_entry_id in zip(indexes, resolutions, entry_ids, strict=True):
+                resolution = self.identity_links.resolution_from(items[index].sender, reply)
+                entry_id = as_text(raw_entry_id)
+                if entry_id == STALE_KEY and log.content is not None:
+                    log.content.drop(resolution.user_id)
+                again = entry_id in (STALE_KEY, GUESSED_WRONG)
+                answers[index] = _Answer(resolution, None if again else entry_id or None, again)
+        done = [answer for answer in answers if answer is not None]
+        if len(done) != len(items):
+            raise AssertionError("a message was in no partition's script call")
+        return done
