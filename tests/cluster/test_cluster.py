@@ -20,7 +20,12 @@ from redis.asyncio import RedisCluster
 
 from app.devtools.private_cluster import PrivateCluster
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
-from app.operations.dead_letters import list_dead_letters, retry_dead_letter, show_dead_letter
+from app.operations.dead_letters import (
+    drop_dead_letter,
+    list_dead_letters,
+    retry_dead_letter,
+    show_dead_letter,
+)
 from app.operations.log_status import read_status
 from app.platform.eventlog.entries import decode_event
 from app.platform.eventlog.keys import Keys
@@ -129,7 +134,7 @@ async def test_the_core_runs_on_the_cluster(
         == before
 
 
-async def test_a_dead_lettered_reply_is_retried_on_its_partition_and_sent_once(
+async def test_a_dead_lettered_reply_is_retried_or_dropped_on_its_partition(
     reply_settings: Settings, redis: RedisCluster, pool: asyncpg.Pool, graph: FakeGraphApi
 ) -> None:
     settings = reply_settings
@@ -137,18 +142,26 @@ async def test_a_dead_lettered_reply_is_retried_on_its_partition_and_sent_once(
     graph.fail_always(400, 131047)
     async with ingress(settings) as http:
         assert await _post(http, "15550006001", "hello", "wamid.dlq") == 200
+        assert await _post(http, "15550006002", "drop me", "wamid.dlq.drop") == 200
     async with consumers(settings, [replier(settings, pool, redis)]):
-        await eventually(lambda: list_dead_letters(redis, keys))
+        await eventually(lambda: _has_letters(redis, keys, 2))
         graph.clear()
-        [letter] = await list_dead_letters(redis, keys)
-        assert letter.group == "replier" and "131047" in letter.error
-        shown = await show_dead_letter(redis, keys, letter.dlq_id)
+        kept, dropped = await list_dead_letters(redis, keys)
+        assert kept.group == "replier" and "131047" in kept.error
+        shown = await show_dead_letter(redis, keys, kept.dlq_id)
         assert shown is not None and "131047" in shown["error"]
-        assert await retry_dead_letter(redis, keys, letter.dlq_id)
+        assert await drop_dead_letter(redis, keys, dropped.dlq_id)
+        assert not await drop_dead_letter(redis, keys, dropped.dlq_id)  # already gone
+        assert await retry_dead_letter(redis, keys, kept.dlq_id)
         await asyncio.to_thread(graph.wait_for_sends, 1, 10)
         await eventually(lambda: _drained(redis, settings, "replier"))
-    assert len(graph.sent()) == 1
+    [sent] = graph.sent()  # the retried letter's reply only
+    assert sent["to"] in {"+15550006001", "+15550006002"}
     assert await list_dead_letters(redis, keys) == []
+
+
+async def _has_letters(redis: RedisCluster, keys: Keys, count: int) -> bool:
+    return len(await list_dead_letters(redis, keys)) >= count
 
 
 async def test_with_one_required_replica_a_master_without_replica_answers_503(
