@@ -22,6 +22,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "MECOVE_KEY_PREFIX": settings.key_prefix,
+        "MECOVE_PARTITIONS": str(settings.partitions),
         "MECOVE_PORT": str(settings.port),
         "MECOVE_RETRY_BASE_DELAY_MS": str(settings.retry_base_delay_ms),
         "MECOVE_VISIBILITY_TIMEOUT_MS": str(settings.visibility_timeout_ms),

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from redis.asyncio import RedisCluster
 
+from app.devtools.ports import free_port
 from app.devtools.private_cluster import PrivateCluster
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
 from app.operations.forget import forget, rewrite_append_only_files
@@ -33,7 +36,7 @@ from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.fakes.graph_api import FakeGraphApi
 from tests.integration.consumer_helpers import fetch_rows, replier
-from tests.processes import ROOT
+from tests.processes import ROOT, env_for, start_mecove, stop, wait_for_http
 from tests.service import consumers, eventually, ingress
 
 pytestmark = pytest.mark.slow
@@ -176,3 +179,27 @@ async def test_simulate_runs_a_conversation_through_mecove_dev_on_the_cluster(
     assert "0 deliveries not accepted" in text
     keys = Keys(settings.key_prefix, 6)
     assert sum([await redis.xlen(s) for s in keys.streams()]) >= 6  # the log is on the cluster
+
+
+async def test_mecove_api_with_two_workers_appends_on_several_masters(
+    settings: Settings, redis: RedisCluster, cluster: PrivateCluster, tmp_path: Path,
+) -> None:
+    port = free_port()
+    api = start_mecove(["api", "--host", "127.0.0.1", "--workers", "2"],
+                       env_for(settings, MECOVE_PORT=str(port)), tmp_path / "api.log")
+    try:
+        await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", 60)
+        bodies = [encode(delivery(text_message(sender, "hello", wamid=f"wamid.w2.{sender}")))
+                  for sender in _senders(20, 950)]
+        secret = settings.whatsapp_app_secret or ""
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            codes = [(await client.post("/webhooks/whatsapp", content=raw,
+                                        headers=signed_headers(raw, secret))
+                      ).status_code for raw in bodies]
+    finally:
+        stop(api, signal.SIGTERM)
+    assert codes == [200] * 20, (tmp_path / "api.log").read_text()[-3000:]
+    keys = Keys.from_settings(settings)
+    per_stream = {stream: await redis.xlen(stream) for stream in keys.streams()}
+    masters = {cluster.master_of(stream) for stream, n in per_stream.items() if n}
+    assert sum(per_stream.values()) >= 20 and len(masters) >= 2
