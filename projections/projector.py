@@ -127,7 +127,7 @@ class Projector(OrderedHandler):
                     position = entry_position(delivery.entry_id)
                     if position <= checkpoint:
                         continue
-                    changes.add(partition, delivery.entry_id, delivery.event)
+                    changes.add(partition, delivery.entry_id, delivery.event, delivery.body)
                     last = max(last, position)
                 if last == checkpoint:
                     return [None] * len(deliveries)

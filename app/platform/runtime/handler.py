@@ -30,6 +30,7 @@ class Delivery:
     event: AnyEvent
     attempt: int
     operator_retry: bool = False  # put back by `mecove dlq retry`
+    body: bytes | None = None  # the event's body as the entry holds it (the projector archives it)
 
 
 @runtime_checkable
