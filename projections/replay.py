@@ -116,11 +116,37 @@ async def _drop_rebuild_tables(connection: asyncpg.Connection) -> None:
         await connection.execute(f"DROP TABLE IF EXISTS {q(name + '_rebuild')} CASCADE")
 
 
-async def _create_rebuild_tables(connection: asyncpg.Connection) -> None:
+async def _create_rebuild_tables(connection: asyncpg.Connection, *, erasures: bool
+                                 ) -> list[str]:
+    """Fresh ``*_rebuild`` tables shaped like the live ones, ready for the bulk load: their
+    unique indexes (the row logic's ``ON CONFLICT`` needs them) but not the others, nor the
+    foreign keys. Returns the definitions of the indexes left out, for ``_finish_rebuild_tables``.
+
+    With ``erasures`` (the log holds ``UserForgotten``), indexes led by ``user_id`` stay: each
+    erasure looks the user's rows up by them."""
     await _drop_rebuild_tables(connection)
+    deferred: list[str] = []
     for name in LIVE:
-        await connection.execute(
-            f"CREATE TABLE {q(name + '_rebuild')} (LIKE {q(name)} INCLUDING ALL)")
+        rebuild = name + "_rebuild"
+        await connection.execute(f"CREATE TABLE {q(rebuild)} (LIKE {q(name)} INCLUDING ALL)")
+        for index in await connection.fetch(
+                "SELECT c.relname AS name, pg_get_indexdef(x.indexrelid) AS definition, "
+                "a.attname AS leading FROM pg_index x "
+                "JOIN pg_class c ON c.oid = x.indexrelid "
+                "LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+                "WHERE x.indrelid = $1::regclass AND NOT x.indisunique", q(rebuild)):
+            if erasures and index["leading"] == "user_id":
+                continue
+            deferred.append(index["definition"])
+            await connection.execute(f"DROP INDEX {q(index['name'])}")
+    return deferred
+
+
+async def _finish_rebuild_tables(connection: asyncpg.Connection, deferred: list[str]) -> None:
+    """Once loaded: build the indexes left out (one sorted pass each, cheaper than keeping
+    them up to date row by row) and add the foreign keys (checked in one pass each)."""
+    for definition in deferred:
+        await connection.execute(definition)
     for table, column, target in FOREIGN_KEYS:
         await connection.execute(
             f"ALTER TABLE {q(table + '_rebuild')} ADD FOREIGN KEY ({q(column)}) "
@@ -142,7 +168,8 @@ async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_
         if not rows:
             return after, applied
         events = [decode_body(row["body"]) for row in rows]
-        changes = RowChanges(keyring=await durable_keyring(events, connection, master))
+        changes = RowChanges(keyring=await durable_keyring(events, connection, master),
+                             archiving=False)
         for row, event in zip(rows, events, strict=True):
             changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])),
                         event)
@@ -183,11 +210,13 @@ async def replay(
         await prepare_staging(connection)
         progress = Progress(report.archived_events)
         try:
-            await _create_rebuild_tables(connection)
+            deferred = await _create_rebuild_tables(
+                connection, erasures=report.events_by_type.get("UserForgotten", 0) > 0)
             position, report.applied = await _apply_archive(
                 connection, (-1, 0, 0), batch_size, progress, master)
         finally:
             progress.close()
+        await _finish_rebuild_tables(connection, deferred)
         if before_swap is not None:
             before_swap()
         async with connection.transaction():
