@@ -24,6 +24,7 @@ from app.platform.eventlog.entries import entry_position
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 from app.platform.settings import Settings
+from projections.known_rows import KnownRows
 from projections.row_changes import RowChanges
 from projections.write_rows import prepare_staging, write_row_changes
 
@@ -53,6 +54,7 @@ class Projector(OrderedHandler):
         self.key_prefix = key_prefix
         self.master = master  # opens sealed content for the rows (content_crypto)
         self._connections: dict[int, asyncpg.Connection] = {}
+        self._known: dict[int, KnownRows] = {}  # rows this process's batches wrote, by partition
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Projector:
@@ -116,10 +118,12 @@ class Projector(OrderedHandler):
         """One transaction: rows, archive and checkpoint for every entry past the checkpoint."""
         partition = deliveries[0].partition
         connection = await self._connection(partition)
+        known = self._known.setdefault(partition, KnownRows())
         try:
             async with connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK_KEY)
                 checkpoint = await read_checkpoint(connection, partition)
+                known.trust_at(checkpoint)
                 changes = RowChanges(keyring=await durable_keyring(
                     (d.event for d in deliveries), connection, self.master))
                 last = checkpoint
@@ -131,8 +135,10 @@ class Projector(OrderedHandler):
                     last = max(last, position)
                 if last == checkpoint:
                     return [None] * len(deliveries)
+                known.leave_out_unchanged(changes)
                 await write_row_changes(connection, changes)
                 await write_checkpoint(connection, partition, last)
+            known.committed(changes, last)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
             if len(deliveries) == 1:
                 raise NonRetryableError(f"event cannot be projected: {exc}") from exc
