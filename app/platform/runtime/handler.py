@@ -70,3 +70,9 @@ class OrderedHandler(GroupHandler, Protocol):
     async def release_partition(self, partition: int) -> None:
         """Give the partition's lease up so another consumer can take over."""
         ...
+
+    async def prepare(self, deliveries: list[Delivery]) -> None:
+        """Work on a batch read ahead that needs neither the lease nor the order (e.g. build
+        its rows), run while the batch before it is handled; ``handle`` may use it or not.
+        Must not raise. None by default."""
+        return None

@@ -103,7 +103,10 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
         entries: list[Entry] = [(e[0], e[1], 1) for _stream, got in response or () for e in got]
         if not entries:
             return None
-        return await self._deliveries(partition, entries), fields_by_entry_id(entries)
+        deliveries = await self._deliveries(partition, entries)
+        if deliveries:
+            await self.handler.prepare(deliveries)
+        return deliveries, fields_by_entry_id(entries)
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
         await self._apply(partition, await self._deliveries(partition, entries),
