@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import bisect
 import re
+import resource
 import signal
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from bench.processes import (
     ProcessSet,
     Service,
     clean_env,
+    cpu_seconds,
     mecove_command,
     start_py_spy,
     work_directory,
@@ -68,10 +70,27 @@ class Drain:
     events: int  # events applied between the first and the last checkpoint observation
     seconds: float
     wall_s: float  # from process start to the tail, start-up included
+    cpu_s: float = 0.0  # projector process CPU over the same span
+    backend_cpu_s: float = 0.0  # its PostgreSQL backends' CPU over the same span
 
     @property
     def per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def cpu_us_per_event(self) -> tuple[float, float]:
+        """(projector, PostgreSQL backend) CPU microseconds per event."""
+        if not self.events:
+            return 0.0, 0.0
+        return 1e6 * self.cpu_s / self.events, 1e6 * self.backend_cpu_s / self.events
+
+
+async def backend_cpu(connection: asyncpg.Connection) -> float:
+    """CPU seconds used so far by the other PostgreSQL backends of this database (the server
+    runs on this machine: its processes are in /proc); 0 for a backend that is gone."""
+    pids = await connection.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()")
+    return sum(cpu_seconds(int(r["pid"])) or 0.0 for r in pids)
 
 
 async def append_events(redis_url: str, stream: str, events: Sequence[MessageReceived]
@@ -106,6 +125,7 @@ async def watch_drain(
     deadline = started + timeout_s
     tail = positions[-1]
     first: tuple[float, int] | None = None
+    cpu_first = (0.0, 0.0)
     connection = await asyncpg.connect(database_url)
     try:
         while True:
@@ -118,8 +138,12 @@ async def watch_drain(
                 applied = bisect.bisect_right(positions, seen)
                 if first is None:
                     first = (now, applied)
+                    cpu_first = (cpu_seconds(service.pid) or 0.0, await backend_cpu(connection))
                 if seen >= tail:
-                    return Drain(len(positions) - first[1], now - first[0], now - started)
+                    cpu = (cpu_seconds(service.pid) or 0.0) - cpu_first[0]
+                    backend = await backend_cpu(connection) - cpu_first[1]
+                    return Drain(len(positions) - first[1], now - first[0], now - started,
+                                 cpu, backend)
             await asyncio.sleep(POLL_S)
     finally:
         await connection.close()
@@ -179,13 +203,26 @@ ARCHIVE_COLUMNS = ["event_id", "partition", "entry_ms", "entry_seq", "event_type
                    "schema_version", "occurred_at", "body"]
 
 
+@dataclass(frozen=True, slots=True)
+class Copy:
+    seconds: float
+    cpu_s: float  # this process's CPU (asyncpg encoding the records)
+    backend_cpu_s: float  # the PostgreSQL backend's
+
+    def cpu_us_per_event(self, events: int) -> tuple[float, float]:
+        return 1e6 * self.cpu_s / events, 1e6 * self.backend_cpu_s / events
+
+
 async def copy_rows(
     database_url: str, records: tuple[Records, Records, Records, Records], *, archive: bool
-) -> float:
-    """Seconds to COPY the rows in one transaction."""
+) -> Copy:
+    """COPY the rows in one transaction: its seconds and CPU."""
     users, identities, messages, archived = records
     connection = await asyncpg.connect(database_url)
     try:
+        backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
+        backend_before = cpu_seconds(backend) or 0.0
+        cpu_before = time.process_time()
         started = time.perf_counter()
         async with connection.transaction():
             await connection.copy_records_to_table(
@@ -198,7 +235,8 @@ async def copy_rows(
             if archive:
                 await connection.copy_records_to_table(
                     "event_archive", records=archived, columns=ARCHIVE_COLUMNS)
-        return time.perf_counter() - started
+        return Copy(time.perf_counter() - started, time.process_time() - cpu_before,
+                    (cpu_seconds(backend) or 0.0) - backend_before)
     finally:
         await connection.close()
 
@@ -215,10 +253,22 @@ class ReplayTiming:
     events: int
     seconds: float  # as ``mecove replay`` reports it, else the wall time
     wall_s: float  # process start to exit
+    cpu_s: float = 0.0  # the replay process's CPU, start-up (imports) included
+    backend_cpu_s: float = 0.0  # its PostgreSQL backends' CPU, last seen before they ended
 
     @property
     def per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+async def _backend_cpu_by_pid(connection: asyncpg.Connection, seen: dict[int, float]) -> None:
+    """Record the CPU of every other backend of this database (the last reading wins)."""
+    for row in await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"):
+        cpu = cpu_seconds(int(row["pid"]))
+        if cpu is not None:
+            seen[int(row["pid"])] = cpu
 
 
 REPLAY_LINE = re.compile(r"applied (\d+) events in ([0-9.]+)s")
@@ -230,17 +280,31 @@ async def time_replay(processes: ProcessSet, options: ProjectorOptions, database
     env = clean_env({"DATABASE_URL": database_url, "REDIS_URL": options.redis_url,
                      "MECOVE_KEY_PREFIX": prefix})
     started = time.perf_counter()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     service = await processes.start("replay", mecove_command("replay"), env)
+    backends: dict[int, float] = {}
+    watcher = await asyncpg.connect(database_url)
+    try:
+        deadline = started + options.drain_timeout_s
+        while service.running() and time.perf_counter() < deadline:
+            await _backend_cpu_by_pid(watcher, backends)
+            await asyncio.sleep(POLL_S * 5)
+    finally:
+        await watcher.close()
     code = await asyncio.wait_for(service.process.wait(), timeout=options.drain_timeout_s)
     wall = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children.ru_utime + children.ru_stime
+           - children_before.ru_utime - children_before.ru_stime)
     await processes.stop(service)
     if code != 0:
         raise BenchError(f"mecove replay exited with {code}; log {service.log_path}:\n"
                          f"{service.log_tail()}")
     found = REPLAY_LINE.search(service.log_path.read_text(errors="replace"))
     if found:
-        return ReplayTiming(int(found.group(1)), float(found.group(2)), wall)
-    return ReplayTiming(options.events, wall, wall)
+        return ReplayTiming(int(found.group(1)), float(found.group(2)), wall, cpu,
+                            sum(backends.values()))
+    return ReplayTiming(options.events, wall, wall, cpu, sum(backends.values()))
 
 
 async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
@@ -248,8 +312,8 @@ async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
     print(f"== projector: {options.events:,} MessageReceived events from {options.users:,} "
           f"users, {options.rounds} round(s), projector batch size {batch}")
     drains: list[Drain] = []
-    copies: list[float] = []
-    copies_archive: list[float] = []
+    copies: list[Copy] = []
+    copies_archive: list[Copy] = []
     replay: ReplayTiming | None = None
     replay_note = "replay: not available yet"
     with work_directory("projector") as work_dir:
@@ -274,25 +338,35 @@ async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
                         options.py_spy.resolve() if options.py_spy and round_ == 1 else None)
                     drains.append(drain)
                     rows = await count_rows(last_db)
+                    own, backend = drain.cpu_us_per_event()
                     print(f"round {round_}: projector {drain.per_s:,.0f} events/s "
                           f"({drain.events:,} events in {drain.seconds:.2f}s; "
-                          f"{drain.wall_s:.2f}s from process start); rows {rows}")
+                          f"{drain.wall_s:.2f}s from process start); CPU per event "
+                          f"{own:.0f} us projector + {backend:.0f} us PostgreSQL; rows {rows}")
                     for archive, results in ((False, copies), (True, copies_archive)):
                         copy_db = await scratch.fresh_database("copy")
                         results.append(await copy_rows(copy_db, records, archive=archive))
                         await scratch.drop_database(copy_db)
-                    print(f"round {round_}: COPY {options.events / copies[-1]:,.0f} events/s "
-                          f"({copies[-1]:.2f}s), with event_archive "
-                          f"{options.events / copies_archive[-1]:,.0f} events/s")
+                    plain, full = copies[-1], copies_archive[-1]
+                    own, backend = plain.cpu_us_per_event(options.events)
+                    own_a, backend_a = full.cpu_us_per_event(options.events)
+                    print(f"round {round_}: COPY {options.events / plain.seconds:,.0f} events/s "
+                          f"({plain.seconds:.2f}s; CPU per event {own:.0f} us client + "
+                          f"{backend:.0f} us PostgreSQL), with event_archive "
+                          f"{options.events / full.seconds:,.0f} events/s (CPU {own_a:.0f} + "
+                          f"{backend_a:.0f} us)")
                 if await replay_available():
                     replay = await time_replay(processes, options, last_db, prefix)
                     print(f"replay: {replay.per_s:,.0f} events/s ({replay.events:,} events in "
-                          f"{replay.seconds:.2f}s; {replay.wall_s:.2f}s with process start-up)")
+                          f"{replay.seconds:.2f}s; {replay.wall_s:.2f}s with process start-up); "
+                          f"CPU per event {1e6 * replay.cpu_s / replay.events:.0f} us replay "
+                          f"process (start-up included) + "
+                          f"{1e6 * replay.backend_cpu_s / replay.events:.0f} us PostgreSQL")
                 else:
                     print(replay_note)
     # The round of the best drain, with that round's COPY: same machine conditions.
     best_round = max(range(len(drains)), key=lambda i: drains[i].per_s)
-    copy_rate = options.events / copies[best_round]
+    copy_rate = options.events / copies[best_round].seconds
     return [
         Figure("projector drain events/s vs COPY", drains[best_round].per_s, "events/s",
                copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.6)),
@@ -300,7 +374,7 @@ async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
                copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.6),
                note="" if replay else "not available yet"),
         Figure("COPY incl. event_archive (info)",
-               options.events / copies_archive[best_round], "events/s", copy_rate,
+               options.events / copies_archive[best_round].seconds, "events/s", copy_rate,
                "COPY 3 tables"),
     ]
 

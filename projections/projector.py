@@ -14,16 +14,18 @@ import asyncio
 import logging
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
 from app.platform.checkpoints import PROJECTOR, read_checkpoint, write_checkpoint
-from app.platform.eventlog.content_crypto import MasterKeys
-from app.platform.eventlog.content_keys import durable_keyring, master_keys_for
-from app.platform.eventlog.entries import entry_position
+from app.platform.eventlog.content_crypto import MasterKeys, key_owners
+from app.platform.eventlog.content_keys import durable_keyring, durable_keys, master_keys_for
+from app.platform.eventlog.entries import Position, entry_position
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 from app.platform.settings import Settings
+from projections.known_rows import KnownRows
 from projections.row_changes import RowChanges
 from projections.write_rows import prepare_staging, write_row_changes
 
@@ -32,6 +34,24 @@ log = logging.getLogger("mecove.projector")
 # Held shared by every projector batch and exclusively by replay's swap (projections/replay.py).
 SWAP_LOCK_KEY = zlib.crc32(b"mecove-projection-swap")
 LEASE_POLL_S = 1.0
+PREPARE_TIMEOUT_S = 5.0  # past this, the batch read ahead is built in its transaction instead
+
+_BatchKey = tuple[int, str, str, int]  # partition, first and last entry id, count
+
+
+def _batch_key(deliveries: list[Delivery]) -> _BatchKey:
+    return (deliveries[0].partition, deliveries[0].entry_id, deliveries[-1].entry_id,
+            len(deliveries))
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A batch's rows built before its transaction (``Projector.prepare``)."""
+
+    changes: RowChanges
+    first: Position  # its lowest and highest entry positions
+    last: Position
+    missing_keys: list[str]  # keys its sealed content names that user_keys did not hold then
 
 
 def lease_key(key_prefix: str, partition: int) -> int:
@@ -53,6 +73,11 @@ class Projector(OrderedHandler):
         self.key_prefix = key_prefix
         self.master = master  # opens sealed content for the rows (content_crypto)
         self._connections: dict[int, asyncpg.Connection] = {}
+        self._known: dict[int, KnownRows] = {}  # rows this process's batches wrote, by partition
+        # Batches read ahead, their rows built while the batch before them was written, and
+        # the connection (one per partition, not the lease's) that read their keys.
+        self._prepared: dict[_BatchKey, _Prepared] = {}
+        self._key_readers: dict[int, asyncpg.Connection] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Projector:
@@ -94,9 +119,43 @@ class Projector(OrderedHandler):
         return True
 
     async def release_partition(self, partition: int) -> None:
+        self._prepared = {k: v for k, v in self._prepared.items() if k[0] != partition}
+        reader = self._key_readers.pop(partition, None)
+        if reader is not None:
+            await reader.close()
         connection = self._connections.pop(partition, None)
         if connection is not None:
             await connection.close()  # closing the session releases the advisory lock
+
+    async def prepare(self, deliveries: list[Delivery]) -> None:
+        """Build a batch's rows before its transaction (the runtime reads one batch ahead),
+        so only the writing is left for it. Keys come from user_keys as it is now; ``handle``
+        looks again, inside its transaction, for those not found (the batch being written may
+        store them). Any failure just leaves the batch to be built in ``handle``."""
+        partition = deliveries[0].partition
+        events = [d.event for d in deliveries]
+        try:
+            async with asyncio.timeout(PREPARE_TIMEOUT_S):
+                reader = self._key_readers.get(partition)
+                if reader is None or reader.is_closed():
+                    reader = await asyncpg.connect(self.database_url)
+                    self._key_readers[partition] = reader
+                keyring = await durable_keyring(events, reader, self.master)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            broken = self._key_readers.pop(partition, None)
+            if broken is not None:
+                broken.terminate()
+            return
+        changes = RowChanges(keyring=keyring)
+        positions = [entry_position(d.entry_id) for d in deliveries]
+        for delivery in deliveries:
+            changes.add(partition, delivery.entry_id, delivery.event, delivery.body)
+        missing = ([k for k in key_owners(events) if k not in keyring]
+                   if self.master is not None else [])
+        while len(self._prepared) >= 2:  # a batch never handled (adopted, stopped): drop it
+            del self._prepared[next(iter(self._prepared))]
+        self._prepared[_batch_key(deliveries)] = _Prepared(changes, min(positions),
+                                                           max(positions), missing)
 
     async def _connection(self, partition: int) -> asyncpg.Connection:
         connection = self._connections.get(partition)
@@ -116,23 +175,23 @@ class Projector(OrderedHandler):
         """One transaction: rows, archive and checkpoint for every entry past the checkpoint."""
         partition = deliveries[0].partition
         connection = await self._connection(partition)
+        known = self._known.setdefault(partition, KnownRows())
         try:
             async with connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK_KEY)
                 checkpoint = await read_checkpoint(connection, partition)
-                changes = RowChanges(keyring=await durable_keyring(
-                    (d.event for d in deliveries), connection, self.master))
-                last = checkpoint
-                for delivery in deliveries:
-                    position = entry_position(delivery.entry_id)
-                    if position <= checkpoint:
-                        continue
-                    changes.add(partition, delivery.entry_id, delivery.event)
-                    last = max(last, position)
+                known.trust_at(checkpoint)
+                prepared = await self._take_prepared(deliveries, checkpoint, connection)
+                if prepared is not None:
+                    changes, last = prepared.changes, prepared.last
+                else:
+                    changes, last = await self._build(deliveries, checkpoint, connection)
                 if last == checkpoint:
                     return [None] * len(deliveries)
+                known.leave_out_unchanged(changes)
                 await write_row_changes(connection, changes)
                 await write_checkpoint(connection, partition, last)
+            known.committed(changes, last)
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
             if len(deliveries) == 1:
                 raise NonRetryableError(f"event cannot be projected: {exc}") from exc
@@ -143,6 +202,33 @@ class Projector(OrderedHandler):
         log.debug("batch projected", extra={"fields": {"partition": partition,
                                                        "count": len(deliveries)}})
         return [None] * len(deliveries)
+
+    async def _take_prepared(self, deliveries: list[Delivery], checkpoint: Position,
+                             connection: asyncpg.Connection) -> _Prepared | None:
+        """The rows ``prepare`` built for this very batch, if they still hold: every entry
+        past the checkpoint, and no key it missed is in user_keys now."""
+        prepared = self._prepared.pop(_batch_key(deliveries), None)
+        if prepared is None or prepared.first <= checkpoint:
+            return None
+        if prepared.missing_keys and self.master is not None and await durable_keys(
+                connection, self.master, prepared.missing_keys):
+            return None  # stored since (by the batch before): open the content with it
+        return prepared
+
+    async def _build(self, deliveries: list[Delivery], checkpoint: Position,
+                     connection: asyncpg.Connection) -> tuple[RowChanges, Position]:
+        """The rows of the entries past ``checkpoint``, and the last position among them."""
+        partition = deliveries[0].partition
+        changes = RowChanges(keyring=await durable_keyring(
+            (d.event for d in deliveries), connection, self.master))
+        last = checkpoint
+        for delivery in deliveries:
+            position = entry_position(delivery.entry_id)
+            if position <= checkpoint:
+                continue
+            changes.add(partition, delivery.entry_id, delivery.event, delivery.body)
+            last = max(last, position)
+        return changes, last
 
     async def _one_by_one(self, deliveries: list[Delivery]) -> list[BaseException | None]:
         """Find the event a batch cannot take: apply each alone; the bad one dead-letters."""
@@ -158,7 +244,7 @@ class Projector(OrderedHandler):
         return None
 
     async def close(self) -> None:
-        for partition in list(self._connections):
+        for partition in list(self._connections) + list(self._key_readers):
             await self.release_partition(partition)
 
 

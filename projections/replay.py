@@ -3,6 +3,9 @@
 1. Fresh ``*_rebuild`` tables (same columns, keys and indexes as the live ones) are filled from
    the event archive, in log order, with the projector's own row logic. Live tables are not
    touched, so an interrupted replay changes nothing (its leftovers are dropped next time).
+   They are loaded with their unique indexes only; the other indexes and the foreign keys are
+   built once loaded, before step 2. A second connection reads and decodes the next page of
+   the archive while the current one is written.
 2. One transaction takes the projection swap lock exclusively (every projector batch holds
    it shared, so in-flight batches finish and new ones wait), applies what was archived since
    step 1 plus the stream tail beyond the projector's checkpoint (archiving it and advancing
@@ -13,6 +16,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -116,43 +121,101 @@ async def _drop_rebuild_tables(connection: asyncpg.Connection) -> None:
         await connection.execute(f"DROP TABLE IF EXISTS {q(name + '_rebuild')} CASCADE")
 
 
-async def _create_rebuild_tables(connection: asyncpg.Connection) -> None:
+async def _create_rebuild_tables(connection: asyncpg.Connection, *, erasures: bool
+                                 ) -> list[str]:
+    """Fresh ``*_rebuild`` tables shaped like the live ones, ready for the bulk load: their
+    unique indexes (the row logic's ``ON CONFLICT`` needs them) but not the others, nor the
+    foreign keys. Returns the definitions of the indexes left out, for ``_finish_rebuild_tables``.
+
+    With ``erasures`` (the log holds ``UserForgotten``), indexes led by ``user_id`` stay: each
+    erasure looks the user's rows up by them."""
     await _drop_rebuild_tables(connection)
+    deferred: list[str] = []
     for name in LIVE:
-        await connection.execute(
-            f"CREATE TABLE {q(name + '_rebuild')} (LIKE {q(name)} INCLUDING ALL)")
+        rebuild = name + "_rebuild"
+        await connection.execute(f"CREATE TABLE {q(rebuild)} (LIKE {q(name)} INCLUDING ALL)")
+        for index in await connection.fetch(
+                "SELECT c.relname AS name, pg_get_indexdef(x.indexrelid) AS definition, "
+                "a.attname AS leading FROM pg_index x "
+                "JOIN pg_class c ON c.oid = x.indexrelid "
+                "LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+                "WHERE x.indrelid = $1::regclass AND NOT x.indisunique", q(rebuild)):
+            if erasures and index["leading"] == "user_id":
+                continue
+            deferred.append(index["definition"])
+            await connection.execute(f"DROP INDEX {q(index['name'])}")
+    return deferred
+
+
+async def _finish_rebuild_tables(connection: asyncpg.Connection, deferred: list[str]) -> None:
+    """Once loaded: build the indexes left out (one sorted pass each, cheaper than keeping
+    them up to date row by row) and add the foreign keys (checked in one pass each)."""
+    for definition in deferred:
+        await connection.execute(definition)
     for table, column, target in FOREIGN_KEYS:
         await connection.execute(
             f"ALTER TABLE {q(table + '_rebuild')} ADD FOREIGN KEY ({q(column)}) "
             f"REFERENCES {q(target + '_rebuild')} (id)")
 
 
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """Archived events read and turned into row changes, ready to write."""
+
+    changes: RowChanges
+    last: Position
+    count: int
+
+
+async def _read_page(connection: asyncpg.Connection, after: Position, batch_size: int,
+                     master: MasterKeys | None) -> _Page | None:
+    """The next ``batch_size`` archived events after ``after``, as row changes; None at the end."""
+    rows = await connection.fetch(
+        "SELECT partition, entry_ms, entry_seq, body FROM event_archive "
+        "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) "
+        "ORDER BY partition, entry_ms, entry_seq LIMIT $4",
+        after[0], after[1], after[2], batch_size,
+    )
+    if not rows:
+        return None
+    events = [decode_body(row["body"]) for row in rows]
+    changes = RowChanges(keyring=await durable_keyring(events, connection, master),
+                         archiving=False)
+    for row, event in zip(rows, events, strict=True):
+        changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])), event)
+    last = rows[-1]
+    return _Page(changes, (last["partition"], last["entry_ms"], last["entry_seq"]), len(rows))
+
+
 async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_size: int,
-                         progress: Progress | None, master: MasterKeys | None
-                         ) -> tuple[Position, int]:
-    """Apply archived events after ``after`` to the rebuild tables; returns the new position."""
+                         progress: Progress | None, master: MasterKeys | None,
+                         reader: asyncpg.Connection | None = None) -> tuple[Position, int]:
+    """Apply archived events after ``after`` to the rebuild tables; returns the new position.
+
+    With a ``reader`` connection, the next page is read and turned into rows on it while
+    ``connection`` writes the current one."""
+    source = reader or connection
     applied = 0
-    while True:
-        rows = await connection.fetch(
-            "SELECT partition, entry_ms, entry_seq, body FROM event_archive "
-            "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) "
-            "ORDER BY partition, entry_ms, entry_seq LIMIT $4",
-            after[0], after[1], after[2], batch_size,
-        )
-        if not rows:
-            return after, applied
-        events = [decode_body(row["body"]) for row in rows]
-        changes = RowChanges(keyring=await durable_keyring(events, connection, master))
-        for row, event in zip(rows, events, strict=True):
-            changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])),
-                        event)
-        async with connection.transaction():
-            await write_row_changes(connection, changes, REBUILD)
-        last = rows[-1]
-        after = (last["partition"], last["entry_ms"], last["entry_seq"])
-        applied += len(rows)
+    page = await _read_page(source, after, batch_size, master)
+    while page is not None:
+        ahead = (asyncio.create_task(_read_page(source, page.last, batch_size, master))
+                 if reader is not None else None)
+        try:
+            async with connection.transaction():
+                await write_row_changes(connection, page.changes, REBUILD)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, asyncpg.PostgresError,
+                                         OSError):
+                    await ahead
+            raise
+        after = page.last
+        applied += page.count
         if progress is not None:
-            progress.advance(len(rows))
+            progress.advance(page.count)
+        page = await (ahead or _read_page(source, after, batch_size, master))
+    return after, applied
 
 
 async def replay(
@@ -183,11 +246,17 @@ async def replay(
         await prepare_staging(connection)
         progress = Progress(report.archived_events)
         try:
-            await _create_rebuild_tables(connection)
-            position, report.applied = await _apply_archive(
-                connection, (-1, 0, 0), batch_size, progress, master)
+            deferred = await _create_rebuild_tables(
+                connection, erasures=report.events_by_type.get("UserForgotten", 0) > 0)
+            reader = await asyncpg.connect(database_url)
+            try:
+                position, report.applied = await _apply_archive(
+                    connection, (-1, 0, 0), batch_size, progress, master, reader)
+            finally:
+                await reader.close()
         finally:
             progress.close()
+        await _finish_rebuild_tables(connection, deferred)
         if before_swap is not None:
             before_swap()
         async with connection.transaction():

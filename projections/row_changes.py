@@ -59,18 +59,23 @@ class RowChanges:
     forgotten: dict[str, tuple[list[str], datetime]] = field(default_factory=dict)
     # Opens sealed content for the rows; the archive keeps it sealed. Absent key = erased.
     keyring: Keyring = field(default_factory=dict)
+    archiving: bool = True  # False: leave ``archive`` empty (replay reads the archive)
 
-    def add(self, partition: int, entry_id: str, event: AnyEvent) -> None:
-        """Fold one event into the changes (later events of a batch win where they overlap)."""
+    def add(self, partition: int, entry_id: str, event: AnyEvent,
+            body: bytes | None = None) -> None:
+        """Fold one event into the changes (later events of a batch win where they overlap).
+
+        ``body`` is the event's body as logged, archived as it is; None: encoded afresh."""
         if isinstance(event, UserKeyIssued):  # never archived: the key's home is user_keys
             self.user_keys[event.key_id] = (event.user_id, event.wrapped_key,
                                             ms_to_datetime(event.occurred_at))
             return
-        ms, seq = entry_position(entry_id)
-        self.archive.append((
-            event.event_id, partition, ms, seq, event_type_name(event), SCHEMA_VERSION,
-            event.occurred_at, encode_body(event),
-        ))
+        if self.archiving:
+            ms, seq = entry_position(entry_id)
+            self.archive.append((
+                event.event_id, partition, ms, seq, event_type_name(event), SCHEMA_VERSION,
+                event.occurred_at, encode_body(event) if body is None else body,
+            ))
         event = open_event(event, self.keyring)  # type: ignore[assignment]
         if isinstance(event, UserForgotten):
             self.forgotten[event.user_id] = (event.key_ids, ms_to_datetime(event.forgotten_at))

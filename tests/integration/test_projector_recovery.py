@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 from redis.asyncio import Redis
 
 from app.devtools.webhook_bodies import delivery, encode, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.platform.checkpoints import read_checkpoint
-from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.append import EventLog, content_keys_for
 from app.platform.eventlog.entries import Position, decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_group import ensure_group
@@ -16,7 +18,7 @@ from app.platform.runtime.handler import Delivery
 from app.platform.settings import Settings
 from consumers.replier.reply_outcome import ReplyOutcomes
 from projections.projector import Projector
-from schema.events import ReplySent, SummaryCreated
+from schema.events import ReplySent, SummaryCreated, UserKeyIssued
 from schema.ids import event_id_for
 from tests.integration.consumer_helpers import fetch_rows
 from tests.service import consumers, eventually
@@ -134,3 +136,60 @@ async def test_second_projector_stands_by_while_the_first_holds_the_lease(
         await eventually(four)
         holders = [p for p in (first, second) if p._connections]
         assert len(holders) == 1
+
+
+async def _sealed_deliveries(redis: Redis, settings: Settings, sender: str, count: int
+                             ) -> list[Delivery]:
+    """A new sender's messages appended sealed: the key's UserKeyIssued first, then them."""
+    keys = Keys(settings.key_prefix, 1)
+    log = EventLog(redis, keys, content=content_keys_for(settings, redis))
+    messages = [text_message(sender, f"sealed words {i}", wamid=f"wamid.{sender}.{i}")
+                for i in range(count)]
+    await log.append_messages(events_from_texts(
+        parse_webhook(encode(delivery(*messages))).texts, 1_700_000_000_000))
+    await ensure_group(redis, keys.stream(0), "projector")
+    response = await redis.xreadgroup("projector", "test", {keys.stream(0): ">"}, count=100)
+    return [Delivery(0, e[0].decode(), decode_event(e[1]), 1, body=e[1][b"body"])
+            for e in response[0][1]]
+
+
+async def test_rows_built_ahead_open_content_sealed_with_a_key_the_batch_before_stores(
+    settings: Settings, redis: Redis
+) -> None:
+    # The runtime builds a batch's rows while the batch before it is written: here the batch
+    # before stores the key (UserKeyIssued) the next one's content is sealed with.
+    issued, *received = await _sealed_deliveries(redis, settings, "15550002010", 3)
+    assert isinstance(issued.event, UserKeyIssued)
+    projector = Projector.from_settings(settings)
+    try:
+        assert await projector.acquire_partition(0, asyncio.Event())
+        await projector.prepare(received)  # user_keys does not hold the key yet
+        assert await projector.handle([issued]) == [None]
+        assert await projector.handle(received) == [None, None, None]
+    finally:
+        await projector.close()
+    texts = await fetch_rows(settings.database_url, "SELECT text FROM messages ORDER BY text")
+    assert [t["text"] for t in texts] == [f"sealed words {i}" for i in range(3)]
+
+
+async def test_rows_built_ahead_are_the_rows_built_in_the_transaction(
+    settings: Settings, redis: Redis
+) -> None:
+    issued, *received = await _sealed_deliveries(redis, settings, "15550002011", 4)
+    projector = Projector.from_settings(settings)
+    try:
+        assert await projector.acquire_partition(0, asyncio.Event())
+        assert await projector.handle([issued]) == [None]
+        await projector.prepare(received[:2])  # the key is in user_keys now
+        assert await projector.handle(received[:2]) == [None, None]
+        assert await projector.handle(received[2:]) == [None, None]  # built in its transaction
+    finally:
+        await projector.close()
+    rows = await fetch_rows(settings.database_url,
+                            "SELECT text, raw_payload IS NOT NULL AS raw FROM messages "
+                            "ORDER BY text")
+    assert [(r["text"], r["raw"]) for r in rows] == [(f"sealed words {i}", True)
+                                                      for i in range(4)]
+    archived = await fetch_rows(settings.database_url, "SELECT body FROM event_archive")
+    assert len(archived) == 4
+    assert all(b"sealed words" not in bytes(r["body"]) for r in archived)  # archived sealed

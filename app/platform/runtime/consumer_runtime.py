@@ -26,6 +26,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from app.platform.clock import now_ms
 from app.platform.eventlog.entries import (
+    BODY,
     ONLY_GROUP,
     UndecodableEvent,
     as_text,
@@ -192,7 +193,7 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
                 await self._dead_letter(partition, entry_id, fields, attempt, f"undecodable: {exc}")
                 continue
             deliveries.append(Delivery(partition, entry_id, event, attempt,
-                                       operator_retry=only_group is not None))
+                                       only_group is not None, fields.get(BODY)))
         return deliveries
 
     # -- handling --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ class Delivery:
     event: AnyEvent
     attempt: int
     operator_retry: bool = False  # put back by `mecove dlq retry`
+    body: bytes | None = None  # the event's body as the entry holds it (the projector archives it)
 
 
 @runtime_checkable
@@ -69,3 +70,9 @@ class OrderedHandler(GroupHandler, Protocol):
     async def release_partition(self, partition: int) -> None:
         """Give the partition's lease up so another consumer can take over."""
         ...
+
+    async def prepare(self, deliveries: list[Delivery]) -> None:
+        """Work on a batch read ahead that needs neither the lease nor the order (e.g. build
+        its rows), run while the batch before it is handled; ``handle`` may use it or not.
+        Must not raise. None by default."""
+        return None

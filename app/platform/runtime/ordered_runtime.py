@@ -8,13 +8,22 @@
   later batch first would break the order. Only a NonRetryableError dead-letters its entry.
 * Asked to stop, it handles no further batch: a batch waiting for its retry stays pending for
   the next lease holder.
+* It reads ahead: the next XREADGROUP, and decoding what it returns, run while the handler
+  writes the current batch (one batch ahead at most). A batch read ahead is applied only after
+  the current one is settled, so the order holds; if the consumer stops first, the batch stays
+  pending and the next lease holder adopts it, like any batch not yet acknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
+from redis.asyncio import RedisCluster
+
 from app.platform.eventlog.entries import as_text
+from app.platform.redis_client import REDIS_ERRORS, RedisClient, open_blocking_reader
 from app.platform.runtime.consumer_runtime import (
     ConsumerRuntime,
     Entry,
@@ -27,6 +36,8 @@ from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 
 log = logging.getLogger("mecove.consumer")
+
+_Decoded = tuple[list[Delivery], dict[str, Fields]]  # a batch's deliveries, its entries' fields
 
 
 class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
@@ -55,9 +66,55 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
             last = as_text(pending[-1]["message_id"])
             start = "(" + last
 
-    async def _process(self, partition: int, entries: list[Entry]) -> None:
+    async def _read_new(self, partition: int) -> None:
+        """Read never-delivered entries and apply them in order, reading one batch ahead."""
+        reader = open_blocking_reader(self.redis_url, block_ms=self.block_ms,
+                                      cluster=isinstance(self.redis, RedisCluster))
+        ahead: asyncio.Task[_Decoded | None] | None = None
+        try:
+            while not self.stop.is_set():
+                current = await (ahead or self._read_decoded(reader, partition))
+                ahead = None
+                if current is None or self.stop.is_set():
+                    continue
+                # Start the next read (and its decoding) before writing this batch.
+                ahead = asyncio.create_task(self._read_decoded(reader, partition))
+                await self._apply(partition, *current)
+        finally:
+            if ahead is not None:
+                ahead.cancel()  # what it read stays pending: the next lease holder adopts it
+                with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
+                    await ahead
+            await reader.aclose()
+
+    async def _read_decoded(self, reader: RedisClient, partition: int) -> _Decoded | None:
+        """One XREADGROUP, decoded; None when nothing came (or Redis failed, after a pause)."""
+        try:
+            response = await reader.xreadgroup(
+                self.group, self.consumer, {self.keys.stream(partition): ">"},
+                count=self.batch_size, block=self.block_ms,
+            )
+        except REDIS_ERRORS as exc:
+            if not self.stop.is_set():
+                log.warning("read failed, retrying",
+                            extra={"fields": {"group": self.group, "error": type(exc).__name__}})
+                await self._sleep(1.0)
+            return None
+        entries: list[Entry] = [(e[0], e[1], 1) for _stream, got in response or () for e in got]
+        if not entries:
+            return None
         deliveries = await self._deliveries(partition, entries)
-        fields = fields_by_entry_id(entries)
+        if deliveries:
+            await self.handler.prepare(deliveries)
+        return deliveries, fields_by_entry_id(entries)
+
+    async def _process(self, partition: int, entries: list[Entry]) -> None:
+        await self._apply(partition, await self._deliveries(partition, entries),
+                          fields_by_entry_id(entries))
+
+    async def _apply(self, partition: int, deliveries: list[Delivery],
+                     fields: dict[str, Fields]) -> None:
+        """Handle a decoded batch until each delivery is done or dead-lettered (or we stop)."""
         while deliveries and not self.stop.is_set():
             failed = await self._handle(partition, deliveries)
             deliveries = await self._retryable(failed, fields)
