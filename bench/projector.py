@@ -96,14 +96,17 @@ async def backend_cpu(connection: asyncpg.Connection) -> float:
     runs on this machine: its processes are in /proc); 0 for a backend that is gone."""
     pids = await connection.fetch(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid()")
+        "AND pid <> pg_backend_pid()"
+    )
     return sum(cpu_seconds(int(r["pid"])) or 0.0 for r in pids)
 
 
 async def checkpoint(connection: asyncpg.Connection) -> tuple[int, int] | None:
     row = await connection.fetchrow(
         "SELECT last_ms, last_seq FROM projection_checkpoints "
-        "WHERE projection = $1 AND partition = 0", PROJECTOR)
+        "WHERE projection = $1 AND partition = 0",
+        PROJECTOR,
+    )
     return (int(row["last_ms"]), int(row["last_seq"])) if row else None
 
 
@@ -132,8 +135,9 @@ async def watch_drain(
                 if seen >= tail:
                     cpu = (cpu_seconds(service.pid) or 0.0) - cpu_first[0]
                     backend = await backend_cpu(connection) - cpu_first[1]
-                    return Drain(len(positions) - first[1], now - first[0], now - started,
-                                 cpu, backend)
+                    return Drain(
+                        len(positions) - first[1], now - first[0], now - started, cpu, backend
+                    )
             await asyncio.sleep(POLL_S)
     finally:
         await connection.close()
@@ -142,9 +146,10 @@ async def watch_drain(
 async def count_rows(database_url: str) -> dict[str, int]:
     connection = await asyncpg.connect(database_url)
     try:
-        return {table: int(await connection.fetchval(
-            f"SELECT count(*) FROM {table}"))  # noqa: S608 - fixed table names
-            for table in ("users", "identities", "messages", "user_keys", "event_archive")}
+        return {
+            table: int(await connection.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 - fixed table names
+            for table in ("users", "identities", "messages", "user_keys", "event_archive")
+        }
     finally:
         await connection.close()
 
@@ -154,29 +159,39 @@ async def check_texts(database_url: str, records: CopyRecords) -> None:
     erased): the two sides write the same rows."""
     connection = await asyncpg.connect(database_url)
     try:
-        stored = {r["id"]: r["text"] for r in await connection.fetch(
-            "SELECT id::text AS id, text FROM messages")}
+        stored = {
+            r["id"]: r["text"]
+            for r in await connection.fetch("SELECT id::text AS id, text FROM messages")
+        }
     finally:
         await connection.close()
     expected = {str(row[0]): row[MESSAGE_COLUMNS.index("text")] for row in records.messages}
     if stored != expected:
         differ = sum(1 for k, v in expected.items() if stored.get(k) != v)
-        raise BenchError(f"projector texts differ from the COPY's: {differ:,} of "
-                         f"{len(expected):,} messages ({len(stored):,} stored)")
+        raise BenchError(
+            f"projector texts differ from the COPY's: {differ:,} of "
+            f"{len(expected):,} messages ({len(stored):,} stored)"
+        )
 
 
 async def drain_with_projector(
-    scratch: ScratchSpace, processes: ProcessSet, options: ProjectorOptions, prefix: str,
-    positions: Sequence[tuple[int, int]], profile: Path | None = None,
+    scratch: ScratchSpace,
+    processes: ProcessSet,
+    options: ProjectorOptions,
+    prefix: str,
+    positions: Sequence[tuple[int, int]],
+    profile: Path | None = None,
 ) -> tuple[Drain, str]:
     database_url = await scratch.fresh_database("proj")
-    env = clean_env({
-        "DATABASE_URL": database_url,
-        "REDIS_URL": options.redis_url,
-        "MECOVE_KEY_PREFIX": prefix,
-        "MECOVE_CONSUMER_NAME": f"bench-projector-{prefix}",
-        **({"MECOVE_BATCH_SIZE": str(options.batch_size)} if options.batch_size else {}),
-    })
+    env = clean_env(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": options.redis_url,
+            "MECOVE_KEY_PREFIX": prefix,
+            "MECOVE_CONSUMER_NAME": f"bench-projector-{prefix}",
+            **({"MECOVE_BATCH_SIZE": str(options.batch_size)} if options.batch_size else {}),
+        }
+    )
     service = await processes.start("projector", mecove_command("consume", "projector"), env)
     spy = await start_py_spy(processes, service, profile) if profile else None
     try:
@@ -215,13 +230,38 @@ def copy_records(entries: Sequence[LoggedEntry], keyring: dict[str, DataKey]) ->
     )
 
 
-MESSAGE_COLUMNS = ["id", "user_id", "identity_id", "created_at", "client_timestamp",
-                   "content_type", "text", "raw_payload", "source_message_id"]
-IDENTITY_COLUMNS = ["id", "user_id", "channel", "channel_user_key", "created_at", "kind",
-                    "parent_bsuid", "username"]
+MESSAGE_COLUMNS = [
+    "id",
+    "user_id",
+    "identity_id",
+    "created_at",
+    "client_timestamp",
+    "content_type",
+    "text",
+    "raw_payload",
+    "source_message_id",
+]
+IDENTITY_COLUMNS = [
+    "id",
+    "user_id",
+    "channel",
+    "channel_user_key",
+    "created_at",
+    "kind",
+    "parent_bsuid",
+    "username",
+]
 USER_KEY_COLUMNS = ["key_id", "user_id", "wrapped_key", "created_at"]
-ARCHIVE_COLUMNS = ["event_id", "partition", "entry_ms", "entry_seq", "event_type",
-                   "schema_version", "occurred_at", "body"]
+ARCHIVE_COLUMNS = [
+    "event_id",
+    "partition",
+    "entry_ms",
+    "entry_seq",
+    "event_type",
+    "schema_version",
+    "occurred_at",
+    "body",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,27 +290,39 @@ async def copy_rows(database_url: str, records: CopyRecords, *, archive: bool) -
         async with connection.transaction():
             keys_started = time.perf_counter()
             await connection.copy_records_to_table(
-                "user_keys", records=records.user_keys, columns=USER_KEY_COLUMNS)
+                "user_keys", records=records.user_keys, columns=USER_KEY_COLUMNS
+            )
             keys_s = time.perf_counter() - keys_started
             await connection.copy_records_to_table(
-                "users", records=records.users, columns=["id", "created_at"])
+                "users", records=records.users, columns=["id", "created_at"]
+            )
             await connection.copy_records_to_table(
-                "identities", records=records.identities, columns=IDENTITY_COLUMNS)
+                "identities", records=records.identities, columns=IDENTITY_COLUMNS
+            )
             await connection.copy_records_to_table(
-                "messages", records=records.messages, columns=MESSAGE_COLUMNS)
+                "messages", records=records.messages, columns=MESSAGE_COLUMNS
+            )
             if archive:
                 await connection.copy_records_to_table(
-                    "event_archive", records=records.archive, columns=ARCHIVE_COLUMNS)
-        return Copy(time.perf_counter() - started, time.process_time() - cpu_before,
-                    (cpu_seconds(backend) or 0.0) - backend_before, keys_s)
+                    "event_archive", records=records.archive, columns=ARCHIVE_COLUMNS
+                )
+        return Copy(
+            time.perf_counter() - started,
+            time.process_time() - cpu_before,
+            (cpu_seconds(backend) or 0.0) - backend_before,
+            keys_s,
+        )
     finally:
         await connection.close()
 
 
 async def replay_available() -> bool:
     process = await asyncio.create_subprocess_exec(
-        *mecove_command("replay", "--help"), env=clean_env({}),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        *mecove_command("replay", "--help"),
+        env=clean_env({}),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     return await process.wait() == 0
 
 
@@ -290,8 +342,9 @@ class ReplayTiming:
 async def _backend_cpu_by_pid(connection: asyncpg.Connection, seen: dict[int, float]) -> None:
     """Record the CPU of every other backend of this database (the last reading wins)."""
     for row in await connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"):
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    ):
         cpu = cpu_seconds(int(row["pid"]))
         if cpu is not None:
             seen[int(row["pid"])] = cpu
@@ -300,11 +353,13 @@ async def _backend_cpu_by_pid(connection: asyncpg.Connection, seen: dict[int, fl
 REPLAY_LINE = re.compile(r"applied (\d+) events in ([0-9.]+)s")
 
 
-async def time_replay(processes: ProcessSet, options: ProjectorOptions, database_url: str,
-                      prefix: str) -> ReplayTiming:
+async def time_replay(
+    processes: ProcessSet, options: ProjectorOptions, database_url: str, prefix: str
+) -> ReplayTiming:
     """``mecove replay`` over the drained log: its own figure when it prints one."""
-    env = clean_env({"DATABASE_URL": database_url, "REDIS_URL": options.redis_url,
-                     "MECOVE_KEY_PREFIX": prefix})
+    env = clean_env(
+        {"DATABASE_URL": database_url, "REDIS_URL": options.redis_url, "MECOVE_KEY_PREFIX": prefix}
+    )
     started = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     service = await processes.start("replay", mecove_command("replay"), env)
@@ -320,24 +375,29 @@ async def time_replay(processes: ProcessSet, options: ProjectorOptions, database
     code = await asyncio.wait_for(service.process.wait(), timeout=options.drain_timeout_s)
     wall = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (children.ru_utime + children.ru_stime
-           - children_before.ru_utime - children_before.ru_stime)
+    cpu = (
+        children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+    )
     await processes.stop(service)
     if code != 0:
-        raise BenchError(f"mecove replay exited with {code}; log {service.log_path}:\n"
-                         f"{service.log_tail()}")
+        raise BenchError(
+            f"mecove replay exited with {code}; log {service.log_path}:\n{service.log_tail()}"
+        )
     found = REPLAY_LINE.search(service.log_path.read_text(errors="replace"))
     if found:
-        return ReplayTiming(int(found.group(1)), float(found.group(2)), wall, cpu,
-                            sum(backends.values()))
+        return ReplayTiming(
+            int(found.group(1)), float(found.group(2)), wall, cpu, sum(backends.values())
+        )
     return ReplayTiming(options.events, wall, wall, cpu, sum(backends.values()))
 
 
 async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
     batch = options.batch_size or "default"
-    print(f"== projector: {options.events:,} sealed MessageReceived events from "
-          f"{options.users:,} users (+ a UserKeyIssued each), {options.rounds} round(s), "
-          f"projector batch size {batch}")
+    print(
+        f"== projector: {options.events:,} sealed MessageReceived events from "
+        f"{options.users:,} users (+ a UserKeyIssued each), {options.rounds} round(s), "
+        f"projector batch size {batch}"
+    )
     drains: list[Drain] = []
     copies: list[Copy] = []
     copies_archive: list[Copy] = []
@@ -349,38 +409,55 @@ async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
                 prefix = scratch.key_prefix("pj")
                 stream = Keys(prefix, 1).stream(0)
                 started = time.perf_counter()
-                events = await asyncio.to_thread(received_events, scratch.tag, 0, options.events,
-                                                 options.users)
-                keyring = await append_sealed(options.redis_url, Keys(prefix, 1), events,
-                                              APPEND_BATCH)
+                events = await asyncio.to_thread(
+                    received_events, scratch.tag, 0, options.events, options.users
+                )
+                keyring = await append_sealed(
+                    options.redis_url, Keys(prefix, 1), events, APPEND_BATCH
+                )
                 entries = await logged_entries(options.redis_url, stream)
                 # The drain counts MessageReceived events; UserKeyIssued entries are its cost.
-                positions = [entry_position(e.entry_id) for e in entries
-                             if isinstance(e.event, MessageReceived)]
+                positions = [
+                    entry_position(e.entry_id)
+                    for e in entries
+                    if isinstance(e.event, MessageReceived)
+                ]
                 if len(positions) != len(events) or positions[-1] != entry_position(
-                        entries[-1].entry_id):
-                    raise BenchError(f"stream holds {len(positions):,} messages, expected "
-                                     f"{len(events):,}, the last entry last")
+                    entries[-1].entry_id
+                ):
+                    raise BenchError(
+                        f"stream holds {len(positions):,} messages, expected "
+                        f"{len(events):,}, the last entry last"
+                    )
                 records = await asyncio.to_thread(copy_records, entries, keyring)
-                print(f"built and appended {len(events):,} events, sealed, and "
-                      f"{len(entries) - len(events):,} UserKeyIssued in "
-                      f"{time.perf_counter() - started:.1f}s")
+                print(
+                    f"built and appended {len(events):,} events, sealed, and "
+                    f"{len(entries) - len(events):,} UserKeyIssued in "
+                    f"{time.perf_counter() - started:.1f}s"
+                )
                 last_db = ""
                 for round_ in range(1, options.rounds + 1):
                     await reset_group(options.redis_url, stream)
                     if last_db:
                         await scratch.drop_database(last_db)
                     drain, last_db = await drain_with_projector(
-                        scratch, processes, options, prefix, positions,
-                        options.py_spy.resolve() if options.py_spy and round_ == 1 else None)
+                        scratch,
+                        processes,
+                        options,
+                        prefix,
+                        positions,
+                        options.py_spy.resolve() if options.py_spy and round_ == 1 else None,
+                    )
                     drains.append(drain)
                     rows = await count_rows(last_db)
                     await check_texts(last_db, records)
                     own, backend = drain.cpu_us_per_event()
-                    print(f"round {round_}: projector {drain.per_s:,.0f} events/s "
-                          f"({drain.events:,} events in {drain.seconds:.2f}s; "
-                          f"{drain.wall_s:.2f}s from process start); CPU per event "
-                          f"{own:.0f} us projector + {backend:.0f} us PostgreSQL; rows {rows}")
+                    print(
+                        f"round {round_}: projector {drain.per_s:,.0f} events/s "
+                        f"({drain.events:,} events in {drain.seconds:.2f}s; "
+                        f"{drain.wall_s:.2f}s from process start); CPU per event "
+                        f"{own:.0f} us projector + {backend:.0f} us PostgreSQL; rows {rows}"
+                    )
                     for archive, results in ((False, copies), (True, copies_archive)):
                         copy_db = await scratch.fresh_database("copy")
                         results.append(await copy_rows(copy_db, records, archive=archive))
@@ -388,18 +465,22 @@ async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
                     plain, full = copies[-1], copies_archive[-1]
                     own, backend = plain.cpu_us_per_event(options.events)
                     own_a, backend_a = full.cpu_us_per_event(options.events)
-                    print(f"round {round_}: COPY {options.events / plain.seconds:,.0f} events/s "
-                          f"({plain.seconds:.2f}s, {plain.user_keys_s:.2f}s of it user_keys; "
-                          f"CPU per event {own:.0f} us client + {backend:.0f} us PostgreSQL), "
-                          f"with event_archive {options.events / full.seconds:,.0f} events/s "
-                          f"(CPU {own_a:.0f} + {backend_a:.0f} us)")
+                    print(
+                        f"round {round_}: COPY {options.events / plain.seconds:,.0f} events/s "
+                        f"({plain.seconds:.2f}s, {plain.user_keys_s:.2f}s of it user_keys; "
+                        f"CPU per event {own:.0f} us client + {backend:.0f} us PostgreSQL), "
+                        f"with event_archive {options.events / full.seconds:,.0f} events/s "
+                        f"(CPU {own_a:.0f} + {backend_a:.0f} us)"
+                    )
                 if await replay_available():
                     replay = await time_replay(processes, options, last_db, prefix)
-                    print(f"replay: {replay.per_s:,.0f} events/s ({replay.events:,} events in "
-                          f"{replay.seconds:.2f}s; {replay.wall_s:.2f}s with process start-up); "
-                          f"CPU per event {1e6 * replay.cpu_s / replay.events:.0f} us replay "
-                          f"process (start-up included) + "
-                          f"{1e6 * replay.backend_cpu_s / replay.events:.0f} us PostgreSQL")
+                    print(
+                        f"replay: {replay.per_s:,.0f} events/s ({replay.events:,} events in "
+                        f"{replay.seconds:.2f}s; {replay.wall_s:.2f}s with process start-up); "
+                        f"CPU per event {1e6 * replay.cpu_s / replay.events:.0f} us replay "
+                        f"process (start-up included) + "
+                        f"{1e6 * replay.backend_cpu_s / replay.events:.0f} us PostgreSQL"
+                    )
                 else:
                     print(replay_note)
     # The round of the best drain, with that round's COPY: same machine conditions.
@@ -408,14 +489,30 @@ async def run_projector_bench(options: ProjectorOptions) -> list[Figure]:
     # Replay opens the sealed archive but never writes user_keys: its COPY leaves them out.
     replay_copy_rate = options.events / copies[best_round].seconds_without_keys
     return [
-        Figure("projector drain events/s vs COPY", drains[best_round].per_s, "events/s",
-               copy_rate, "COPY", Target(Check.RATIO_AT_LEAST, 0.6)),
-        Figure("replay events/s vs COPY", replay.per_s if replay else None, "events/s",
-               replay_copy_rate, "COPY w/o user_keys", Target(Check.RATIO_AT_LEAST, 0.6),
-               note="" if replay else "not available yet"),
-        Figure("COPY incl. event_archive (info)",
-               options.events / copies_archive[best_round].seconds, "events/s", copy_rate,
-               "COPY 4 tables"),
+        Figure(
+            "projector drain events/s vs COPY",
+            drains[best_round].per_s,
+            "events/s",
+            copy_rate,
+            "COPY",
+            Target(Check.RATIO_AT_LEAST, 0.6),
+        ),
+        Figure(
+            "replay events/s vs COPY",
+            replay.per_s if replay else None,
+            "events/s",
+            replay_copy_rate,
+            "COPY w/o user_keys",
+            Target(Check.RATIO_AT_LEAST, 0.6),
+            note="" if replay else "not available yet",
+        ),
+        Figure(
+            "COPY incl. event_archive (info)",
+            options.events / copies_archive[best_round].seconds,
+            "events/s",
+            copy_rate,
+            "COPY 4 tables",
+        ),
     ]
 
 
@@ -434,11 +531,19 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
     parser.add_argument("--events", type=int, default=defaults.events)
     parser.add_argument("--users", type=int, default=defaults.users)
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="MECOVE_BATCH_SIZE for the projector (default: its own)")
-    parser.add_argument("--py-spy", type=Path, default=None,
-                        help="profile the first drain (.svg flamegraph, .json speedscope, "
-                             "else raw collapsed stacks)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="MECOVE_BATCH_SIZE for the projector (default: its own)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="profile the first drain (.svg flamegraph, .json speedscope, "
+        "else raw collapsed stacks)",
+    )
 
 
 def smoke_projector_options() -> ProjectorOptions:
@@ -446,14 +551,21 @@ def smoke_projector_options() -> ProjectorOptions:
 
 
 def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> ProjectorOptions:
-    return ProjectorOptions(events=args.events, users=min(args.users, args.events),
-                            rounds=args.rounds, py_spy=args.py_spy, batch_size=args.batch_size,
-                            admin_database_url=admin_url, redis_url=redis_url)
+    return ProjectorOptions(
+        events=args.events,
+        users=min(args.users, args.events),
+        rounds=args.rounds,
+        py_spy=args.py_spy,
+        batch_size=args.batch_size,
+        admin_database_url=admin_url,
+        redis_url=redis_url,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_standalone("projector", __doc__, argv, add_arguments, options_from,
-                          run_projector_bench)
+    return run_standalone(
+        "projector", __doc__, argv, add_arguments, options_from, run_projector_bench
+    )
 
 
 if __name__ == "__main__":
