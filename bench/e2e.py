@@ -59,6 +59,7 @@ from bench.processes import (
     Service,
     clean_env,
     cpu_seconds,
+    machine_cpu_seconds,
     mecove_command,
     read_listening_line,
     rss_mb,
@@ -131,6 +132,8 @@ class ThroughputRun:
     messages: int
     seconds: float
     cpu_s: float  # CPU time of all replier processes during the run
+    fakes_cpu_s: float  # CPU time of the fake Graph and Groq APIs during the run
+    machine_busy: float  # share of all the machine's cores busy during the run (anyone's)
 
     @property
     def cpu_ms_per_reply(self) -> float:
@@ -395,12 +398,17 @@ async def measure_throughput(bench: _Bench, round_: int, count: int,
         event_log = EventLog(redis, keys)
         spy = await start_py_spy(bench.processes, services[0], profile) if profile else None
         cpu_before = sum(cpu_seconds(s.pid) or 0.0 for s in services)
+        fakes_before = sum(cpu_seconds(s.pid) or 0.0 for s in bench.fakes)
+        busy_before, total_before = machine_cpu_seconds()
         started = time.time()
         for start in range(0, len(events), APPEND_CHUNK):
             await event_log.append_messages(events[start:start + APPEND_CHUNK])
         await wait_for_replies(redis, stream, len(events), options.stall_timeout_s,
                                services)
         cpu = sum(cpu_seconds(s.pid) or 0.0 for s in services) - cpu_before
+        fakes_cpu = sum(cpu_seconds(s.pid) or 0.0 for s in bench.fakes) - fakes_before
+        busy_after, total_after = machine_cpu_seconds()
+        machine_busy = (busy_after - busy_before) / max(total_after - total_before, 1e-9)
         if spy is not None:
             await bench.processes.stop(spy, sig=signal.SIGINT)
         records = await bench.fake_records()
@@ -414,7 +422,8 @@ async def measure_throughput(bench: _Bench, round_: int, count: int,
     if len(sends) < len(events):
         raise BenchError(f"{len(events) - len(sends)} of {len(events)} replies never reached "
                          "the fake Graph API")
-    return ThroughputRun(round_, count, len(events), max(sends) - started, cpu)
+    return ThroughputRun(round_, count, len(events), max(sends) - started, cpu, fakes_cpu,
+                         machine_busy)
 
 
 def print_latency(run: LatencyRun) -> None:
@@ -462,7 +471,9 @@ async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
                         throughput_runs.append(tp)
                         print(f"round {round_}: {count} replier process(es): "
                               f"{tp.per_s:,.0f} replies/s ({tp.messages} in {tp.seconds:.2f}s; "
-                              f"{tp.cpu_ms_per_reply:.1f} ms replier CPU per reply)")
+                              f"{tp.cpu_ms_per_reply:.1f} ms replier CPU per reply, "
+                              f"{tp.fakes_cpu_s / tp.messages * 1000:.1f} ms fakes' CPU per "
+                              f"reply; machine {tp.machine_busy:.0%} busy, all cores)")
     return figures_from(options, latency_runs, throughput_runs)
 
 
