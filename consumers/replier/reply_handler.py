@@ -236,10 +236,10 @@ class ReplyHandler(GroupHandler):
             if self.typing is not None:
                 self.typing.queue_claim(pipe, message)
             answers = await pipe.execute(raise_on_error=False)
-        rows = _raise_errors(answers[:len(window)])
         typing = asyncio.create_task(self.typing.show_claimed(message, answers[-1])) \
             if self.typing is not None else None
         try:
+            rows = _raise_errors(answers[:len(window)])
             turns = await self.store.turns_from(message, window, rows)
             return await self.chat.complete(
                 self.llm.reply.system_prompt, format_conversation(turns),
