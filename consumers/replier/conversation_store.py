@@ -46,22 +46,9 @@ class ConversationStore:
         return opened
 
     def queue_recent_ids(self, pipe: Pipeline, message: MessageReceived) -> None:
-        """Add the read of the user's recent message ids (for ``turns_up_to``) to ``pipe``."""
+        """Add the read of the user's recent message ids (for ``queue_turns``) to ``pipe``."""
         partition = self.keys.partition_of(message.user_id)
         pipe.lrange(self.conversation.recent(partition, message.user_id), 0, -1)
-
-    async def turns_up_to(self, message: MessageReceived,
-                          recent_ids: list[bytes] | None = None) -> list[Turn]:
-        """The last turns of the user up to and including ``message``, oldest first.
-        ``recent_ids``: the answer of ``queue_recent_ids`` when the caller already has it."""
-        partition = self.keys.partition_of(message.user_id)
-        if recent_ids is None:
-            recent_ids = await self.redis.lrange(
-                self.conversation.recent(partition, message.user_id), 0, -1)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            window = self.queue_turns(pipe, message, recent_ids)
-            rows = await pipe.execute()
-        return await self.turns_from(message, window, rows)
 
     def queue_turns(self, pipe: Pipeline, message: MessageReceived,
                     recent_ids: list[bytes]) -> list[str]:
