@@ -43,6 +43,7 @@ from app.devtools.ports import free_port
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.entries import TYPE, as_text
 from app.platform.eventlog.keys import Keys
+from bench.e2e_stages import FakeRecord, stage_table, times_by_sender
 from bench.figures import Check, Figure, Target, percentile
 from bench.numbered_messages import (
     APP_SECRET,
@@ -58,6 +59,7 @@ from bench.processes import (
     Service,
     clean_env,
     cpu_seconds,
+    machine_cpu_seconds,
     mecove_command,
     read_listening_line,
     rss_mb,
@@ -95,6 +97,7 @@ class E2eOptions:
 @dataclass(frozen=True, slots=True)
 class Posted:
     to: str  # the sender, as the reply's ``to`` (E.164 with +)
+    wamid: str
     at: float  # wall clock just before the request went out
     status: int  # 0 when the request failed
     response_s: float
@@ -110,6 +113,8 @@ class LatencyRun:
     latencies_ms: list[float]  # sorted; one per delivered measured message
     response_p99_ms: float
     rss_max_mb: dict[str, float]
+    cpu_ms_per_message: dict[str, float]  # CPU of each process over the measured webhooks
+    stages: str  # the stage table (``bench.e2e_stages``)
 
     @property
     def missing(self) -> int:
@@ -127,6 +132,8 @@ class ThroughputRun:
     messages: int
     seconds: float
     cpu_s: float  # CPU time of all replier processes during the run
+    fakes_cpu_s: float  # CPU time of the fake Graph and Groq APIs during the run
+    machine_busy: float  # share of all the machine's cores busy during the run (anyone's)
 
     @property
     def cpu_ms_per_reply(self) -> float:
@@ -152,6 +159,7 @@ class _Bench:
     groq_url: str
     next_message: int = 0
     rss: dict[str, float] = field(default_factory=dict)
+    fakes: list[Service] = field(default_factory=list)  # their CPU is part of a latency run
 
     def mecove_env(self, database_url: str, prefix: str, **extra: str) -> dict[str, str]:
         return clean_env({
@@ -216,6 +224,16 @@ class _Bench:
             response.raise_for_status()
         return msgspec.json.decode(response.content, type=list[_Record])
 
+    async def llm_records(self) -> list[FakeRecord]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            response = await client.get(f"{self.groq_url}/_fake/records")
+            response.raise_for_status()
+        return msgspec.json.decode(response.content, type=list[FakeRecord])
+
+    async def forget_llm_requests(self) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            (await client.post(f"{self.groq_url}/_fake/forget")).raise_for_status()
+
     async def forget_sends(self) -> None:
         async with httpx.AsyncClient(timeout=10) as client:
             (await client.post(f"{self.graph_url}/_fake/forget")).raise_for_status()
@@ -272,7 +290,8 @@ async def post_at_rate(url: str, bodies: Sequence[SignedBody], rate: float) -> l
                     "X-Hub-Signature-256": item.signature})
             except (OSError, HttpError):
                 status = 0
-            return Posted("+" + item.sender, sent_at, status, time.perf_counter() - started)
+            return Posted("+" + item.sender, item.wamid, sent_at, status,
+                          time.perf_counter() - started)
 
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -313,17 +332,23 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         warm_accepted = sum(200 <= p.status < 300 for p in warm_posted)
         await wait_for_replies(redis, stream, warm_accepted, options.stall_timeout_s,
                                services)  # measure from an idle, warmed-up pipeline
+        await bench.forget_llm_requests()
         bench.rss = {}
         sampler = asyncio.create_task(bench.sample_rss(services, stop_sampling))
+        cpu_before = {s.name: cpu_seconds(s.pid) or 0.0 for s in [*services, *bench.fakes]}
         started = time.perf_counter()
         posted = await post_at_rate(url, measured, options.rate)
         sending_s = time.perf_counter() - started
         accepted = sum(200 <= p.status < 300 for p in [*warm_posted, *posted])
         await wait_for_replies(redis, stream, accepted, options.stall_timeout_s,
                                services)
+        cpu_ms = {s.name: ((cpu_seconds(s.pid) or 0.0) - cpu_before[s.name]) * 1000
+                  / max(len(posted), 1) for s in [*services, *bench.fakes]}
         stop_sampling.set()
         await sampler
         records = await bench.fake_records()
+        llm_records = await bench.llm_records()
+        entries = await redis.xrange(stream, min="-", max="+")
     finally:
         stop_sampling.set()
         for service in services:
@@ -337,6 +362,10 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
             first_send.setdefault(to, record.received_at)
     latencies = sorted((first_send[p.to] - p.at) * 1000 for p in posted if p.to in first_send)
     responses = sorted(p.response_s * 1000 for p in posted)
+    graph_records = [FakeRecord(r.body, r.received_at, r.status) for r in records]
+    stages = stage_table(times_by_sender(
+        ((p.to, p.wamid, p.at, p.at + p.response_s) for p in posted if p.status == 200),
+        entries, graph_records, llm_records).values())
     return LatencyRun(
         round=round_,
         posted=len(posted),
@@ -346,6 +375,8 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         latencies_ms=latencies,
         response_p99_ms=percentile(responses, 0.99),
         rss_max_mb=dict(bench.rss),
+        cpu_ms_per_message=cpu_ms,
+        stages=stages,
     )
 
 
@@ -367,12 +398,17 @@ async def measure_throughput(bench: _Bench, round_: int, count: int,
         event_log = EventLog(redis, keys)
         spy = await start_py_spy(bench.processes, services[0], profile) if profile else None
         cpu_before = sum(cpu_seconds(s.pid) or 0.0 for s in services)
+        fakes_before = sum(cpu_seconds(s.pid) or 0.0 for s in bench.fakes)
+        busy_before, total_before = machine_cpu_seconds()
         started = time.time()
         for start in range(0, len(events), APPEND_CHUNK):
             await event_log.append_messages(events[start:start + APPEND_CHUNK])
         await wait_for_replies(redis, stream, len(events), options.stall_timeout_s,
                                services)
         cpu = sum(cpu_seconds(s.pid) or 0.0 for s in services) - cpu_before
+        fakes_cpu = sum(cpu_seconds(s.pid) or 0.0 for s in bench.fakes) - fakes_before
+        busy_after, total_after = machine_cpu_seconds()
+        machine_busy = (busy_after - busy_before) / max(total_after - total_before, 1e-9)
         if spy is not None:
             await bench.processes.stop(spy, sig=signal.SIGINT)
         records = await bench.fake_records()
@@ -386,7 +422,8 @@ async def measure_throughput(bench: _Bench, round_: int, count: int,
     if len(sends) < len(events):
         raise BenchError(f"{len(events) - len(sends)} of {len(events)} replies never reached "
                          "the fake Graph API")
-    return ThroughputRun(round_, count, len(events), max(sends) - started, cpu)
+    return ThroughputRun(round_, count, len(events), max(sends) - started, cpu, fakes_cpu,
+                         machine_busy)
 
 
 def print_latency(run: LatencyRun) -> None:
@@ -395,6 +432,9 @@ def print_latency(run: LatencyRun) -> None:
           f"answers by status {run.statuses}, delivered {len(run.latencies_ms)}; webhook->send "
           f"p50 {run.p(0.5):.1f} ms, p99 {run.p(0.99):.1f} ms, max {run.p(1.0):.1f} ms; "
           f"webhook answer p99 {run.response_p99_ms:.1f} ms; max RSS MB: {rss}")
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(run.cpu_ms_per_message.items()))
+    print(f"  CPU ms per webhook, by process: {cpu}")
+    print("  stages (ms):\n    " + run.stages.replace("\n", "\n    "))
 
 
 async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
@@ -416,7 +456,7 @@ async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
                                   "--reply-text", "Thanks! We'll get back to you shortly."],
                     clean_env({}), stdout_pipe=True)
                 bench = _Bench(options, scratch, processes, await read_listening_line(graph),
-                               await read_listening_line(groq))
+                               await read_listening_line(groq), fakes=[graph, groq])
                 for round_ in range(1, options.rounds + 1):
                     run = await measure_latency(bench, round_)
                     latency_runs.append(run)
@@ -431,7 +471,9 @@ async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
                         throughput_runs.append(tp)
                         print(f"round {round_}: {count} replier process(es): "
                               f"{tp.per_s:,.0f} replies/s ({tp.messages} in {tp.seconds:.2f}s; "
-                              f"{tp.cpu_ms_per_reply:.1f} ms replier CPU per reply)")
+                              f"{tp.cpu_ms_per_reply:.1f} ms replier CPU per reply, "
+                              f"{tp.fakes_cpu_s / tp.messages * 1000:.1f} ms fakes' CPU per "
+                              f"reply; machine {tp.machine_busy:.0%} busy, all cores)")
     return figures_from(options, latency_runs, throughput_runs)
 
 

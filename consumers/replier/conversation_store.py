@@ -46,31 +46,33 @@ class ConversationStore:
         return opened
 
     def queue_recent_ids(self, pipe: Pipeline, message: MessageReceived) -> None:
-        """Add the read of the user's recent message ids (for ``turns_up_to``) to ``pipe``."""
+        """Add the read of the user's recent message ids (for ``queue_turns``) to ``pipe``."""
         partition = self.keys.partition_of(message.user_id)
         pipe.lrange(self.conversation.recent(partition, message.user_id), 0, -1)
 
-    async def turns_up_to(self, message: MessageReceived,
-                          recent_ids: list[bytes] | None = None) -> list[Turn]:
-        """The last turns of the user up to and including ``message``, oldest first.
-        ``recent_ids``: the answer of ``queue_recent_ids`` when the caller already has it."""
+    def queue_turns(self, pipe: Pipeline, message: MessageReceived,
+                    recent_ids: list[bytes]) -> list[str]:
+        """Add the reads of the turns up to ``message`` to ``pipe`` (one per message id of the
+        returned window, in order; none when Redis no longer lists the message)."""
         partition = self.keys.partition_of(message.user_id)
-        if recent_ids is None:
-            recent_ids = await self.redis.lrange(
-                self.conversation.recent(partition, message.user_id), 0, -1)
         ids = [as_text(i) for i in recent_ids]
-        if message.message_id in ids:
-            window = ids[: ids.index(message.message_id) + 1][-CONTEXT_MESSAGES:]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for message_id in window:
-                    pipe.hmget(self.conversation.turn(partition, message_id), "t", "r")
-                rows = await pipe.execute()
-            if all(row[0] is not None for row in rows):
-                texts = [as_text(v) for row in rows for v in row]
-                opened = await self._opener(message.user_id, texts)
-                return [Turn(mid, opened(as_text(t), "text") or ERASED,
-                             opened(as_text(r), "reply_text"))
-                        for mid, (t, r) in zip(window, rows, strict=True)]
+        if message.message_id not in ids:
+            return []
+        window = ids[: ids.index(message.message_id) + 1][-CONTEXT_MESSAGES:]
+        for message_id in window:
+            pipe.hmget(self.conversation.turn(partition, message_id), "t", "r")
+        return window
+
+    async def turns_from(self, message: MessageReceived, window: list[str],
+                         rows: list[list[bytes | None]]) -> list[Turn]:
+        """The turns read by ``queue_turns`` (its window and the pipeline's answers for it);
+        from PostgreSQL when Redis no longer has them all."""
+        if window and all(row[0] is not None for row in rows):
+            texts = [as_text(v) for row in rows for v in row]
+            opened = await self._opener(message.user_id, texts)
+            return [Turn(mid, opened(as_text(t), "text") or ERASED,
+                         opened(as_text(r), "reply_text"))
+                    for mid, (t, r) in zip(window, rows, strict=True)]
         return await self._from_database(message)
 
     async def _from_database(self, message: MessageReceived) -> list[Turn]:

@@ -1,8 +1,10 @@
 """The replier: every inbound text gets one LLM-written reply, plain or contextual.
 
-Per message: skip if it already has a reply; build the conversation; ask the LLM (fallback
-``Noted.``); decide contextual or standalone at send time; send; record ReplySent. A user's
-messages of one batch are handled in order, different users concurrently.
+Per message (``reply_to``): ``_start`` — skip if it already has a reply, defer if it is not the
+user's turn (one Redis round trip); ``_completion`` — build the conversation and ask the LLM
+(fallback ``Noted.``) while "typing…" shows; ``_send`` — decide contextual or standalone at
+send time and send; ``_record`` — ReplySent. A user's messages are handled in log order, also
+across batches the runtime handles at the same time; different users concurrently.
 
 At most one confirmed send per message: before calling the Graph API the replier takes the
 message's reply outcome (``reply_outcome``: ``SET NX`` = ``sending:<consumer>:<ms>``); a
@@ -28,6 +30,8 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
@@ -42,7 +46,7 @@ from app.platform.redis_client import ReplicaShortfall
 from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import NonRetryableError, RetryableError, RetryLater
 from app.platform.settings import Settings
-from consumers.llm.chat_client import ChatClient
+from consumers.llm.chat_client import ChatClient, Completion
 from consumers.llm.llm_config import LlmConfig, load_llm_config
 from consumers.replier.conversation_prompt import format_conversation
 from consumers.replier.conversation_store import ConversationStore
@@ -74,6 +78,22 @@ class ReplyInDoubt(NonRetryableError):
 
 class PacingGaveUp(NonRetryableError):
     """The reply waited for the pace Meta allows longer than the give-up time."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What a send left to record: Meta's id for the reply (None in dry-run) and its mode."""
+
+    outbound_id: str | None
+    mode: ReplyMode
+
+
+def _raise_errors(answers: list[Any]) -> list[Any]:
+    """The answers of a pipeline run with ``raise_on_error=False``; raises the first error."""
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return answers
 
 
 class ReplyHandler(GroupHandler):
@@ -108,6 +128,7 @@ class ReplyHandler(GroupHandler):
         self.typing = typing
         self.clock_ms = clock_ms
         self._slots = asyncio.Semaphore(concurrency)
+        self._user_turns: dict[str, asyncio.Future[None]] = {}  # the last batch's turn, per user
         if graph is None:
             log.warning("DRY-RUN: WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_PERMANENT_TOKEN not set; "
                         "replies are recorded but NOT sent to WhatsApp")
@@ -123,30 +144,69 @@ class ReplyHandler(GroupHandler):
                 by_user[delivery.event.user_id].append(delivery)
             else:
                 outcomes[delivery.entry_id] = None  # not a replier's event
+        # Taken before any await: batches read later wait for this one, user by user.
+        turns = {user_id: self._take_turn(user_id) for user_id in by_user}
 
-        async def one_user(items: list[Delivery]) -> None:
-            async with self._slots:
-                # Retries come in due order; a user's replies go in log order.
-                for delivery in sorted(items, key=lambda d: log_order(d.entry_id)):
-                    try:
-                        await self.reply_to(delivery)
-                        outcomes[delivery.entry_id] = None
-                    except Exception as exc:  # noqa: BLE001 - an outcome for the runtime
-                        outcomes[delivery.entry_id] = exc
+        async def one_user(user_id: str, items: list[Delivery]) -> None:
+            earlier, mine = turns[user_id]
+            try:
+                if earlier is not None:
+                    await asyncio.wait((earlier,))  # the user's replies of an earlier batch
+                async with self._slots:
+                    # Retries come in due order; a user's replies go in log order.
+                    for delivery in sorted(items, key=lambda d: log_order(d.entry_id)):
+                        try:
+                            await self.reply_to(delivery)
+                            outcomes[delivery.entry_id] = None
+                        except Exception as exc:  # noqa: BLE001 - an outcome for the runtime
+                            outcomes[delivery.entry_id] = exc
+            finally:
+                mine.set_result(None)
+                if self._user_turns.get(user_id) is mine:
+                    del self._user_turns[user_id]
 
-        await asyncio.gather(*(one_user(items) for items in by_user.values()))
+        await asyncio.gather(*(one_user(u, items) for u, items in by_user.items()))
         return [outcomes[d.entry_id] for d in deliveries]
 
+    def _take_turn(self, user_id: str) -> tuple[asyncio.Future[None] | None,
+                                                 asyncio.Future[None]]:
+        """The user's turn: (the turn to wait for, if any; this one, to finish when done)."""
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        earlier = self._user_turns.get(user_id)
+        self._user_turns[user_id] = mine
+        return earlier, mine
+
     async def reply_to(self, delivery: Delivery) -> None:
+        """Reply to one MessageReceived: decide to start, ask the LLM with the conversation,
+        send (at most once, paced), record ReplySent. Raises what the runtime settles."""
         message = delivery.event
         assert isinstance(message, MessageReceived)
         fields = {"event_id": message.event_id, "message_id": message.message_id,
                   "attempt": delivery.attempt}
+        order = log_order(delivery.entry_id)
+        recent_ids = await self._start(delivery, message, order, fields)
+        if recent_ids is None:
+            return
+        completion = await self._completion(message, recent_ids)
+        sent = await self._send(message, order, completion, fields)
+        if sent is not None:
+            await self._record(message, completion, sent, fields)
+
+    async def _start(self, delivery: Delivery, message: MessageReceived, order: int,
+                     fields: dict[str, object]) -> list[bytes] | None:
+        """Whether to reply now, from one round trip (the outcome, the user's recent ids and
+        the pair limiter's word): the recent ids to go on, None when already replied.
+        Raises ``ReplyInDoubt`` (an earlier attempt died sending) or a deferral (not the
+        user's turn yet: deferred before spending an LLM call)."""
         outcome_key = self.outcomes.key(message.user_id, message.message_id)
-        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+        pacer = self.pacer if self.graph is not None else None
+        async with self.redis.pipeline(transaction=False) as pipe:
             self.outcomes.queue_read(pipe, outcome_key)
             self.store.queue_recent_ids(pipe, message)
-            raw_state, recent_ids = await pipe.execute()
+            pacing_queued = pacer is not None and pacer.queue_may_go(
+                pipe, message.user_id, message.message_id, order)
+            answers = await pipe.execute(raise_on_error=False)
+        raw_state, recent_ids = _raise_errors(answers[:2])
         state = as_text(raw_state)
         if state is not None and delivery.operator_retry and not is_sent(state):
             # An operator chose to retry a failed or in-doubt reply: they accepted the risk.
@@ -158,76 +218,97 @@ class ReplyHandler(GroupHandler):
             if is_final(state):
                 log.info("already replied; skipped", extra={"fields": fields})
                 await self._leave_line(message)
-                return
+                return None
             raise ReplyInDoubt(f"reply in doubt: an earlier attempt ({state}) stopped while "
                                "sending; not resent so the user never gets it twice")
         if self._outcome_may_have_expired(message) and \
                 await self.store.already_replied_in_database(message.message_id):
             log.info("already replied (database); skipped", extra={"fields": fields})
             await self._leave_line(message)
-            return
-        order = log_order(delivery.entry_id)
-        if self.graph is not None and self.pacer is not None:
-            # Not the user's turn yet: defer before spending an LLM call.
-            pacing = await self.pacer.may_go(message.user_id, message.message_id, order)
+            return None
+        if pacer is not None:
+            pacing = await pacer.may_go_answer(answers[2], message.user_id, message.message_id,
+                                               order) if pacing_queued else \
+                await pacer.may_go(message.user_id, message.message_id, order)
             if not pacing.go:
                 raise self._deferred(pacing, "pair rate limit")
+        return list(recent_ids)
 
-        typing = asyncio.create_task(self.typing.show(message)) if self.typing else None
-        turns = await self.store.turns_up_to(message, recent_ids)
-        completion = await self.chat.complete(
-            self.llm.reply.system_prompt, format_conversation(turns), self.llm.reply.fallback_text
-        )
-        if typing is not None:
-            await typing  # bounded by its own short timeout; never raises
-        outbound_id: str | None = None
+    async def _completion(self, message: MessageReceived, recent_ids: list[bytes]) -> Completion:
+        """The LLM's reply to the conversation up to ``message`` (or the fallback), with
+        "typing…" shown meanwhile; the turns and the typing marker come in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            window = self.store.queue_turns(pipe, message, recent_ids)
+            if self.typing is not None:
+                self.typing.queue_claim(pipe, message)
+            answers = await pipe.execute(raise_on_error=False)
+        typing = asyncio.create_task(self.typing.show_claimed(message, answers[-1])) \
+            if self.typing is not None else None
+        try:
+            rows = _raise_errors(answers[:len(window)])
+            turns = await self.store.turns_from(message, window, rows)
+            return await self.chat.complete(
+                self.llm.reply.system_prompt, format_conversation(turns),
+                self.llm.reply.fallback_text)
+        finally:
+            if typing is not None:
+                await typing  # bounded by its own short timeout; never raises
+
+    async def _send(self, message: MessageReceived, order: int, completion: Completion,
+                    fields: dict[str, object]) -> _Sent | None:
+        """Send the reply once (dry-run: only decide its mode); None when another attempt
+        replied meanwhile. Takes the pace's slot, then the outcome (``sending:``) with the
+        reply mode's count in one round trip, then calls the Graph API."""
         if self.graph is None:
             messages_after = await self._messages_after(message)
-            mode = decide_reply_mode(messages_after, message.received_at, self.clock_ms(),
-                                     self.rule)
-            contextual = mode is ReplyMode.CONTEXTUAL
             GRAPH_SENDS.labels("dry_run").inc()
-        else:
-            if self.pacer is not None:
-                now = self.clock_ms()
-                pacing = await self.pacer.take(message.user_id, message.message_id, order)
-                if not pacing.go:
-                    raise self._deferred(pacing, "pair or throughput limit")
-                if pacing.at_ms > now:
-                    await asyncio.sleep((pacing.at_ms - now) / 1000)  # the number's pace
+            return _Sent(None, decide_reply_mode(messages_after, message.received_at,
+                                                 self.clock_ms(), self.rule))
+        if self.pacer is not None:
             now = self.clock_ms()
-            sending = sending_state(self.consumer_name, now)
-            try:
-                messages_after, taken = await self._messages_after_and_take(
-                    message, outcome_key, sending)
-            except ReplicaShortfall as exc:
-                # The claim would not survive a failover: sending now could send twice.
-                raise RetryLater(self.clock_ms() + SHORTFALL_RETRY_MS,
-                                 f"reply claim not confirmed by replicas: {exc}") from exc
-            mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
-            contextual = mode is ReplyMode.CONTEXTUAL
-            if not taken:
-                current = await self.outcomes.read(outcome_key)
-                if current is not None and is_final(current):
-                    log.info("replied meanwhile by another attempt; skipped",
-                             extra={"fields": fields})
-                    return
-                raise ReplyInDoubt("reply in doubt: another attempt holds the send")
-            try:
-                outbound_id = await self.graph.send_text(
-                    message.sender_phone, completion.text,
-                    message.source_message_id if contextual else None,
-                    recipient=message.sender_bsuid,
-                )
-            except GraphSendInDoubt as exc:
-                # Meta may have the message: keep ``sending:`` so no attempt resends it.
-                GRAPH_SENDS.labels("in_doubt").inc()
-                raise ReplyInDoubt(f"reply in doubt: {exc}") from exc
-            except Exception as exc:
-                # Meta answered with an error or never got the request: nothing was sent.
-                await self.outcomes.release(outcome_key, sending)
-                raise await self._after_send_error(message, order, exc) from exc
-            GRAPH_SENDS.labels("sent").inc()
+            pacing = await self.pacer.take(message.user_id, message.message_id, order)
+            if not pacing.go:
+                raise self._deferred(pacing, "pair or throughput limit")
+            if pacing.at_ms > now:
+                await asyncio.sleep((pacing.at_ms - now) / 1000)  # the number's pace
+        now = self.clock_ms()
+        outcome_key = self.outcomes.key(message.user_id, message.message_id)
+        sending = sending_state(self.consumer_name, now)
+        try:
+            messages_after, taken = await self._messages_after_and_take(
+                message, outcome_key, sending)
+        except ReplicaShortfall as exc:
+            # The claim would not survive a failover: sending now could send twice.
+            raise RetryLater(self.clock_ms() + SHORTFALL_RETRY_MS,
+                             f"reply claim not confirmed by replicas: {exc}") from exc
+        mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
+        if not taken:
+            current = await self.outcomes.read(outcome_key)
+            if current is not None and is_final(current):
+                log.info("replied meanwhile by another attempt; skipped",
+                         extra={"fields": fields})
+                return None
+            raise ReplyInDoubt("reply in doubt: another attempt holds the send")
+        try:
+            outbound_id = await self.graph.send_text(
+                message.sender_phone, completion.text,
+                message.source_message_id if mode is ReplyMode.CONTEXTUAL else None,
+                recipient=message.sender_bsuid,
+            )
+        except GraphSendInDoubt as exc:
+            # Meta may have the message: keep ``sending:`` so no attempt resends it.
+            GRAPH_SENDS.labels("in_doubt").inc()
+            raise ReplyInDoubt(f"reply in doubt: {exc}") from exc
+        except Exception as exc:
+            # Meta answered with an error or never got the request: nothing was sent.
+            await self.outcomes.release(outcome_key, sending)
+            raise await self._after_send_error(message, order, exc) from exc
+        GRAPH_SENDS.labels("sent").inc()
+        return _Sent(outbound_id, mode)
+
+    async def _record(self, message: MessageReceived, completion: Completion, sent: _Sent,
+                      fields: dict[str, object]) -> None:
+        """Make the outcome final and append ReplySent, in one Lua step."""
         replied_at = self.clock_ms()
         await self.outcomes.record(ReplySent(
             event_id=event_id_for("ReplySent", message.message_id),
@@ -236,14 +317,14 @@ class ReplyHandler(GroupHandler):
             user_id=message.user_id,
             reply_text=completion.text,
             replied_at=replied_at,
-            contextual=contextual,
-            outbound_message_id=outbound_id,
+            contextual=sent.mode is ReplyMode.CONTEXTUAL,
+            outbound_message_id=sent.outbound_id,
             model=completion.model,
             fallback_used=completion.fallback_used,
             dry_run=self.graph is None,
         ), message_text=message.text)
         log.info("reply sent" if self.graph else "reply recorded (dry-run)", extra={"fields": {
-            **fields, "mode": mode.value, "fallback": completion.fallback_used,
+            **fields, "mode": sent.mode.value, "fallback": completion.fallback_used,
             "latency_ms": replied_at - message.received_at}})
 
     async def _messages_after(self, message: MessageReceived) -> int:

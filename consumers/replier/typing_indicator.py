@@ -1,9 +1,10 @@
 """The "typing…" a user sees while the replier asks the LLM: once per inbound message.
 
-``show`` marks the inbound message read with a typing indicator (one Graph call), at most once
-per message (a Redis marker taken with SET NX, so a retry or a peer process does not repeat
-it). It never raises and never takes longer than its short timeout: a failure is logged and
-the reply goes on. It is not a send: no outcome, no pacing, no send metric.
+``show_claimed`` marks the inbound message read with a typing indicator (one Graph call), at
+most once per message (a Redis marker taken with SET NX, ``queue_claim``, in the round trip
+that reads the conversation, so a retry or a peer process does not repeat it). It never
+raises and never takes longer than its short timeout: a failure is logged and the reply goes
+on. It is not a send: no outcome, no pacing, no send metric.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from app.platform.eventlog.keys import Keys
 from consumers.whatsapp.graph_client import GraphClient
@@ -38,14 +40,23 @@ class TypingIndicator:
         partition = self.keys.partition_of(message.user_id)
         return self.keys.key(partition, f"typing:{message.message_id}")
 
-    async def show(self, message: MessageReceived) -> None:
-        """Mark ``message`` read with "typing…", unless that was done before; never raises."""
+    def queue_claim(self, pipe: Pipeline, message: MessageReceived) -> None:
+        """Add the once-per-message marker (SET NX) to ``pipe``, for a caller that reads other
+        things in the same round trip; pass its answer to ``show_claimed``."""
+        pipe.set(self._marker(message), "1", nx=True, ex=MARKER_TTL_S)
+
+    async def show_claimed(self, message: MessageReceived, claimed: object) -> None:
+        """Mark ``message`` read with "typing…" when ``claimed`` (the answer of the queued SET
+        NX) says this is the first time; never raises, never takes longer than the timeout."""
+        if not claimed or isinstance(claimed, BaseException):
+            return
         try:
             async with asyncio.timeout(self.timeout_s):
-                if not await self.redis.set(self._marker(message), "1", nx=True,
-                                            ex=MARKER_TTL_S):
-                    return
                 await self.graph.show_typing(message.source_message_id)
         except Exception as exc:  # noqa: BLE001 - a timeout or any failure never fails the reply
-            log.warning("typing indicator failed; replying anyway", extra={"fields": {
-                "message_id": message.message_id, "error": type(exc).__name__}})
+            self._log_failure(message, exc)
+
+    @staticmethod
+    def _log_failure(message: MessageReceived, error: BaseException) -> None:
+        log.warning("typing indicator failed; replying anyway", extra={"fields": {
+            "message_id": message.message_id, "error": type(error).__name__}})

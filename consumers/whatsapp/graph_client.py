@@ -197,7 +197,8 @@ class GraphClient:
         timeout_s: float = 10.0, typing_timeout_s: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
+        # Parsed once: httpx parses a str URL (and checks it for an IP address) on every call.
+        self._url = httpx.URL(f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages")
         self._typing_timeout = httpx.Timeout(min(typing_timeout_s, timeout_s))
         self._client = CookielessAsyncClient(
             timeout=timeout_s,

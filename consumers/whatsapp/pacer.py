@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from app.platform.clock import now_ms
 from app.platform.eventlog.entries import as_text
@@ -181,18 +183,43 @@ class Pacer:
     def _global_key(self) -> str:
         return self.keys.key(0, "pace:global")
 
+    def _pair_args(self, message_id: str, order: int, consume: bool) -> list[str | int]:
+        return [self.clock_ms(), self.pair.interval_ms, self.pair.tolerance_ms, message_id,
+                order, self.give_up_ms + STALE_MARGIN_MS, self._ttl_ms, 1 if consume else 0,
+                BEHIND_RETRY_MS]
+
     async def _pair_step(self, user_id: str, message_id: str, order: int, *,
                          consume: bool) -> Pacing:
-        go, at, since = await self._pair(keys=self._pair_keys(user_id), args=[
-            self.clock_ms(), self.pair.interval_ms, self.pair.tolerance_ms, message_id, order,
-            self.give_up_ms + STALE_MARGIN_MS, self._ttl_ms, 1 if consume else 0,
-            BEHIND_RETRY_MS])
+        go, at, since = await self._pair(keys=self._pair_keys(user_id),
+                                         args=self._pair_args(message_id, order, consume))
         return Pacing(bool(go), int(at), int(since))
 
     async def may_go(self, user_id: str, message_id: str, order: int) -> Pacing:
         """Would the recipient's pair limiter let this reply go now? Takes nothing; a refused
         reply joins its line."""
         return await self._pair_step(user_id, message_id, order, consume=False)
+
+    def queue_may_go(self, pipe: Pipeline, user_id: str, message_id: str, order: int) -> bool:
+        """Add ``may_go`` to ``pipe`` (run with ``raise_on_error=False``) and say so; pass its
+        answer to ``may_go_answer``. EVALSHA by hand: a pipeline given the script would first
+        ask Redis whether it is loaded, one more round trip per execute. Not on a cluster
+        (False): redis-py's cluster pipelines refuse scripts; call ``may_go`` instead."""
+        if isinstance(self.redis, RedisCluster):
+            return False
+        keys = self._pair_keys(user_id)
+        pipe.evalsha(self._pair.sha, len(keys), *keys,
+                     *self._pair_args(message_id, order, False))
+        return True
+
+    async def may_go_answer(self, answer: object, user_id: str, message_id: str,
+                            order: int) -> Pacing:
+        """The ``Pacing`` of a queued ``may_go``; asks again if Redis had lost the script."""
+        if isinstance(answer, NoScriptError):
+            return await self.may_go(user_id, message_id, order)
+        if isinstance(answer, BaseException):
+            raise answer
+        go, at, since = answer  # type: ignore[misc]
+        return Pacing(bool(go), int(at), int(since))
 
     async def take(self, user_id: str, message_id: str, order: int) -> Pacing:
         """Take a slot of the recipient's pair limiter, then one of the number's; ``go`` with

@@ -386,6 +386,41 @@ async def test_the_next_lease_holder_first_adopts_the_batch_its_predecessor_left
     assert await _dead_letters(redis, key_prefix) == []
 
 
+class HoldingHandler(StubHandler):
+    """Holds the batch that contains ``held`` until the test lets it go."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__()
+        self.held = held
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle(self, deliveries: list[Delivery]) -> list[BaseException | None]:
+        if any(d.event.event_id == self.held for d in deliveries):
+            self.holding.set()
+            await self.release.wait()
+        return await super().handle(deliveries)
+
+
+async def test_a_shared_consumer_reads_and_handles_new_entries_while_a_slow_batch_runs(
+    servers: TestServers, redis: Redis, key_prefix: str
+) -> None:
+    handler = HoldingHandler(held="event-0")
+    runtime = _runtime(SharedRuntime, servers, redis, key_prefix, handler, batch_size=3)
+    await _append(redis, key_prefix, 1)
+    async with _running(runtime):
+        await asyncio.wait_for(handler.holding.wait(), timeout=10)
+        await _append(redis, key_prefix, 4, start=1)
+        # At most 3 unsettled at a time: event-0 and two more, then the next two.
+        await _until(lambda: len(handler.handled) == 4)
+        assert sorted(handler.handled) == [(f"event-{i}", 1) for i in range(1, 5)]
+        assert await _pending(redis, key_prefix) == 1
+        handler.release.set()
+        await _until(lambda: len(handler.handled) == 5)
+        await _until_all_acked(redis, key_prefix)
+    assert sorted(handler.handled) == [(f"event-{i}", 1) for i in range(5)]
+
+
 # -- shutting down --------------------------------------------------------------------------
 
 

@@ -134,10 +134,13 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
                                       cluster=isinstance(self.redis, RedisCluster))
         try:
             while not self.stop.is_set():
+                count = await self._read_capacity()
+                if self.stop.is_set():
+                    break  # asked to stop while waiting for room
                 try:
                     response = await reader.xreadgroup(
                         self.group, self.consumer, {stream: ">"},
-                        count=self.batch_size, block=self.block_ms,
+                        count=count, block=self.block_ms,
                     )
                 except REDIS_ERRORS as exc:
                     if self.stop.is_set():
@@ -148,9 +151,25 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
                     await self._sleep(1.0)
                     continue
                 for _stream, entries in response or ():
-                    await self._process(partition, [(e[0], e[1], 1) for e in entries])
+                    await self._accept(partition, [(e[0], e[1], 1) for e in entries])
         finally:
-            await reader.aclose()
+            try:
+                await self._settle_accepted()
+            finally:
+                await reader.aclose()
+
+    async def _read_capacity(self) -> int:
+        """How many entries the next read may take (waiting while it is none): a batch, as
+        the previous one is settled before the next read."""
+        return self.batch_size
+
+    async def _accept(self, partition: int, entries: list[Entry]) -> None:
+        """Entries just read: processed before the next read (a mode may overlap them)."""
+        await self._process(partition, entries)
+
+    async def _settle_accepted(self) -> None:
+        """On leaving the read loop: wait for accepted entries still being processed."""
+        return None
 
     async def _claim_and_process(
         self, partition: int, pending: list[dict[str, object]], *, min_idle_ms: int

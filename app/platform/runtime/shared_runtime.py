@@ -12,11 +12,18 @@ summarizer): any consumer may handle any entry, so one failing entry holds up no
 * Entries of a consumer that died are taken over with XCLAIM once idle for the visibility
   timeout (found with XPENDING ... IDLE, which Redis 6.2 and 7.x both have); one that had used
   its last attempt is dead-lettered instead.
+* Reading does not wait for the batch just read to be settled: the next XREADGROUP goes out at
+  once, for as many entries as the process has room for (at most ``batch_size`` unsettled at
+  a time), so a new entry never queues behind a slow one of the previous batch
+  (docs/decisions/0012-replier-overlapping-reads.md). A handler that needs an order between
+  batches keeps it itself (the replier: per user). A failed batch stops the consumer as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 from app.platform.eventlog.entries import UndecodableEvent, as_text, decode_event
 from app.platform.metrics import RETRIED
@@ -38,8 +45,56 @@ PendingRow = dict[str, object]  # one row of XPENDING: message_id, consumer, tim
 class SharedRuntime(ConsumerRuntime[GroupHandler]):
     """One of many consumers of a group; each entry is handled by whichever consumer reads it."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._unsettled = 0  # entries read and not yet settled
+        self._room = asyncio.Condition()
+        self._batches: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+
     async def _consume_partition(self, partition: int) -> None:
         await self._read_new(partition)
+
+    # -- overlapping reads -----------------------------------------------------------------
+
+    async def _read_capacity(self) -> int:
+        self._raise_failure()
+        async with self._room:
+            await self._room.wait_for(lambda: self._unsettled < self.batch_size
+                                      or self._failure is not None)
+        self._raise_failure()
+        return self.batch_size - self._unsettled
+
+    async def _accept(self, partition: int, entries: list[Entry]) -> None:
+        self._unsettled += len(entries)
+        task = asyncio.create_task(self._process_then_release(partition, entries))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _process_then_release(self, partition: int, entries: list[Entry]) -> None:
+        try:
+            await self._process(partition, entries)
+        except Exception as exc:  # noqa: BLE001 - raised by the read loop, as inline before
+            if self._failure is None:
+                self._failure = exc
+        finally:
+            async with self._room:
+                self._unsettled -= len(entries)
+                self._room.notify_all()
+
+    async def _settle_accepted(self) -> None:
+        reader = asyncio.current_task()
+        if reader is not None and reader.cancelling():
+            for batch in self._batches:  # cancelled, not stopped: the batches go with it
+                batch.cancel()
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
         waited = await self._deferrals(partition, [i for i, _, a in entries

@@ -1,0 +1,140 @@
+"""Where the webhook → send time goes, per message, from records every side keeps anyway.
+
+No timer is added to the product: each stage is read from something that already carries a
+time, all on this machine's clock:
+
+* **posted** / **answered**: the load generator's clock around the webhook request;
+* **logged**: the millisecond part of the MessageReceived entry id (Redis's clock at XADD);
+* **typing**: the fake Graph API's ``received_at`` of the read mark with "typing…", which the
+  replier sends as it starts on the message (after two Redis round trips);
+* **LLM asked** / **LLM answered**: the fake Groq's ``received_at`` / ``answered_at``;
+* **sent**: the fake Graph API's ``received_at`` of the send;
+* **recorded**: the millisecond part of the ReplySent entry id.
+
+Every message of a latency run has its own sender, so the sender ties the records together
+(the LLM request names its message by the ``#<n>`` ending its text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from app.platform.eventlog.entries import as_text, decode_event
+from bench.figures import percentile
+from bench.numbered_messages import sender_for
+from schema.events import MessageReceived, ReplySent
+
+__all__ = ["STAGES", "FakeRecord", "MessageTimes", "stage_table", "times_by_sender"]
+
+# The stages in pipeline order, by name: each is a field of MessageTimes.
+STAGES = ("answered", "logged", "typing", "llm_asked", "llm_answered", "sent", "recorded")
+_MESSAGE_NUMBER = re.compile(r"#(\d+)\s*$")
+
+
+class FakeRecord(msgspec.Struct):
+    """One request as a fake API recorded it (the fields this module reads)."""
+
+    body: dict[str, object] | None
+    received_at: float
+    status: int | None = None
+    answered_at: float | None = None
+
+
+@dataclass(slots=True)
+class MessageTimes:
+    """Wall-clock seconds of one message at each stage; None when the stage was not seen."""
+
+    posted: float
+    answered: float | None = None
+    logged: float | None = None
+    typing: float | None = None
+    llm_asked: float | None = None
+    llm_answered: float | None = None
+    sent: float | None = None
+    recorded: float | None = None
+
+
+def _entry_seconds(entry_id: bytes | str) -> float:
+    return int(as_text(entry_id).partition("-")[0]) / 1000
+
+
+def _llm_sender(body: dict[str, object] | None) -> str | None:
+    """The sender (``+`` E.164) of the message an LLM request answers, from its last line."""
+    messages = body.get("messages") if body else None
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    content = last.get("content") if isinstance(last, dict) else None
+    match = _MESSAGE_NUMBER.search(content) if isinstance(content, str) else None
+    return "+" + sender_for(int(match.group(1))) if match else None
+
+
+def times_by_sender(
+    posted: Iterable[tuple[str, str, float, float]],
+    entries: Iterable[tuple[bytes | str, dict[bytes, bytes]]],
+    graph: Sequence[FakeRecord],
+    groq: Sequence[FakeRecord],
+) -> dict[str, MessageTimes]:
+    """The stage times of each posted message, by sender.
+
+    ``posted``: (sender ``+`` E.164, wamid, posted at, answered at) per webhook; ``entries``:
+    the stream's entries; ``graph`` / ``groq``: the fakes' records.
+    """
+    times: dict[str, MessageTimes] = {}
+    by_wamid: dict[str, str] = {}
+    for sender, wamid, at, answered in posted:
+        times[sender] = MessageTimes(at, answered)
+        by_wamid[wamid] = sender
+    sender_of_message: dict[str, str] = {}
+    for entry_id, fields in entries:
+        try:
+            event = decode_event(fields)
+        except Exception:  # noqa: BLE001 - anything else in the stream is not a stage
+            continue
+        if isinstance(event, MessageReceived) and event.sender_phone in times:
+            sender_of_message[event.message_id] = event.sender_phone
+            times[event.sender_phone].logged = _entry_seconds(entry_id)
+        elif isinstance(event, ReplySent) and event.message_id in sender_of_message:
+            times[sender_of_message[event.message_id]].recorded = _entry_seconds(entry_id)
+    for record in graph:
+        body = record.body or {}
+        if body.get("status") == "read":
+            sender = by_wamid.get(str(body.get("message_id")))
+            if sender is not None and times[sender].typing is None:
+                times[sender].typing = record.received_at
+        elif record.status == 200 and (to := body.get("to")) in times:
+            assert isinstance(to, str)
+            if times[to].sent is None:
+                times[to].sent = record.received_at
+    for record in groq:
+        sender = _llm_sender(record.body)
+        if sender in times and times[sender].llm_asked is None:
+            times[sender].llm_asked = record.received_at
+            times[sender].llm_answered = record.answered_at
+    return times
+
+
+def stage_table(times: Iterable[MessageTimes]) -> str:
+    """Per stage: p50 / p99 of the time since the webhook was posted, and of the step from
+    the previous stage, in ms, over the messages that reached both."""
+    rows = list(times)
+    lines = [f"{'stage':<14}{'n':>6}{'since posted p50':>18}{'p99':>9}{'step p50':>10}{'p99':>9}"]
+    previous = "posted"
+    for stage in STAGES:
+        since = sorted((t - r.posted) * 1000 for r in rows if (t := getattr(r, stage)) is not None)
+        steps = sorted(
+            (t - p) * 1000
+            for r in rows
+            if (t := getattr(r, stage)) is not None and (p := getattr(r, previous)) is not None
+        )
+        lines.append(
+            f"{stage:<14}{len(since):>6}{percentile(since, 0.5):>18.1f}"
+            f"{percentile(since, 0.99):>9.1f}{percentile(steps, 0.5):>10.1f}"
+            f"{percentile(steps, 0.99):>9.1f}"
+        )
+        previous = stage
+    return "\n".join(lines)
