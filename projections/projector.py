@@ -141,7 +141,9 @@ class Projector(OrderedHandler):
                     reader = await asyncpg.connect(self.database_url)
                     self._key_readers[partition] = reader
                 keyring = await durable_keyring(events, reader, self.master)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except Exception:  # noqa: BLE001 - best effort; asyncpg also raises InternalClientError
+            # (seen with PostgreSQL down: "another operation is in progress"), which is none of
+            # its PostgresError/InterfaceError. ``handle`` builds the batch instead.
             broken = self._key_readers.pop(partition, None)
             if broken is not None:
                 broken.terminate()

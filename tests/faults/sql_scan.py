@@ -22,6 +22,9 @@ VETTED_BUILDERS: dict[tuple[str, str], str] = {
     ("projections/write_rows.py", "kind.apply(tables)"):
         "each _Kind.apply is a fixed statement over q()/quote_identifiers() of TableSet's "
         "validated names and a constant conflict clause",
+    ("projections/replay.py", "definition"):
+        "an index definition PostgreSQL itself printed (pg_get_indexdef) for a *_rebuild table "
+        "replay created from the live one: server-generated DDL, no outside input",
 }
 
 

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from redis.asyncio import RedisCluster
@@ -83,8 +82,12 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
         finally:
             if ahead is not None:
                 ahead.cancel()  # what it read stays pending: the next lease holder adopts it
-                with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
+                try:
                     await ahead
+                except (asyncio.CancelledError, *REDIS_ERRORS):
+                    pass
+                except Exception:  # noqa: BLE001 - must not hide why the loop ended
+                    log.warning("read-ahead failed while stopping", exc_info=True)
             await reader.aclose()
 
     async def _read_decoded(self, reader: RedisClient, partition: int) -> _Decoded | None:
