@@ -222,11 +222,14 @@ def _change_content(event: Event, change: Callable[[str, Any], Any]) -> Event:
 
 def seal_event(event: Event, key: DataKey) -> Event:
     """The event with its content fields sealed (events without content come back as is)."""
-    def seal(name: str, value: Any) -> Any:
-        if value is None or sealed_key_id(value) is not None:
-            return _KEEP
-        return seal_value(value if isinstance(value, str) else _json.encode(value), key, name)
-    return _change_content(event, seal)
+    changes: dict[str, str] = {}
+    for name in CONTENT_FIELDS.get(type(event), ()):  # a loop, not _change_content: per message
+        value = getattr(event, name)
+        if value is None or (isinstance(value, str) and value.startswith(SEALED_MARK)):
+            continue  # nothing to seal, or sealed already
+        changes[name] = seal_value(
+            value if isinstance(value, str) else _json.encode(value), key, name)
+    return msgspec.structs.replace(event, **changes) if changes else event
 
 
 def open_event(event: Event, keyring: Keyring) -> Event:
