@@ -8,13 +8,15 @@ NAMESPACE = uuid.UUID("6f0e7c1a-4d0b-5a52-9c2e-6d65636f7665")
 _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
+# The RFC 4122 variant bits (10xx) set in the first hex digit of the fourth group.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 0b11] for digit in "0123456789abcdef"}
+
+
 def _uuid5(name: str) -> str:
-    """``str(uuid.uuid5(NAMESPACE, name))`` at a third of the cost (it is on the ingress path)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1 by definition
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """``str(uuid.uuid5(NAMESPACE, name))`` at a sixth of the cost (it is on the ingress path):
+    the version and variant bits are set in the hex digest's text."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()  # noqa: S324 - UUIDv5 is SHA-1 by definition
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 # The ingress asks for the ids of the same few senders again and again.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 
 def sign_body(body: bytes, app_secret: str) -> str:
     """The header value Meta would send for ``body``."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    # One-shot ``hmac.digest`` (OpenSSL's HMAC in one C call): no HMAC object per webhook.
+    return "sha256=" + hmac.digest(app_secret.encode(), body, "sha256").hex()
 
 
 def signature_is_valid(body: bytes, header: str | None, app_secret: str) -> bool:

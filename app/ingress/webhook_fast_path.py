@@ -11,11 +11,12 @@ this one, stays Litestar's.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Litestar
 from litestar.types import Receive, Scope, Send
 
-from app.ingress.webhook_routes import MAX_BODY_BYTES, WEBHOOK_PATH, answer_delivery
+from app.ingress.webhook_routes import MAX_BODY_BYTES, OK_BODY, WEBHOOK_PATH, answer_delivery
 from app.platform.metrics import WEBHOOKS
 
 __all__ = ["IngressApp"]
@@ -78,9 +79,22 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _answer(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [
+def _start(status: int, body: bytes) -> dict[str, Any]:
+    return {"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-    ]})
+    ]}
+
+
+# The answer to nearly every delivery, built once (the server only reads these messages).
+_OK_START = _start(200, OK_BODY)
+_OK_BODY = {"type": "http.response.body", "body": OK_BODY}
+
+
+async def _answer(send: Send, status: int, body: bytes) -> None:
+    if status == 200 and body is OK_BODY:
+        await send(_OK_START)  # type: ignore[arg-type]
+        await send(_OK_BODY)  # type: ignore[arg-type]
+        return
+    await send(_start(status, body))  # type: ignore[arg-type]
     await send({"type": "http.response.body", "body": body})

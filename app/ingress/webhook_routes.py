@@ -45,6 +45,9 @@ log = logging.getLogger("mecove.ingress")
 MAX_BODY_BYTES = 1024 * 1024
 WEBHOOK_PATH = "/webhooks/whatsapp"
 OK_BODY = b'{"ok":true}'
+# Bound once: ``labels(...)`` looks the child up under a lock on every call.
+_ACCEPTED = WEBHOOKS.labels("accepted")
+_DUPLICATE = WEBHOOKS.labels("duplicate")
 
 
 def _json(status: int, body: bytes) -> Response[bytes]:
@@ -127,7 +130,7 @@ async def answer_delivery(body: bytes, signature: str | None, settings: Settings
                   extra={"fields": {"error": type(exc).__name__}})
         return HTTP_503_SERVICE_UNAVAILABLE, _error_body("event log unavailable")
     APPEND_SECONDS.observe(time.perf_counter() - started)
-    WEBHOOKS.labels("accepted" if appended else "duplicate").inc()
+    (_ACCEPTED if appended else _DUPLICATE).inc()
     return HTTP_200_OK, OK_BODY
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import os
+
 import pytest
 
 from app.platform.eventlog.content_crypto import (
     ERASED,
+    NONCE_BYTES,
+    NONCES_PER_DRAW,
     MasterKeys,
     has_plaintext_content,
     key_owners,
@@ -70,3 +75,33 @@ def test_a_rotated_master_key_still_unwraps_and_rewraps_to_the_new_one() -> None
     assert open_value(seal_value("hi", key, "text"), {key.key_id: opened}, "text") == "hi"
     with pytest.raises(ValueError, match="unknown master key"):
         MasterKeys(new).unwrap(wrapped, key.key_id)
+
+
+def _nonce_of(sealed: str) -> bytes:
+    return base64.b64decode(sealed.rpartition(":")[2])[:NONCE_BYTES]
+
+
+def test_every_sealed_value_gets_its_own_nonce_across_pool_refills() -> None:
+    key, _ = new_data_key()
+    count = 2 * NONCES_PER_DRAW + 3  # two refills of the pool
+    nonces = {_nonce_of(seal_value("same words", key, "text")) for _ in range(count)}
+    assert len(nonces) == count
+
+
+def test_a_forked_child_draws_nonces_of_its_own() -> None:
+    key, _ = new_data_key()
+    seal_value("draws a pool in the parent", key, "text")
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next nonce, to the parent
+        try:
+            os.write(writer, _nonce_of(seal_value("child", key, "text")))
+        finally:
+            os._exit(0)
+    os.close(writer)
+    child_nonce = os.read(reader, NONCE_BYTES)
+    os.close(reader)
+    os.waitpid(pid, 0)
+    parent_nonce = _nonce_of(seal_value("parent", key, "text"))
+    assert len(child_nonce) == NONCE_BYTES
+    assert child_nonce != parent_nonce  # the parent's pool was not inherited

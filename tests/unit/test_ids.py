@@ -93,3 +93,16 @@ def test_the_fast_ids_equal_the_standard_library_uuid5() -> None:
 
     for key in ("+919130099484", "+15550001111", "+4915123456789"):
         assert identity_id_for("whatsapp", key) == str(uuid.uuid5(NAMESPACE, f"whatsapp:{key}"))
+
+
+def test_every_id_kind_equals_the_standard_uuid5_for_many_names() -> None:
+    namespace = uuid.UUID("6f0e7c1a-4d0b-5a52-9c2e-6d65636f7665")
+    # Enough names for every value of the digit that carries the variant bits.
+    names = [f"m-{i}-é" for i in range(512)]
+    variant_digits = set()
+    for name in names:
+        expected = str(uuid.uuid5(namespace, f"event:MessageReceived:{name}"))
+        assert event_id_for("MessageReceived", name) == expected
+        assert message_id_for("i", name) == str(uuid.uuid5(namespace, f"i:{name}"))
+        variant_digits.add(expected[19])
+    assert variant_digits == set("89ab")

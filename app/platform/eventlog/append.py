@@ -238,7 +238,8 @@ class EventLog:
                                  args: list[str | bytes | int | float]) -> None:
         """Add the keys and arguments ``APPEND_MESSAGE_STEP_LUA`` reads for ``event``, its
         content sealed with its user's key."""
-        key = await self._key_for(event.user_id)
+        key = None if self.content is None else (
+            self.content.cached_for_writing(event.user_id) or await self._key_for(event.user_id))
         sealed = event if key is None else seal_event(event, key)
         assert isinstance(sealed, MessageReceived)
         keys += [

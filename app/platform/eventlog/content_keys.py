@@ -84,6 +84,10 @@ class ContentKeys:
         """``<tag>:contentkey:<user id>``, in the user's partition."""
         return self.keys.key(self.keys.partition_of(user_id), f"contentkey:{user_id}")
 
+    def cached_for_writing(self, user_id: str) -> DataKey | None:
+        """The user's key as ``for_writing`` last gave it, without awaiting (None: ask it)."""
+        return self._writing.get(user_id)
+
     async def for_writing(self, user_id: str) -> DataKey:
         """The user's current key, made (and its UserKeyIssued appended) on first use."""
         cached = self._writing.get(user_id)

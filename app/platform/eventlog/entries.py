@@ -67,21 +67,23 @@ class UndecodableEvent(Exception):
     """An entry that this code cannot turn into an event (unknown type, newer version, bad body)."""
 
 
-def encode_event(event: Event) -> dict[bytes, bytes]:
-    """Event -> stream entry fields."""
-    return {
-        TYPE: event_type_name(event).encode(),
-        VERSION: str(SCHEMA_VERSION).encode(),
-        EVENT_ID: event.event_id.encode(),
-        OCCURRED_AT: str(event.occurred_at).encode(),
-        BODY: encode_body(event),
-    }
+_VERSION_VALUE = str(SCHEMA_VERSION).encode()
 
 
 def entry_values(event: Event) -> list[bytes]:
     """The entry's field values in ``ENTRY_FIELDS`` order (the Lua ``next_event`` reads them)."""
-    fields = encode_event(event)
-    return [fields[name] for name in ENTRY_FIELDS]
+    return [  # TYPE, VERSION, EVENT_ID, OCCURRED_AT, BODY
+        event_type_name(event).encode(),
+        _VERSION_VALUE,
+        event.event_id.encode(),
+        str(event.occurred_at).encode(),
+        encode_body(event),
+    ]
+
+
+def encode_event(event: Event) -> dict[bytes, bytes]:
+    """Event -> stream entry fields."""
+    return dict(zip(ENTRY_FIELDS, entry_values(event), strict=True))
 
 
 def decode_event(fields: dict[bytes, bytes]) -> AnyEvent:

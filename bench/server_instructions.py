@@ -1,0 +1,189 @@
+"""Instructions per signed webhook of a whole server under callgrind: ingress vs bare Litestar.
+
+On a loaded machine CPU seconds per request move more than a change to the ingress does;
+instructions do not. Each target runs under ``valgrind --tool=callgrind`` with the options of
+``mecove api``: after a warm-up of ``--requests`` deliveries (every sender seen once), the
+counters are zeroed (``callgrind_control -z``), ``--requests`` more are sent by 32
+connections, and the counters dumped (``callgrind_control -d``). User-space instructions only:
+the kernel's share (socket reads and writes) is not counted, for either target::
+
+    python -m bench.server_instructions --requests 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import httpx
+import msgspec
+from redis.asyncio import Redis
+
+from app.cli import UVICORN_OPTIONS
+from app.devtools.ports import free_port
+from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, SignedBody, signed_bodies
+from bench.processes import clean_env
+from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL
+
+CONNECTIONS = 32
+STARTUP_S = 600  # a server under callgrind starts about fifty times slower
+
+
+def _command(
+    target: str, port: int, prefix: str, args: argparse.Namespace
+) -> tuple[list[str], dict[str, str]]:
+    python = sys.executable
+    if target == "ingress":
+        env = clean_env(
+            {
+                "DATABASE_URL": args.database_url,
+                "REDIS_URL": args.redis_url,
+                "MECOVE_PORT": str(port),
+                "MECOVE_KEY_PREFIX": prefix,
+                "WHATSAPP_APP_SECRET": APP_SECRET,
+            }
+        )
+        return [python, "-m", "app.cli", "api", "--host", "127.0.0.1"], env
+    options = msgspec.json.encode(UVICORN_OPTIONS).decode()
+    return [
+        python,
+        "-m",
+        "bench.servers.bare_litestar",
+        "--port",
+        str(port),
+        "--uvicorn-options",
+        options,
+    ], clean_env({})
+
+
+async def _send(client: httpx.AsyncClient, url: str, bodies: Sequence[SignedBody]) -> None:
+    waiting = list(bodies)
+
+    async def one_connection() -> None:
+        while waiting:
+            body = waiting.pop()
+            answer = await client.post(
+                url,
+                content=body.body,
+                headers={"X-Hub-Signature-256": body.signature, "content-type": "application/json"},
+            )
+            if answer.status_code != 200:
+                raise RuntimeError(f"answered {answer.status_code}: {answer.text}")
+
+    await asyncio.gather(*(one_connection() for _ in range(CONNECTIONS)))
+
+
+async def _wait_until_up(
+    client: httpx.AsyncClient, url: str, server: asyncio.subprocess.Process
+) -> None:
+    for _ in range(STARTUP_S):
+        if server.returncode is not None:
+            raise RuntimeError("the server exited while starting")
+        try:
+            if (await client.get(url)).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(1)
+    raise RuntimeError("the server did not start")
+
+
+async def _callgrind_control(option: str, pid: int) -> None:
+    control = await asyncio.create_subprocess_exec(
+        "callgrind_control", option, str(pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    if await control.wait() != 0:
+        raise RuntimeError(f"callgrind_control {option} failed")
+
+
+def _dumped_total(out: Path) -> int:
+    dumps = [p for p in out.parent.glob(out.name + ".*") if p.suffix != ".log"]
+    first = min(dumps, key=lambda p: p.stat().st_mtime)
+    for line in first.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no total in {first}")
+
+
+async def instructions_per_request(target: str, args: argparse.Namespace, folder: Path) -> int:
+    """Instructions the server spent per delivery, counted over ``args.requests`` of them."""
+    port = free_port()
+    prefix = f"bench-instructions-{uuid.uuid4().hex[:8]}"
+    argv, env = _command(target, port, prefix, args)
+    out = folder / f"{target}.callgrind"
+    with (folder / f"{target}.log").open("wb") as log:
+        server = await asyncio.create_subprocess_exec(
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            *argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        limits = httpx.Limits(max_connections=CONNECTIONS)
+        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+            await _wait_until_up(client, f"http://127.0.0.1:{port}/health", server)
+            n = args.requests
+            bodies = list(signed_bodies(prefix[-8:], 0, 2 * n, senders=min(n, args.senders)))
+            url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+            await _send(client, url, bodies[:n])
+            await _callgrind_control("-z", server.pid)  # zero the counters
+            await _send(client, url, bodies[n:])
+            await _callgrind_control("-d", server.pid)  # dump them
+    finally:
+        server.terminate()
+        await server.wait()
+    if target == "ingress":
+        await _delete_keys(args.redis_url, prefix)
+    return _dumped_total(out) // args.requests
+
+
+async def _delete_keys(redis_url: str, prefix: str) -> None:
+    client = Redis.from_url(redis_url)
+    try:
+        page: list[bytes] = []
+        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            page.append(key)
+            if len(page) == 1000:
+                await client.delete(*page)
+                page = []
+        if page:
+            await client.delete(*page)
+    finally:
+        await client.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1_000)
+    parser.add_argument("--senders", type=int, default=500)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_ADMIN_DATABASE_URL,
+        help="the ingress does not query it while answering webhooks",
+    )
+    args = parser.parse_args(argv)
+    with TemporaryDirectory(prefix="mecove-instructions-") as folder:
+        counts = {
+            target: asyncio.run(instructions_per_request(target, args, Path(folder)))
+            for target in ("bare", "ingress")
+        }
+    print(f"bare Litestar: {counts['bare']:,} instructions per request")
+    print(
+        f"ingress:       {counts['ingress']:,} instructions per request "
+        f"({counts['ingress'] / counts['bare']:.2f}x bare; budget <= 1.4x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
