@@ -76,7 +76,8 @@ class RowChanges:
                 event.event_id, partition, ms, seq, event_type_name(event), SCHEMA_VERSION,
                 event.occurred_at, encode_body(event) if body is None else body,
             ))
-        event = open_event(event, self.keyring)  # type: ignore[assignment]
+        # raw_payload stays the JSON it was sealed as: it only goes back out as JSON text
+        event = open_event(event, self.keyring, payload_as_raw_json=True)  # type: ignore[assignment]
         if isinstance(event, UserForgotten):
             self.forgotten[event.user_id] = (event.key_ids, ms_to_datetime(event.forgotten_at))
         elif isinstance(event, MessageReceived):

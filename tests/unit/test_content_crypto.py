@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import os
 
+import msgspec
 import pytest
 
 from app.platform.eventlog.content_crypto import (
     ERASED,
     NONCE_BYTES,
     NONCES_PER_DRAW,
+    SEALED_MARK,
     MasterKeys,
     has_plaintext_content,
     key_owners,
@@ -19,6 +21,7 @@ from app.platform.eventlog.content_crypto import (
     open_value,
     seal_event,
     seal_value,
+    sealed_key_id,
 )
 from schema.events import MessageReceived, ReplySent, SummaryCreated
 
@@ -105,3 +108,32 @@ def test_a_forked_child_draws_nonces_of_its_own() -> None:
     parent_nonce = _nonce_of(seal_value("parent", key, "text"))
     assert len(child_nonce) == NONCE_BYTES
     assert child_nonce != parent_nonce  # the parent's pool was not inherited
+
+
+def test_a_value_in_the_logged_format_opens_whatever_base64_wrote_it() -> None:
+    """Logs written before this code keep opening: mark, key id, ':', base64(nonce || ct)."""
+    key, _ = new_data_key()
+    nonce = os.urandom(NONCE_BYTES)
+    body = key.aead.encrypt(nonce, "héllo".encode(), f"{key.key_id}:text".encode())
+    value = f"{SEALED_MARK}{key.key_id}:{base64.b64encode(nonce + body).decode()}"
+    assert sealed_key_id(value) == key.key_id
+    assert open_value(value, {key.key_id: key}, "text") == "héllo"
+    assert open_value(value, {}, "text") is None
+
+
+def test_the_raw_payload_can_stay_the_json_it_was_sealed_as() -> None:
+    key, _ = new_data_key()
+    sealed = seal_event(MESSAGE, key)
+    opened = open_event(sealed, {key.key_id: key}, payload_as_raw_json=True)
+    assert isinstance(opened, MessageReceived) and isinstance(opened.raw_payload, msgspec.Raw)
+    assert msgspec.json.decode(msgspec.json.encode(opened.raw_payload)) == MESSAGE.raw_payload
+    assert (opened.text, opened.username) == (MESSAGE.text, MESSAGE.username)
+    erased = open_event(sealed, {}, payload_as_raw_json=True)
+    assert (erased.text, erased.raw_payload) == (ERASED, None)  # type: ignore[attr-defined]
+
+
+def test_only_the_sealed_fields_of_an_event_are_opened() -> None:
+    key, _ = new_data_key()
+    partly = msgspec.structs.replace(MESSAGE, text=seal_value("secret words", key, "text"))
+    assert open_event(partly, {key.key_id: key}) == MESSAGE
+    assert open_event(partly, {}) == msgspec.structs.replace(MESSAGE, text=ERASED)

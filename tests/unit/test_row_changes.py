@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from app.platform.eventlog.content_crypto import ERASED, new_data_key, seal_event
 from projections.row_changes import RowChanges, columns, ms_to_datetime
 from schema.events import (
     SCHEMA_VERSION,
@@ -282,3 +283,18 @@ def test_a_failed_status_keeps_its_error_code() -> None:
 
     assert changes.statuses["wamid.out"][0] == "failed"
     assert changes.statuses["wamid.out"][5] == 131047
+
+
+def test_a_sealed_message_gives_the_row_of_its_plaintext_and_archives_it_sealed() -> None:
+    key, _ = new_data_key()
+    plain = _received(raw={"id": "wamid.1", "text": {"body": "nul \x00 and é"}})
+    sealed = seal_event(plain, key)
+    opened, expected = RowChanges(keyring={key.key_id: key}), RowChanges()
+    opened.add(0, "1-0", sealed)
+    expected.add(0, "1-0", plain)
+    assert opened.messages == expected.messages
+    assert "\\ufffd" in opened.messages["m-1"][6]
+    assert opened.archive[0][7] == encode_body(sealed)
+    erased = RowChanges()
+    erased.add(0, "1-0", sealed)
+    assert erased.messages["m-1"][5:7] == (ERASED, None)

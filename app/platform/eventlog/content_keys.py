@@ -14,7 +14,7 @@ latest ``KEYS_KEPT`` of each cache, so a process's memory does not grow with its
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 
 import asyncpg
 from redis.asyncio import Redis
@@ -66,10 +66,13 @@ end
 """
 
 
-def keys_in_events(events: Iterable[Event], master: MasterKeys) -> dict[str, DataKey]:
-    """Keys carried by UserKeyIssued events (a batch may hold a key and what it sealed)."""
+def keys_in_events(events: Iterable[Event], master: MasterKeys,
+                   wanted: Container[str] | None = None) -> dict[str, DataKey]:
+    """Keys carried by UserKeyIssued events (a batch may hold a key and what it sealed);
+    only those in ``wanted`` when given (unwrapping costs an AES-GCM context each)."""
     return {e.key_id: master.unwrap(e.wrapped_key, e.key_id)
-            for e in events if isinstance(e, UserKeyIssued)}
+            for e in events if isinstance(e, UserKeyIssued)
+            and (wanted is None or e.key_id in wanted)}
 
 
 class ContentKeys:
@@ -178,9 +181,9 @@ async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection 
     listed = list(events)
     if master is None:
         return {}
-    ring = keys_in_events(listed, master)
-    wanted = [k for k in key_owners(listed) if k not in ring]
-    ring.update(await durable_keys(database, master, wanted))
+    wanted = key_owners(listed)
+    ring = keys_in_events(listed, master, wanted)
+    ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
     return ring
 
 
