@@ -20,7 +20,7 @@ import asyncpg
 
 from app.platform.checkpoints import PROJECTOR, read_checkpoint, write_checkpoint
 from app.platform.eventlog.content_crypto import MasterKeys, key_owners
-from app.platform.eventlog.content_keys import durable_keyring, durable_keys, master_keys_for
+from app.platform.eventlog.content_keys import durable_keyring, master_keys_for, stored_key_ids
 from app.platform.eventlog.entries import Position, entry_position
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
@@ -28,6 +28,7 @@ from app.platform.settings import Settings
 from projections.known_rows import KnownRows
 from projections.row_changes import RowChanges
 from projections.write_rows import prepare_staging, write_row_changes
+from schema.events import UserKeyIssued
 
 log = logging.getLogger("mecove.projector")
 
@@ -52,6 +53,9 @@ class _Prepared:
     first: Position  # its lowest and highest entry positions
     last: Position
     missing_keys: list[str]  # keys its sealed content names that user_keys did not hold then
+    # Keys taken from the UserKeyIssued of the batch before it (being written meanwhile): its
+    # rows stand only if user_keys holds every one of them when it is handled.
+    pending_keys: list[str]
 
 
 def lease_key(key_prefix: str, partition: int) -> int:
@@ -78,6 +82,9 @@ class Projector(OrderedHandler):
         # the connection (one per partition, not the lease's) that read their keys.
         self._prepared: dict[_BatchKey, _Prepared] = {}
         self._key_readers: dict[int, asyncpg.Connection] = {}
+        # Per partition, the keys (id -> wrapped) issued in the batch last prepared: the next
+        # batch is prepared while that one is written, before user_keys holds them.
+        self._issued: dict[int, dict[str, str]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Projector:
@@ -120,6 +127,7 @@ class Projector(OrderedHandler):
 
     async def release_partition(self, partition: int) -> None:
         self._prepared = {k: v for k, v in self._prepared.items() if k[0] != partition}
+        self._issued.pop(partition, None)
         reader = self._key_readers.pop(partition, None)
         if reader is not None:
             await reader.close()
@@ -134,6 +142,9 @@ class Projector(OrderedHandler):
         store them). Any failure just leaves the batch to be built in ``handle``."""
         partition = deliveries[0].partition
         events = [d.event for d in deliveries]
+        issued_before = self._issued.get(partition, {})
+        self._issued[partition] = {e.key_id: e.wrapped_key for e in events
+                                   if isinstance(e, UserKeyIssued)}
         try:
             async with asyncio.timeout(PREPARE_TIMEOUT_S):
                 reader = self._key_readers.get(partition)
@@ -148,16 +159,21 @@ class Projector(OrderedHandler):
             if broken is not None:
                 broken.terminate()
             return
+        missing = ([k for k in key_owners(events) if k not in keyring]
+                   if self.master is not None else [])
+        pending = {k: self.master.unwrap(issued_before[k], k) for k in missing
+                   if k in issued_before} if self.master is not None else {}
+        if pending:
+            keyring = {**keyring, **pending}
+            missing = [k for k in missing if k not in pending]
         changes = RowChanges(keyring=keyring)
         positions = [entry_position(d.entry_id) for d in deliveries]
         for delivery in deliveries:
             changes.add(partition, delivery.entry_id, delivery.event, delivery.body)
-        missing = ([k for k in key_owners(events) if k not in keyring]
-                   if self.master is not None else [])
         while len(self._prepared) >= 2:  # a batch never handled (adopted, stopped): drop it
             del self._prepared[next(iter(self._prepared))]
         self._prepared[_batch_key(deliveries)] = _Prepared(changes, min(positions),
-                                                           max(positions), missing)
+                                                           max(positions), missing, list(pending))
 
     async def _connection(self, partition: int) -> asyncpg.Connection:
         connection = self._connections.get(partition)
@@ -208,13 +224,19 @@ class Projector(OrderedHandler):
     async def _take_prepared(self, deliveries: list[Delivery], checkpoint: Position,
                              connection: asyncpg.Connection) -> _Prepared | None:
         """The rows ``prepare`` built for this very batch, if they still hold: every entry
-        past the checkpoint, and no key it missed is in user_keys now."""
+        past the checkpoint, no key it missed is in user_keys now, and every key it took from
+        the batch before is (stored by that batch's transaction, not destroyed since)."""
         prepared = self._prepared.pop(_batch_key(deliveries), None)
         if prepared is None or prepared.first <= checkpoint:
             return None
-        if prepared.missing_keys and self.master is not None and await durable_keys(
-                connection, self.master, prepared.missing_keys):
+        asked = prepared.missing_keys + prepared.pending_keys
+        if not asked or self.master is None:
+            return prepared
+        stored = await stored_key_ids(connection, asked)
+        if any(k in stored for k in prepared.missing_keys):
             return None  # stored since (by the batch before): open the content with it
+        if any(k not in stored for k in prepared.pending_keys):
+            return None  # not stored (that batch did not commit) or destroyed since
         return prepared
 
     async def _build(self, deliveries: list[Delivery], checkpoint: Position,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 from redis.asyncio import Redis
 
 from app.devtools.webhook_bodies import delivery, encode, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from app.platform.checkpoints import read_checkpoint
 from app.platform.eventlog.append import EventLog, content_keys_for
+from app.platform.eventlog.content_crypto import ERASED
 from app.platform.eventlog.entries import Position, decode_event
 from app.platform.eventlog.keys import Keys
 from app.platform.runtime.consumer_group import ensure_group
@@ -153,21 +157,36 @@ async def _sealed_deliveries(redis: Redis, settings: Settings, sender: str, coun
             for e in response[0][1]]
 
 
-async def test_rows_built_ahead_open_content_sealed_with_a_key_the_batch_before_stores(
-    settings: Settings, redis: Redis
-) -> None:
-    # The runtime builds a batch's rows while the batch before it is written: here the batch
-    # before stores the key (UserKeyIssued) the next one's content is sealed with.
-    issued, *received = await _sealed_deliveries(redis, settings, "15550002010", 3)
-    assert isinstance(issued.event, UserKeyIssued)
+@contextlib.asynccontextmanager
+async def _leased(settings: Settings) -> AsyncIterator[Projector]:
+    """A projector holding partition 0's lease, closed after."""
     projector = Projector.from_settings(settings)
     try:
         assert await projector.acquire_partition(0, asyncio.Event())
-        await projector.prepare(received)  # user_keys does not hold the key yet
-        assert await projector.handle([issued]) == [None]
-        assert await projector.handle(received) == [None, None, None]
+        yield projector
     finally:
         await projector.close()
+
+
+@pytest.mark.parametrize("issued_built_ahead", [False, True])
+async def test_rows_built_ahead_open_content_sealed_with_a_key_the_batch_before_stores(
+    settings: Settings, redis: Redis, issued_built_ahead: bool
+) -> None:
+    # The runtime builds a batch's rows while the batch before it is written: here the batch
+    # before stores the key (UserKeyIssued) the next one's content is sealed with. Built ahead
+    # too, that batch lends its key to the next, whose rows then stand (checked against
+    # user_keys in its transaction) instead of being built again.
+    sender = "15550002012" if issued_built_ahead else "15550002010"
+    issued, *received = await _sealed_deliveries(redis, settings, sender, 3)
+    assert isinstance(issued.event, UserKeyIssued)
+    async with _leased(settings) as projector:
+        if issued_built_ahead:
+            await projector.prepare([issued])
+        await projector.prepare(received)  # user_keys does not hold the key yet
+        lent = [k for p in projector._prepared.values() for k in p.pending_keys]
+        assert lent == ([issued.event.key_id] if issued_built_ahead else [])
+        assert await projector.handle([issued]) == [None]
+        assert await projector.handle(received) == [None, None, None]
     texts = await fetch_rows(settings.database_url, "SELECT text FROM messages ORDER BY text")
     assert [t["text"] for t in texts] == [f"sealed words {i}" for i in range(3)]
 
@@ -176,15 +195,11 @@ async def test_rows_built_ahead_are_the_rows_built_in_the_transaction(
     settings: Settings, redis: Redis
 ) -> None:
     issued, *received = await _sealed_deliveries(redis, settings, "15550002011", 4)
-    projector = Projector.from_settings(settings)
-    try:
-        assert await projector.acquire_partition(0, asyncio.Event())
+    async with _leased(settings) as projector:
         assert await projector.handle([issued]) == [None]
         await projector.prepare(received[:2])  # the key is in user_keys now
         assert await projector.handle(received[:2]) == [None, None]
         assert await projector.handle(received[2:]) == [None, None]  # built in its transaction
-    finally:
-        await projector.close()
     rows = await fetch_rows(settings.database_url,
                             "SELECT text, raw_payload IS NOT NULL AS raw FROM messages "
                             "ORDER BY text")
@@ -193,3 +208,17 @@ async def test_rows_built_ahead_are_the_rows_built_in_the_transaction(
     archived = await fetch_rows(settings.database_url, "SELECT body FROM event_archive")
     assert len(archived) == 4
     assert all(b"sealed words" not in bytes(r["body"]) for r in archived)  # archived sealed
+
+
+async def test_rows_built_with_a_key_user_keys_never_got_are_built_again(
+    settings: Settings, redis: Redis
+) -> None:
+    # The batch carrying the key is never written: the rows built ahead with its key are
+    # dropped, and the transaction, finding no key, erases the content.
+    issued, *received = await _sealed_deliveries(redis, settings, "15550002013", 2)
+    async with _leased(settings) as projector:
+        await projector.prepare([issued])
+        await projector.prepare(received)
+        assert await projector.handle(received) == [None, None]
+    texts = await fetch_rows(settings.database_url, "SELECT text FROM messages")
+    assert [t["text"] for t in texts] == [ERASED, ERASED]
