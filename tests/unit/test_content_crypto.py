@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -91,23 +94,34 @@ def test_every_sealed_value_gets_its_own_nonce_across_pool_refills() -> None:
     assert len(nonces) == count
 
 
+# Run in a fresh, single-threaded interpreter: fork() in pytest's process (which has threads)
+# may deadlock the child, and Python 3.12+ warns about it.
+_FORK_SCRIPT = """
+import os, sys
+from app.platform.eventlog.content_crypto import new_data_key, seal_value
+key, _ = new_data_key()
+seal_value("draws a pool in the parent", key, "text")
+reader, writer = os.pipe()
+pid = os.fork()
+if pid == 0:  # the child: its next sealed value, to the parent
+    try:
+        os.write(writer, seal_value("child", key, "text").encode())
+    finally:
+        os._exit(0)
+os.close(writer)
+child = os.read(reader, 4096).decode()
+os.waitpid(pid, 0)
+print(child)
+print(seal_value("parent", key, "text"))
+"""
+
+
 def test_a_forked_child_draws_nonces_of_its_own() -> None:
-    key, _ = new_data_key()
-    seal_value("draws a pool in the parent", key, "text")
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next nonce, to the parent
-        try:
-            os.write(writer, _nonce_of(seal_value("child", key, "text")))
-        finally:
-            os._exit(0)
-    os.close(writer)
-    child_nonce = os.read(reader, NONCE_BYTES)
-    os.close(reader)
-    os.waitpid(pid, 0)
-    parent_nonce = _nonce_of(seal_value("parent", key, "text"))
-    assert len(child_nonce) == NONCE_BYTES
-    assert child_nonce != parent_nonce  # the parent's pool was not inherited
+    done = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=60, check=True)
+    child, parent = done.stdout.split()
+    assert len(_nonce_of(child)) == NONCE_BYTES
+    assert _nonce_of(child) != _nonce_of(parent)  # the parent's pool was not inherited
 
 
 def test_a_value_in_the_logged_format_opens_whatever_base64_wrote_it() -> None:
