@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from bench.peer_env import (
 from bench.processes import (
     ProcessSet,
     Service,
+    bare_litestar_command,
     clean_env,
     cpu_seconds,
     mecove_command,
@@ -141,15 +141,7 @@ class _Bench:
             )
             return service, Keys(prefix, 1).stream(0)
         if target == BARE:
-            argv = [
-                sys.executable,
-                "-m",
-                "bench.servers.bare_litestar",
-                "--port",
-                str(port),
-                "--uvicorn-options",
-                options,
-            ]
+            argv = bare_litestar_command(port)
             return await self.processes.start("bare", argv, clean_env({})), ""
         if target in NODE_SCRIPTS:
             return await self.start_node(target, port)

@@ -29,7 +29,7 @@ from app.platform.redis_client import open_redis
 from app.platform.sender_appends import SenderAppends
 from app.platform.settings import Settings
 from bench.numbered_messages import APP_SECRET, SignedBody, signed_bodies
-from bench.scratch_space import DEFAULT_REDIS_URL
+from bench.scratch_space import DEFAULT_REDIS_URL, delete_matching
 
 IN_FLIGHT = 32
 
@@ -76,16 +76,9 @@ async def measure(redis_url: str, webhooks: int, rounds: int, senders: int) -> N
                 flush=True,
             )
     finally:
-        # One DEL per scan page: per-key round trips would add to the last round's CPU
+        # One UNLINK per scan page: per-key round trips would add to the last round's CPU
         # figure under callgrind (the difference of two runs counts this clean-up too).
-        page: list[bytes] = []
-        async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
-            page.append(key)
-            if len(page) == 1000:
-                await redis.delete(*page)
-                page = []
-        if page:
-            await redis.delete(*page)
+        await delete_matching(redis, f"{prefix}:*")
         await event_log.aclose()
         await redis.aclose()
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 
+from app.cli import UVICORN_OPTIONS
 from app.platform.eventlog.content_crypto import MasterKeys
 from bench.closed_on_exit import ClosedOnExit
 
@@ -94,6 +96,13 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
 def mecove_command(*args: str) -> list[str]:
     """``python -m app.cli <args>`` with this interpreter (what ``mecove <args>`` runs)."""
     return [sys.executable, "-m", "app.cli", *args]
+
+
+def bare_litestar_command(port: int) -> list[str]:
+    """The bare Litestar baseline on ``port``, under ``mecove api``'s exact uvicorn options."""
+    options = msgspec.json.encode(UVICORN_OPTIONS).decode()
+    return [sys.executable, "-m", "bench.servers.bare_litestar", "--port", str(port),
+            "--uvicorn-options", options]
 
 
 class ProcessSet(ClosedOnExit):

@@ -83,19 +83,10 @@ class ScratchSpace(ClosedOnExit):
 
     async def delete_keys(self, pattern: str) -> int:
         redis = Redis.from_url(self.redis_url)
-        deleted = 0
         try:
-            batch: list[bytes] = []
-            async for key in redis.scan_iter(match=pattern, count=5_000):
-                batch.append(key)
-                if len(batch) >= 5_000:
-                    deleted += await redis.unlink(*batch)
-                    batch = []
-            if batch:
-                deleted += await redis.unlink(*batch)
+            return await delete_matching(redis, pattern)
         finally:
             await redis.aclose()
-        return deleted
 
     async def aclose(self) -> None:
         """Delete the run's keys, then drop its databases (the template last)."""
@@ -106,3 +97,17 @@ class ScratchSpace(ClosedOnExit):
         for name in list(reversed(self._databases)):
             await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             self._databases.remove(name)
+
+
+async def delete_matching(redis: Redis, pattern: str) -> int:
+    """Delete every key matching ``pattern``, one UNLINK per scan page; how many went."""
+    deleted = 0
+    page: list[bytes] = []
+    async for key in redis.scan_iter(match=pattern, count=5_000):
+        page.append(key)
+        if len(page) >= 5_000:
+            deleted += await redis.unlink(*page)
+            page = []
+    if page:
+        deleted += await redis.unlink(*page)
+    return deleted

@@ -22,14 +22,12 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import httpx
-import msgspec
 from redis.asyncio import Redis
 
-from app.cli import UVICORN_OPTIONS
 from app.devtools.ports import free_port
 from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, SignedBody, signed_bodies
-from bench.processes import clean_env
-from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL
+from bench.processes import bare_litestar_command, clean_env
+from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, delete_matching
 
 CONNECTIONS = 32
 STARTUP_S = 600  # a server under callgrind starts about fifty times slower
@@ -50,16 +48,7 @@ def _command(
             }
         )
         return [python, "-m", "app.cli", "api", "--host", "127.0.0.1"], env
-    options = msgspec.json.encode(UVICORN_OPTIONS).decode()
-    return [
-        python,
-        "-m",
-        "bench.servers.bare_litestar",
-        "--port",
-        str(port),
-        "--uvicorn-options",
-        options,
-    ], clean_env({})
+    return bare_litestar_command(port), clean_env({})
 
 
 async def _send(client: httpx.AsyncClient, url: str, bodies: Sequence[SignedBody]) -> None:
@@ -149,14 +138,7 @@ async def instructions_per_request(target: str, args: argparse.Namespace, folder
 async def _delete_keys(redis_url: str, prefix: str) -> None:
     client = Redis.from_url(redis_url)
     try:
-        page: list[bytes] = []
-        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            page.append(key)
-            if len(page) == 1000:
-                await client.delete(*page)
-                page = []
-        if page:
-            await client.delete(*page)
+        await delete_matching(client, f"{prefix}:*")
     finally:
         await client.aclose()
 

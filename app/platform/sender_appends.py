@@ -63,9 +63,10 @@ local recent_kept = tonumber(next_arg())
 local count = tonumber(next_arg())
 local resolutions = {}
 local as_guessed = true
--- No rewrite of the links read (confirm false): the appends below are writes on this same
--- connection, so a WAIT after the call covers every link before them; a wrong guess appends
--- nothing and the caller resolves again through IdentityLinks, which confirms.
+-- No rewrite of the links read (confirm false): this script runs on one Redis only, whose
+-- replicas take its writes in order, so the WAIT after any later write on it covers every
+-- link read here: after the appends below, or, for a wrong guess (nothing appended), after
+-- the caller's append with the resolutions this call returns.
 for i = 1, count do
   local user, phone_state, created = resolve_sender(false)
   local guessed_user = next_arg()
