@@ -8,11 +8,12 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.devtools.webhook_bodies import delivery, encode, signed_headers, text_message
+from app.ingress.parse_webhook import parse_webhook
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
 from tests.integration.consumer_helpers import events_of_type
-from tests.meta_fixtures import fixture_body
+from tests.meta_fixtures import fixture_body, fixture_variants
 from tests.service import consumers, eventually, ingress
 
 
@@ -151,3 +152,34 @@ async def test_concurrent_deliveries_sharing_one_script_call_each_get_their_own_
     # exactly one delivery per wamid was appended (which of two redeliveries wins is free)
     assert len(winners) == 60 and set(winners.values()) == {1}
     assert await redis.xlen(Keys(settings.key_prefix, 1).stream(0)) == 60
+
+
+async def test_every_meta_text_from_a_sender_seen_before_is_logged_to_the_same_user(
+    settings: Settings, redis: Redis,
+) -> None:
+    """pywa's bodies (written by another project), each posted twice in one ingress process:
+    the second time, with fresh wamids, its senders are known, so the ingress appends through
+    its one-script path (decision 0011) — which must log every text, to the first time's user."""
+    bodies = []
+    for n, (file, variant, body) in enumerate(fixture_variants()):
+        raw = encode(body)
+        if parse_webhook(raw).texts:  # own wamids per variant: several share pywa's
+            first = raw.replace(b'"wamid.', f'"wamid.v{n}.'.encode())
+            again = raw.replace(b'"wamid.', f'"wamid.again.v{n}.'.encode())
+            bodies.append((f"{file}:{variant}", first, again))
+    assert len(bodies) >= 3, "the fixtures hold text messages"
+    secret = settings.whatsapp_app_secret or ""
+    async with ingress(settings) as client:
+        for name, *raws in bodies:
+            for raw in raws:
+                response = await client.post("/webhooks/whatsapp", content=raw,
+                                             headers=signed_headers(raw, secret))
+                assert response.status_code == 200, name
+    texts = sum(len(parse_webhook(raw).texts) for _, raw, _ in bodies)
+    events = await events_of_type(redis, settings, "MessageReceived")
+    assert len(events) == 2 * texts
+    user_of = {e.source_message_id: e.user_id for e in events}
+    for event in events:
+        if event.source_message_id.startswith("wamid.again."):
+            first = "wamid." + event.source_message_id.removeprefix("wamid.again.")
+            assert user_of[first] == event.user_id
