@@ -216,8 +216,7 @@ class EventLog:
             args = self.append_settings()
             for index in indexes:
                 await self.add_message_inputs(events[index], partition, keys, args)
-            ids = await self.writes.write(stream, lambda client, k=keys, a=args:
-                                      self._append_messages(keys=k, args=a, client=client))
+            ids = await self.writes.script(stream, self._append_messages, keys, args)
             for index, entry_id in zip(indexes, ids, strict=True):
                 results[index] = as_text(entry_id) or None
         return results
