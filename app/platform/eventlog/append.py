@@ -247,7 +247,7 @@ class EventLog:
             self.conversation.tracking(partition, sealed.user_id),
             self.conversation.recent(partition, sealed.user_id),
             self.conversation.turn(partition, sealed.message_id),
-            self._content_key(sealed.user_id),
+            self._content_key(sealed.user_id, partition),
         ]
         args += [
             *entry_values(sealed),
@@ -258,9 +258,9 @@ class EventLog:
             "" if key is None else key.key_id,
         ]
 
-    def _content_key(self, user_id: str) -> str:
-        return self.content.key_hash(user_id) if self.content is not None else (
-            self.keys.key(self.keys.partition_of(user_id), "contentkey:none"))
+    def _content_key(self, user_id: str, partition: int) -> str:
+        return self.content.key_hash(user_id, partition) if self.content is not None else (
+            self.keys.key(partition, "contentkey:none"))
 
     async def append(self, event: Event, *, user_id: str) -> str:
         """Append one event to its user's partition (its content sealed); returns the entry id.
