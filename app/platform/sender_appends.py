@@ -164,7 +164,12 @@ class SenderAppends:
                 link_args += [item.guess.user_id, _phone_state(item.sender, item.guess)]
             args += link_args
             for index in indexes:
-                await log.add_message_inputs(items[index].event, partition, keys, args)
+                event = items[index].event
+                key = log.cached_key(event.user_id)
+                if key is False:
+                    await log.add_message_inputs(event, partition, keys, args)
+                else:
+                    log.add_sealed_inputs(event, key, partition, keys, args)
             resolutions, entry_ids = await log.writes.script(
                 stream, self._resolve_and_append, keys, args)
             for index, reply, raw_entry_id in zip(indexes, resolutions, entry_ids, strict=True):

@@ -239,6 +239,18 @@ class EventLog:
         content sealed with its user's key."""
         key = None if self.content is None else (
             self.content.cached_for_writing(event.user_id) or await self._key_for(event.user_id))
+        self.add_sealed_inputs(event, key, partition, keys, args)
+
+    def cached_key(self, user_id: str) -> DataKey | None | bool:
+        """The key ``add_sealed_inputs`` needs for ``user_id``'s events: None without a master
+        key, False when it is not cached (``add_message_inputs`` then fetches it)."""
+        if self.content is None:
+            return None
+        return self.content.cached_for_writing(user_id) or False
+
+    def add_sealed_inputs(self, event: MessageReceived, key: DataKey | None, partition: int,
+                          keys: list[str], args: list[str | bytes | int | float]) -> None:
+        """``add_message_inputs`` with the user's key in hand (no coroutine per message)."""
         sealed = event if key is None else seal_event(event, key)
         assert isinstance(sealed, MessageReceived)
         keys += [
