@@ -148,17 +148,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1_000)
     parser.add_argument("--senders", type=int, default=500)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--targets", nargs="+", choices=("bare", "ingress"),
+                        default=["bare", "ingress"])
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a folder to keep the callgrind dumps in (for callgrind_annotate)")
     parser.add_argument(
         "--database-url",
         default=DEFAULT_ADMIN_DATABASE_URL,
         help="the ingress does not query it while answering webhooks",
     )
     args = parser.parse_args(argv)
-    with TemporaryDirectory(prefix="mecove-instructions-") as folder:
+    with TemporaryDirectory(prefix="mecove-instructions-") as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         counts = {
-            target: asyncio.run(instructions_per_request(target, args, Path(folder)))
-            for target in ("bare", "ingress")
+            target: asyncio.run(instructions_per_request(target, args, folder))
+            for target in args.targets
         }
+    if "bare" not in counts:
+        print(f"ingress:       {counts['ingress']:,} instructions per request")
+        return 0
     print(f"bare Litestar: {counts['bare']:,} instructions per request")
     print(
         f"ingress:       {counts['ingress']:,} instructions per request "

@@ -9,7 +9,7 @@ dropped. Non-text messages are only counted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -35,8 +35,10 @@ class MalformedWebhook(ValueError):
     """The body is not JSON at all."""
 
 
-@dataclass(frozen=True, slots=True)
-class InboundText:
+# Records built per message are msgspec Structs, not frozen dataclasses: a frozen dataclass
+# sets each field through ``object.__setattr__`` (measured 880 ns for four fields against
+# 70 ns), and the ingress builds several per message. ``gc=False``: they hold no cycles.
+class InboundText(msgspec.Struct, frozen=True, gc=False):
     sender: Sender
     wamid: str
     text: str
@@ -44,15 +46,13 @@ class InboundText:
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class UnreadableMessage:
+class UnreadableMessage(msgspec.Struct, frozen=True, gc=False):
     reason: str
     raw_message: str  # the message object's JSON as received
     raw_contacts: str | None  # the change's ``contacts`` JSON, which may name the sender
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryStatus:
+class DeliveryStatus(msgspec.Struct, frozen=True, gc=False):
     outbound_message_id: str
     status: str
     status_at: int | None
@@ -62,11 +62,10 @@ class DeliveryStatus:
     error_title: str | None
 
 
-@dataclass(slots=True)
-class ParsedWebhook:
-    texts: list[InboundText] = field(default_factory=list)
-    unreadable: list[UnreadableMessage] = field(default_factory=list)
-    statuses: list[DeliveryStatus] = field(default_factory=list)
+class ParsedWebhook(msgspec.Struct, gc=False):
+    texts: list[InboundText] = msgspec.field(default_factory=list)
+    unreadable: list[UnreadableMessage] = msgspec.field(default_factory=list)
+    statuses: list[DeliveryStatus] = msgspec.field(default_factory=list)
     ignored: int = 0  # non-text messages, statuses we do not record
     unknown_shape: bool = False  # well-formed JSON that is not a WhatsApp webhook
 
@@ -116,17 +115,27 @@ def _string(value: object) -> str | None:
 
 def as_phone(value: object) -> str | None:
     text = _string(value)
-    if text is None:
-        return None
+    return None if text is None else _phone_of(text)
+
+
+def as_bsuid(value: object) -> str | None:
+    text = _string(value)
+    return None if text is None else _bsuid_of(text)
+
+
+# A delivery names its sender two or three times (``from``, the contact's ``wa_id``...), and
+# the same senders write again and again: each text is read once per process while cached.
+@lru_cache(maxsize=16_384)
+def _phone_of(text: str) -> str | None:
     try:
         return normalise_e164(text)
     except InvalidPhoneNumber:
         return None
 
 
-def as_bsuid(value: object) -> str | None:
-    text = _string(value)
-    if text is None or PARENT_BSUID_PATTERN.fullmatch(text):
+@lru_cache(maxsize=16_384)
+def _bsuid_of(text: str) -> str | None:
+    if PARENT_BSUID_PATTERN.fullmatch(text):
         return None
     return text if BSUID_PATTERN.fullmatch(text) else None
 
@@ -166,10 +175,13 @@ def _parse(body: bytes) -> ParsedWebhook:
             if value is None:
                 parsed.ignored += 1
                 continue
-            contacts_json = (bytes(value.contacts).decode()
-                             if value.contacts and bytes(value.contacts) != b"null" else None)
-            for raw in _raw_items(value.messages, parsed, contacts_json):
-                read_message(raw, contacts_json, parsed)
+            raw_contacts = bytes(value.contacts)
+            contacts_json = (raw_contacts.decode()
+                             if raw_contacts and raw_contacts != b"null" else None)
+            messages = _raw_items(value.messages, parsed, contacts_json)
+            contacts = _contacts(contacts_json) if messages else []  # once for all messages
+            for raw in messages:
+                read_message(raw, contacts_json, parsed, contacts)
             for raw in _raw_items(value.statuses, None, None):
                 status = _delivery_status(raw)
                 if status is None:
@@ -195,8 +207,10 @@ def _raw_items(raw: msgspec.Raw, parsed: ParsedWebhook | None,
 
 
 def read_message(raw: msgspec.Raw | bytes, contacts_json: str | None,
-                 parsed: ParsedWebhook) -> None:
-    """Read one message object into ``parsed``: a text, an unreadable message, or a count."""
+                 parsed: ParsedWebhook, contacts: list[dict[str, Any]] | None = None) -> None:
+    """Read one message object into ``parsed``: a text, an unreadable message, or a count.
+
+    ``contacts``: ``contacts_json`` decoded (``_contacts``), when the caller has it already."""
     message = _any_decoder.decode(raw)
     if not isinstance(message, dict):
         parsed.unreadable.append(_unreadable("not a JSON object", raw, contacts_json))
@@ -205,7 +219,7 @@ def read_message(raw: msgspec.Raw | bytes, contacts_json: str | None,
     if wamid is None or len(wamid) > MAX_WAMID_LENGTH or "\x00" in wamid:
         parsed.unreadable.append(_unreadable("no usable id", raw, contacts_json))
         return
-    sender = _sender(message, _contacts(contacts_json))
+    sender = _sender(message, _contacts(contacts_json) if contacts is None else contacts)
     if sender is None:
         parsed.unreadable.append(_unreadable("no usable sender", raw, contacts_json))
         return

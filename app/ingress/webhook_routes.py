@@ -147,21 +147,19 @@ async def _append_parsed(parsed: ParsedWebhook, appends: SenderAppends) -> bool:
         events[:] = events_from_texts(texts, received_at, resolutions)
         return events
 
-    others: list[MessageUnreadable | DeliveryStatusReceived] = [
-        unreadable_event(m, received_at) for m in parsed.unreadable]
-    others += [status_event(s, received_at) for s in parsed.statuses]
+    others: list[MessageUnreadable | DeliveryStatusReceived] = []
+    if parsed.unreadable or parsed.statuses:  # rare beside texts: no lists built otherwise
+        others += [unreadable_event(m, received_at) for m in parsed.unreadable]
+        others += [status_event(s, received_at) for s in parsed.statuses]
     entry_ids = await appends.append_texts([t.sender for t in texts], build) if texts else []
+    if not others:
+        if log.isEnabledFor(logging.DEBUG):
+            _log_appended(events, entry_ids)
+        return any(entry_ids)
     # Partitioned by their own id: neither kind belongs to a known user yet.
-    if others:
-        await asyncio.gather(*(appends.event_log.append(e, user_id=e.event_id)
-                               for e in others))
-    if log.isEnabledFor(logging.DEBUG):  # not even the fields are built otherwise
-        for event, entry_id in zip(events, entry_ids, strict=True):
-            log.debug(  # one line per message costs ~10% of the ingress's CPU at INFO
-                "message appended" if entry_id else "duplicate delivery ignored",
-                extra={"fields": {"event_id": event.event_id, "message_id": event.message_id,
-                                  "user_id": event.user_id, "entry_id": entry_id}},
-            )
+    await asyncio.gather(*(appends.event_log.append(e, user_id=e.event_id) for e in others))
+    if log.isEnabledFor(logging.DEBUG):
+        _log_appended(events, entry_ids)
     for other in others:
         if isinstance(other, MessageUnreadable):
             UNREADABLE_MESSAGES.labels(other.reason).inc()
@@ -174,4 +172,15 @@ async def _append_parsed(parsed: ParsedWebhook, appends: SenderAppends) -> bool:
                 log.warning("Meta reports a reply as failed", extra={"fields": {
                     "event_id": other.event_id, "outbound_message_id": other.outbound_message_id,
                     "error_code": other.error_code}})
-    return any(entry_ids) or bool(others)
+    return True
+
+
+def _log_appended(events: list[MessageReceived], entry_ids: list[str | None]) -> None:
+    """One debug line per message (at INFO not even the fields are built: one line per
+    message cost ~10% of the ingress's CPU)."""
+    for event, entry_id in zip(events, entry_ids, strict=True):
+        log.debug(
+            "message appended" if entry_id else "duplicate delivery ignored",
+            extra={"fields": {"event_id": event.event_id, "message_id": event.message_id,
+                              "user_id": event.user_id, "entry_id": entry_id}},
+        )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -26,6 +26,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
     MovedError,
@@ -36,6 +37,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.platform.direct_scripts import DirectScripts
 from app.platform.redis_packing import HiredisPackedConnection
 
 __all__ = ["REDIS_ERRORS", "DurableWrites", "RedisClient", "ReplicaShortfall", "SlotWriter",
@@ -256,6 +258,16 @@ class DurableWrites:
         self.min_replicas = min_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._writer = SlotWriter(client)
+        self._direct = DirectScripts(client)
+
+    async def script(self, key: str, script: AsyncScript, keys: Sequence[str | bytes],
+                     args: Sequence[str | bytes | int | float]) -> Any:
+        """Call ``script`` (its keys all on ``key``'s slot), durably; its reply. Without
+        replicas to wait for, on a single Redis, it goes down a connection held aside
+        (``DirectScripts``), not through redis-py's per-command work."""
+        if self.min_replicas == 0:
+            return await self._direct.run(script, keys, args)
+        return await self.write(key, lambda client: script(keys=keys, args=args, client=client))
 
     async def write(self, key: str,
                     command: Callable[[RedisClient | Pipeline], Awaitable[Any]]) -> Any:
@@ -293,5 +305,7 @@ class DurableWrites:
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        """Close the per-master connections (the client passed in stays open)."""
+        """Close the per-master connections and return those held aside (the client passed
+        in stays open)."""
+        await self._direct.aclose()
         await self._writer.aclose()

@@ -21,8 +21,8 @@ so one script cannot hold both: there ``append_texts`` resolves, then appends (t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+import msgspec
 from redis.asyncio import RedisCluster
 
 from app.platform.eventlog.append import (
@@ -94,15 +94,13 @@ return {resolutions, entry_ids}
 BuildEvents = Callable[[list[Resolution]], list[MessageReceived]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Guessed:
+class _Guessed(msgspec.Struct, frozen=True, gc=False):  # per message: see identities.Sender
     sender: Sender
     guess: Resolution
     event: MessageReceived  # built for the guess
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
+class _Answer(msgspec.Struct, frozen=True, gc=False):
     resolution: Resolution  # what Redis decided
     entry_id: str | None  # None: a duplicate
     again: bool  # nothing appended (wrong guess, or a destroyed content key): append again
@@ -166,13 +164,14 @@ class SenderAppends:
                 link_args += [item.guess.user_id, _phone_state(item.sender, item.guess)]
             args += link_args
             for index in indexes:
-                await log.add_message_inputs(items[index].event, partition, keys, args)
-            resolutions, entry_ids = await log.writes.write(
-                stream,
-                lambda client, k=keys, a=args: self._resolve_and_append(
-                    keys=k, args=a, client=client
-                ),
-            )
+                event = items[index].event
+                key = log.cached_key(event.user_id)
+                if key is False:
+                    await log.add_message_inputs(event, partition, keys, args)
+                else:
+                    log.add_sealed_inputs(event, key, partition, keys, args)
+            resolutions, entry_ids = await log.writes.script(
+                stream, self._resolve_and_append, keys, args)
             for index, reply, raw_entry_id in zip(indexes, resolutions, entry_ids, strict=True):
                 resolution = self.identity_links.resolution_from(items[index].sender, reply)
                 entry_id = as_text(raw_entry_id)

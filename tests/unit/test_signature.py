@@ -93,3 +93,12 @@ def test_a_missing_token_never_matches() -> None:
 def test_non_ascii_tokens_are_compared_without_error() -> None:
     assert tokens_match("jeton-é", "jeton-é")
     assert not tokens_match("jeton-e", "jeton-é")
+
+
+@pytest.mark.parametrize("secret", ["", "s", "x" * 63, "y" * 64, "z" * 65, "ü" * 40, "k" * 300])
+@pytest.mark.parametrize("body", [b"", b"a", BODY, bytes(range(256)) * 9])
+def test_the_signature_is_the_standard_hmac_for_keys_of_every_length(secret: str,
+                                                                     body: bytes) -> None:
+    # Keys shorter than, equal to and longer than SHA-256's 64-byte block (then hashed first).
+    assert sign_body(body, secret) == _expected_header(body, secret)
+    assert sign_body(body, secret) == _expected_header(body, secret)  # the cached states unchanged

@@ -216,8 +216,7 @@ class EventLog:
             args = self.append_settings()
             for index in indexes:
                 await self.add_message_inputs(events[index], partition, keys, args)
-            ids = await self.writes.write(stream, lambda client, k=keys, a=args:
-                                      self._append_messages(keys=k, args=a, client=client))
+            ids = await self.writes.script(stream, self._append_messages, keys, args)
             for index, entry_id in zip(indexes, ids, strict=True):
                 results[index] = as_text(entry_id) or None
         return results
@@ -240,6 +239,18 @@ class EventLog:
         content sealed with its user's key."""
         key = None if self.content is None else (
             self.content.cached_for_writing(event.user_id) or await self._key_for(event.user_id))
+        self.add_sealed_inputs(event, key, partition, keys, args)
+
+    def cached_key(self, user_id: str) -> DataKey | None | bool:
+        """The key ``add_sealed_inputs`` needs for ``user_id``'s events: None without a master
+        key, False when it is not cached (``add_message_inputs`` then fetches it)."""
+        if self.content is None:
+            return None
+        return self.content.cached_for_writing(user_id) or False
+
+    def add_sealed_inputs(self, event: MessageReceived, key: DataKey | None, partition: int,
+                          keys: list[str], args: list[str | bytes | int | float]) -> None:
+        """``add_message_inputs`` with the user's key in hand (no coroutine per message)."""
         sealed = event if key is None else seal_event(event, key)
         assert isinstance(sealed, MessageReceived)
         keys += [
@@ -248,7 +259,7 @@ class EventLog:
             self.conversation.tracking(partition, sealed.user_id),
             self.conversation.recent(partition, sealed.user_id),
             self.conversation.turn(partition, sealed.message_id),
-            self._content_key(sealed.user_id),
+            self._content_key(sealed.user_id, partition),
         ]
         args += [
             *entry_values(sealed),
@@ -259,9 +270,9 @@ class EventLog:
             "" if key is None else key.key_id,
         ]
 
-    def _content_key(self, user_id: str) -> str:
-        return self.content.key_hash(user_id) if self.content is not None else (
-            self.keys.key(self.keys.partition_of(user_id), "contentkey:none"))
+    def _content_key(self, user_id: str, partition: int) -> str:
+        return self.content.key_hash(user_id, partition) if self.content is not None else (
+            self.keys.key(partition, "contentkey:none"))
 
     async def append(self, event: Event, *, user_id: str) -> str:
         """Append one event to its user's partition (its content sealed); returns the entry id.

@@ -86,9 +86,12 @@ class ContentKeys:
         self._reading: dict[str, DataKey] = {}  # key id -> key
         self._issue = redis.register_script(ISSUE_KEY_LUA)
 
-    def key_hash(self, user_id: str) -> str:
-        """``<tag>:contentkey:<user id>``, in the user's partition."""
-        return self.keys.key(self.keys.partition_of(user_id), f"contentkey:{user_id}")
+    def key_hash(self, user_id: str, partition: int | None = None) -> str:
+        """``<tag>:contentkey:<user id>``, in the user's partition (``partition``, when the
+        caller knows it already)."""
+        if partition is None:
+            partition = self.keys.partition_of(user_id)
+        return self.keys.key(partition, f"contentkey:{user_id}")
 
     def cached_for_writing(self, user_id: str) -> DataKey | None:
         """The user's key as ``for_writing`` last gave it, without awaiting (None: ask it)."""

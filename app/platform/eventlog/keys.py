@@ -9,7 +9,7 @@ same tag; the conversation context the ingress writes is in ``conversation_keys`
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.platform.settings import Settings
 
@@ -20,6 +20,12 @@ __all__ = ["Keys"]
 class Keys:
     prefix: str
     partitions: int
+    # Every partition's tag, built once: the ingress names five keys per message.
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tags", tuple(
+            f"{self.prefix}:{{p{partition}}}" for partition in range(self.partitions)))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keys:
@@ -32,10 +38,14 @@ class Keys:
 
     def tag(self, partition: int) -> str:
         """``<prefix>:{p<partition>}``: the hash tag every key of the partition starts with."""
+        if 0 <= partition < self.partitions:
+            return self._tags[partition]
         return f"{self.prefix}:{{p{partition}}}"
 
     def key(self, partition: int, suffix: str) -> str:
         """``<tag>:<suffix>``: a key in the partition's slot."""
+        if 0 <= partition < self.partitions:
+            return f"{self._tags[partition]}:{suffix}"
         return f"{self.tag(partition)}:{suffix}"
 
     def stream(self, partition: int) -> str:

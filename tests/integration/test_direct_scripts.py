@@ -1,0 +1,129 @@
+"""Script calls down a connection held aside: the same replies and errors as redis-py's path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app.platform.direct_scripts import DirectScripts
+from app.platform.redis_client import DurableWrites, open_redis
+from tests.conftest import TestServers
+
+ECHO = "return {KEYS[1], ARGV[1], ARGV[2]}"
+# Sleeps about ``ARGV[1]`` ms inside Redis (a busy loop: scripts cannot block), then answers.
+SLOW_ECHO = """
+local started = redis.call('TIME')
+local stop = tonumber(started[1]) * 1000000 + tonumber(started[2]) + tonumber(ARGV[1]) * 1000
+while true do
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000000 + tonumber(now[2]) >= stop then break end
+end
+return ARGV[2]
+"""
+
+
+@pytest.fixture
+async def client(servers: TestServers) -> AsyncIterator[Redis]:
+    opened = open_redis(servers.redis_url)
+    yield opened  # type: ignore[misc]
+    await opened.aclose()
+
+
+async def test_a_script_answers_as_through_redis_py(client: Redis, key_prefix: str) -> None:
+    direct = DirectScripts(client)
+    assert direct.enabled
+    echo = client.register_script(ECHO)
+    keys, args = [f"{key_prefix}:k"], ["héllo", 42]
+    assert await direct.run(echo, keys, args) == await echo(keys=keys, args=args)
+    assert await direct.run(echo, keys, args) == [f"{key_prefix}:k".encode(), "héllo".encode(),
+                                                  b"42"]
+    await direct.aclose()
+
+
+async def test_a_script_redis_forgot_is_loaded_again(client: Redis, key_prefix: str) -> None:
+    direct = DirectScripts(client)
+    echo = client.register_script(ECHO)
+    await client.script_flush()
+    assert await direct.run(echo, [f"{key_prefix}:k"], ["a", "b"]) == [
+        f"{key_prefix}:k".encode(), b"a", b"b"]
+    await direct.aclose()
+
+
+async def test_a_script_error_is_raised_and_the_connection_stays_usable(
+    client: Redis, key_prefix: str
+) -> None:
+    direct = DirectScripts(client)
+    failing = client.register_script("return redis.call('NOSUCHCOMMAND')")
+    echo = client.register_script(ECHO)
+    with pytest.raises(ResponseError):
+        await direct.run(failing, [f"{key_prefix}:k"], [])
+    assert await direct.run(echo, [f"{key_prefix}:k"], ["after", "error"]) == [
+        f"{key_prefix}:k".encode(), b"after", b"error"]
+    await direct.aclose()
+
+
+async def test_a_cancelled_call_never_hands_its_reply_to_the_next_call(
+    client: Redis, key_prefix: str
+) -> None:
+    direct = DirectScripts(client)
+    slow = client.register_script(SLOW_ECHO)
+    await slow(keys=[f"{key_prefix}:k"], args=[0, "warm"])  # loaded: EVALSHA finds it
+    call = asyncio.ensure_future(direct.run(slow, [f"{key_prefix}:k"], [50, "first"]))
+    await asyncio.sleep(0.01)  # sent, its reply not read yet
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0.1)  # the first reply would be waiting on a kept connection by now
+    assert await direct.run(slow, [f"{key_prefix}:k"], [0, "second"]) == b"second"
+    await direct.aclose()
+
+
+async def test_a_connection_redis_closed_falls_back_to_redis_py(
+    client: Redis, key_prefix: str
+) -> None:
+    direct = DirectScripts(client)
+    echo = client.register_script(ECHO)
+    await direct.run(echo, [f"{key_prefix}:k"], ["a", "b"])
+    killer = Redis(connection_pool=client.connection_pool)
+    killed = await killer.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1  # the connection held aside among them
+    assert await direct.run(echo, [f"{key_prefix}:k"], ["c", "d"]) == [
+        f"{key_prefix}:k".encode(), b"c", b"d"]
+    await direct.aclose()
+
+
+async def test_a_client_it_cannot_hold_connections_of_goes_through_redis_py(
+    servers: TestServers, key_prefix: str
+) -> None:
+    plain = Redis.from_url(servers.redis_url)  # redis-py's own packing: not taken aside
+    try:
+        direct = DirectScripts(plain)
+        assert not direct.enabled
+        echo = plain.register_script(ECHO)
+        assert await direct.run(echo, [f"{key_prefix}:k"], ["x", "y"]) == [
+            f"{key_prefix}:k".encode(), b"x", b"y"]
+    finally:
+        await plain.aclose()
+
+
+async def test_durable_writes_call_scripts_directly_only_without_replicas(
+    client: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echo = client.register_script(ECHO)
+    sent: list[str] = []
+    run = DirectScripts.run
+
+    async def spy(self: DirectScripts, *args: object) -> object:
+        sent.append("direct")
+        return await run(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DirectScripts, "run", spy)
+    writes = DurableWrites(client)
+    assert await writes.script(f"{key_prefix}:k", echo, [f"{key_prefix}:k"], ["a", "b"]) == [
+        f"{key_prefix}:k".encode(), b"a", b"b"]
+    assert sent == ["direct"]
+    await writes.aclose()
