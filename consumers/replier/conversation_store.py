@@ -63,6 +63,21 @@ class ConversationStore:
             pipe.hmget(self.conversation.turn(partition, message_id), "t", "r")
         return window
 
+    def queue_key(self, pipe: Pipeline, message: MessageReceived) -> str | None:
+        """Add the read of the key that sealed ``message`` to ``pipe`` when this process has
+        not cached it (so ``turns_from`` needs no round trip of its own for it); returns its
+        key id, to pass with the answer to ``key_from``, or None when nothing was queued."""
+        key_id = sealed_key_id(message.text)
+        if key_id is None or self.content is None or self.content.is_cached(key_id):
+            return None
+        self.content.queue_read(pipe, message.user_id)
+        return key_id
+
+    def key_from(self, key_id: str, answer: object) -> None:
+        """Keep the key a ``queue_key`` read found (nothing when it was destroyed)."""
+        if self.content is not None:
+            self.content.learn(key_id, answer)
+
     async def turns_from(self, message: MessageReceived, window: list[str],
                          rows: list[list[bytes | None]]) -> list[Turn]:
         """The turns read by ``queue_turns`` (its window and the pipeline's answers for it);

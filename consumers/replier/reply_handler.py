@@ -236,12 +236,16 @@ class ReplyHandler(GroupHandler):
 
     async def _completion(self, message: MessageReceived, recent_ids: list[bytes]) -> Completion:
         """The LLM's reply to the conversation up to ``message`` (or the fallback), with
-        "typing…" shown meanwhile; the turns and the typing marker come in one round trip."""
+        "typing…" shown meanwhile; the turns, the user's key (when not cached) and the typing
+        marker come in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             window = self.store.queue_turns(pipe, message, recent_ids)
+            key_id = self.store.queue_key(pipe, message)
             if self.typing is not None:
                 self.typing.queue_claim(pipe, message)
             answers = await pipe.execute(raise_on_error=False)
+        if key_id is not None:
+            self.store.key_from(key_id, answers[len(window)])
         typing = asyncio.create_task(self.typing.show_claimed(message, answers[-1])) \
             if self.typing is not None else None
         try:
@@ -417,6 +421,8 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
     keys = Keys.from_settings(settings)
     # One transport for the LLM and the Graph API: a connection per concurrent reply at most.
     transport = transport_for_environment(max_connections=settings.replier_concurrency)
+    # One key store: the key that opened a message is cached for sealing its reply.
+    content = content_keys_for(settings, redis)
     graph = pacer = typing = None
     if not settings.whatsapp_dry_run:
         graph = GraphClient(
@@ -438,8 +444,8 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
             typing = TypingIndicator(redis, keys, graph, timeout_s=TYPING_TIMEOUT_S)
     return ReplyHandler(
         redis=redis,
-        outcomes=ReplyOutcomes.from_settings(settings, redis),
-        store=ConversationStore(redis, keys, pool, content_keys_for(settings, redis)),
+        outcomes=ReplyOutcomes.from_settings(settings, redis, content=content),
+        store=ConversationStore(redis, keys, pool, content),
         chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url, transport),
         llm=llm,
         graph=graph,
