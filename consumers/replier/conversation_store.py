@@ -104,12 +104,18 @@ class ConversationStore:
         opened = await self._opener(message.user_id, [message.text])
         return [*earlier, Turn(message.message_id, opened(message.text, "text") or ERASED, None)]
 
+    def messages_after_inputs(self, message: MessageReceived) -> tuple[str, str]:
+        """The user's tracking zset and the (exclusive) lower bound that counts the messages
+        that came after this one."""
+        partition = self.keys.partition_of(message.user_id)
+        return (self.conversation.tracking(partition, message.user_id),
+                f"({message.tracking_score}")
+
     def queue_messages_after(self, pipe: Pipeline, message: MessageReceived) -> None:
         """Add the count of the user's tracked messages that came after this one to ``pipe``
         (its answer is an int)."""
-        partition = self.keys.partition_of(message.user_id)
-        pipe.zcount(self.conversation.tracking(partition, message.user_id),
-                    f"({message.tracking_score}", "+inf")
+        tracking, after = self.messages_after_inputs(message)
+        pipe.zcount(tracking, after, "+inf")
 
     async def already_replied_in_database(self, message_id: str) -> bool:
         async with self.pool.acquire() as connection:

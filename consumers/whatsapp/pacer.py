@@ -29,7 +29,8 @@ from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
 from consumers.whatsapp.pacing_rule import PaceRule
 
-__all__ = ["GLOBAL_LUA", "PAIR_LUA", "TAKE_LUA", "Pacer", "Pacing", "log_order"]
+__all__ = ["GCRA_LUA", "GLOBAL_LUA", "PAIR_LUA", "PAIR_STEP_LUA", "TAKE_LUA", "TAKE_STEP_LUA",
+           "Pacer", "Pacing", "log_order"]
 
 # A waiter this much older than the give-up time belongs to a reply that was lost (dropped,
 # trimmed); it stops holding its line.
@@ -116,23 +117,32 @@ local go, at, since = read_pair_step()
 return {go and 1 or 0, at, since}
 """)
 
-# ``take`` in one step: KEYS and ARGV of PAIR_LUA (consume 1), then KEYS the number's state,
-# ARGV interval ms, max wait ms. The pair's slot, then the number's; a reply the number
-# refuses joins its line (the pair's slot stays taken, as when asked in two steps).
+# ``take`` as one step, for scripts (reads its inputs after PAIR_LUA's, consume 1: KEYS the
+# number's state, ARGV its interval ms, max wait ms). The pair's slot, then the number's; a
+# reply the number refuses joins its line (the pair's slot stays taken, as when asked in two
+# steps). Returns go, send-at or ask-again ms, waiting since ms (0 when it goes), now.
+TAKE_STEP_LUA = """
+local function read_take_step()
+  local go, at, since, line_key, since_key, member, order, now, ttl_ms = read_pair_step()
+  if not go then
+    return false, at, since, now
+  end
+  local global_key = next_key()
+  local global_interval = tonumber(next_arg())
+  local max_wait = tonumber(next_arg())
+  local conforms, send_at = gcra(global_key, now, global_interval, 0, max_wait, ttl_ms, true)
+  if conforms then
+    return true, send_at, 0, now
+  end
+  return false, send_at, join_line(line_key, since_key, member, order, now, ttl_ms), now
+end
+"""
+
+# ``take`` in one call: KEYS and ARGV of ``Pacer.take_inputs``.
 # Returns {1, send-at ms, 0} or {0, ask-again ms, waiting since ms}.
-TAKE_LUA = script(GCRA_LUA, PAIR_STEP_LUA, """
-local go, at, since, line_key, since_key, member, order, now, ttl_ms = read_pair_step()
-if not go then
-  return {0, at, since}
-end
-local global_key = next_key()
-local global_interval = tonumber(next_arg())
-local max_wait = tonumber(next_arg())
-local conforms, send_at = gcra(global_key, now, global_interval, 0, max_wait, ttl_ms, true)
-if conforms then
-  return {1, send_at, 0}
-end
-return {0, send_at, join_line(line_key, since_key, member, order, now, ttl_ms)}
+TAKE_LUA = script(GCRA_LUA, PAIR_STEP_LUA, TAKE_STEP_LUA, """
+local go, at, since = read_take_step()
+return {go and 1 or 0, at, since}
 """)
 
 # KEYS: the number's state. ARGV: now ms, interval ms, max wait ms, ttl ms.
@@ -256,15 +266,27 @@ class Pacer:
         go, at, since = answer  # type: ignore[misc]
         return Pacing(bool(go), int(at), int(since))
 
+    @property
+    def takes_in_one_step(self) -> bool:
+        """Whether ``take`` is one script call (not on a cluster: the number's state lives in
+        another slot than the recipient's)."""
+        return not isinstance(self.redis, RedisCluster)
+
+    def take_inputs(self, user_id: str, message_id: str, order: int
+                    ) -> tuple[list[str], list[str | int]]:
+        """The KEYS and ARGV of ``take`` as one step (TAKE_LUA, or a script that starts with
+        ``read_take_step``)."""
+        return ([*self._pair_keys(user_id), self._global_key()],
+                [*self._pair_args(message_id, order, True), self.throughput.interval_ms,
+                 THROUGHPUT_MAX_WAIT_MS])
+
     async def take(self, user_id: str, message_id: str, order: int) -> Pacing:
         """Take a slot of the recipient's pair limiter, then one of the number's; ``go`` with
         the time to send at, or refused (the reply is in its line). One script call; on a
         cluster (the number's state lives in another slot) two."""
-        if not isinstance(self.redis, RedisCluster):
-            go, at, since = await self._take(
-                keys=[*self._pair_keys(user_id), self._global_key()],
-                args=[*self._pair_args(message_id, order, True),
-                      self.throughput.interval_ms, THROUGHPUT_MAX_WAIT_MS])
+        if self.takes_in_one_step:
+            keys, args = self.take_inputs(user_id, message_id, order)
+            go, at, since = await self._take(keys=keys, args=args)
             return Pacing(bool(go), int(at), int(since))
         pacing = await self._pair_step(user_id, message_id, order, consume=True)
         if not pacing.go:
