@@ -46,7 +46,7 @@ async def test_the_claim_is_taken_only_with_a_go_and_never_over_another_attempts
     assert await redis.get(outcome) == b"sending:a:1"
 
 
-async def test_a_short_wait_for_the_numbers_pace_leaves_the_claim_to_after_the_wait(
+async def test_a_longer_wait_for_the_numbers_pace_leaves_the_claim_to_after_the_wait(
     redis: Redis, key_prefix: str,
 ) -> None:
     keys = Keys(key_prefix, 1)
@@ -59,3 +59,17 @@ async def test_a_short_wait_for_the_numbers_pace_leaves_the_claim_to_after_the_w
                             keys.key(0, "reply:m3"), "sending:a:1", 60)
     assert waits.pacing.go and waits.pacing.at_ms == NOW + 1_000
     assert not waits.claimed and await redis.get(keys.key(0, "reply:m3")) is None
+
+
+async def test_a_wait_within_the_paces_rounding_is_claimed_before_it(
+    redis: Redis, key_prefix: str,
+) -> None:
+    keys = Keys(key_prefix, 1)
+    pacer, gate = _pacer(redis, keys, [NOW], mps=1_000), SendGate(redis)  # one send per ms
+    for user, order in (("u4", 1), ("u5", 2)):
+        outcome = keys.key(0, f"reply:{user}")
+        passed = await gate.take(pacer.take_inputs(user, f"m-{user}", order),
+                                 keys.key(0, f"tracking:{user}"), "(0", outcome, "sending:a:1", 60)
+        assert passed.pacing.go and passed.claimed and passed.taken
+        assert passed.pacing.at_ms == NOW + order - 1  # the second in the same ms waits 1 ms
+        assert await redis.get(outcome) == b"sending:a:1"
