@@ -8,10 +8,10 @@ across batches the runtime handles at the same time; different users concurrentl
 
 At most one confirmed send per message: before calling the Graph API the replier takes the
 message's reply outcome (``reply_outcome``: ``SET NX`` = ``sending:<consumer>:<ms>``, in the
-pace's script call where it can be: ``send_gate``); a
-definite failure releases it; a 200 turns it into ``sent:<wamid>`` in the same Lua step that
-appends ReplySent. A redelivery that finds ``sending:`` left by a crashed attempt cannot know
-whether Meta got the message, so it does not resend: the entry is dead-lettered as "in doubt"
+pace's script call where it can be: ``send_gate``); a definite failure releases it; a 200
+turns it into ``sent:<wamid>`` in the same Lua step that appends ReplySent. A redelivery
+that finds ``sending:`` left by a crashed attempt cannot know whether Meta got the message, so
+it does not resend: the entry is dead-lettered as "in doubt"
 (docs/decisions/0003-reply-at-most-once.md). So is a send whose request may have reached Meta
 before the connection failed (``GraphSendInDoubt``): the outcome stays ``sending:``. With
 ``MECOVE_REDIS_MIN_REPLICAS`` k > 0 the ``sending:`` must reach k replicas before the send;
