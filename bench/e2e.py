@@ -1,10 +1,10 @@
 """End to end: webhook → log → replier → Graph API, with zero-latency fakes of Graph and Groq.
 
 **Latency** — signed webhooks at a fixed rate (default 200/s for 30 s, after a warm-up at the
-same rate) into ``mecove api``, with one projector and ``--latency-repliers`` replier
-processes running. Every message has its own sender, so the fake Graph API's record of each
-send (``to``, ``received_at``) pairs with the moment its webhook was posted. The sender is
-open-loop: a slow answer never delays the next webhook.
+same rate) into ``mecove api``, with one projector and ``--latency-repliers`` replier processes
+(default 2, as issue 15 specifies) running. Every message has its own sender, so the fake
+Graph API's record of each send (``to``, ``received_at``) pairs with the moment its webhook
+was posted. The sender is open-loop: a slow answer never delays the next webhook.
 
 **Throughput** — 1, 2 and 4 replier processes (distinct ``MECOVE_CONSUMER_NAME``), started
 and idle; a backlog of ``--backlog`` messages is appended to the log (as the ingress would,
@@ -83,13 +83,14 @@ class E2eOptions:
     rate: float = 200.0
     seconds: float = 30.0
     warmup_seconds: float = 3.0
-    latency_repliers: int = 1
+    latency_repliers: int = 2  # issue 15: api + projector + 2 repliers
     backlog: int = 2_000
     replier_counts: tuple[int, ...] = (1, 2, 4)
     rounds: int = 2
     typing_indicator: bool = True
     stall_timeout_s: float = 60.0  # a drain that makes no progress this long fails
     py_spy: Path | None = None  # profile the replier of the first 1-process throughput run
+    py_spy_latency: Path | None = None  # profile replier 1 during the first latency run
     admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
 
@@ -335,6 +336,10 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         await bench.forget_llm_requests()
         bench.rss = {}
         sampler = asyncio.create_task(bench.sample_rss(services, stop_sampling))
+        profile = options.py_spy_latency.resolve() \
+            if options.py_spy_latency and round_ == 1 else None
+        replier = next(s for s in services if s.name.startswith("replier"))
+        spy = await start_py_spy(bench.processes, replier, profile) if profile else None
         cpu_before = {s.name: cpu_seconds(s.pid) or 0.0 for s in [*services, *bench.fakes]}
         started = time.perf_counter()
         posted = await post_at_rate(url, measured, options.rate)
@@ -342,6 +347,8 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         accepted = sum(200 <= p.status < 300 for p in [*warm_posted, *posted])
         await wait_for_replies(redis, stream, accepted, options.stall_timeout_s,
                                services)
+        if spy is not None:
+            await bench.processes.stop(spy, sig=signal.SIGINT)
         cpu_ms = {s.name: ((cpu_seconds(s.pid) or 0.0) - cpu_before[s.name]) * 1000
                   / max(len(posted), 1) for s in [*services, *bench.fakes]}
         stop_sampling.set()
@@ -526,6 +533,9 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
     parser.add_argument("--typing-indicator", choices=("on", "off"), default="on",
                         help="show \"typing…\" before each reply (a second Graph call)")
+    parser.add_argument("--py-spy-latency", type=Path, default=None,
+                        help="profile replier-1 during the first latency run (py-spy record: "
+                             ".svg, .json, else raw collapsed stacks)")
     parser.add_argument("--py-spy", type=Path, default=None,
                         help="profile the replier of the first 1-process throughput run "
                              "(.svg flamegraph, .json speedscope, else raw collapsed stacks)")
@@ -542,6 +552,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> E2
         latency_repliers=args.latency_repliers, backlog=args.backlog,
         replier_counts=tuple(args.replier_counts), rounds=args.rounds,
         typing_indicator=args.typing_indicator == "on", py_spy=args.py_spy,
+        py_spy_latency=args.py_spy_latency,
         admin_database_url=admin_url, redis_url=redis_url,
     )
 

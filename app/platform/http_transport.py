@@ -171,12 +171,17 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         url = request.url
         origin: Origin = (url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme, 80))
         timeouts = request.extensions.get("timeout", {})
-        slots = self._slots.setdefault(origin, asyncio.Semaphore(self.max_connections))
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await slots.acquire()
-        except TimeoutError as exc:
-            raise httpx.PoolTimeout("no connection free in time") from exc
+        slots = self._slots.get(origin)
+        if slots is None:
+            slots = self._slots[origin] = asyncio.Semaphore(self.max_connections)
+        if slots.locked():  # wait for a free connection, at most the pool timeout
+            try:
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await slots.acquire()
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout("no connection free in time") from exc
+        else:
+            await slots.acquire()  # free: returns at once, no timer to arm and cancel
         connection: _Connection | None = None
         try:
             connection = self._reusable(origin) or await self._connect(origin,

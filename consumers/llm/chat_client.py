@@ -3,8 +3,9 @@
 The request goes through the SDK's client (its base URL, key, timeout, error types), with its
 ``post`` and our own plain body rather than ``chat.completions.create``: ``create`` walks the
 parameters against their TypedDicts and builds pydantic models of the answer, which cost ~0.7
-ms of CPU per call here, more than the rest of the call. The answer is read with msgspec.
-The HTTP transport can be shared with the Graph client (``app/platform/http_transport.py``).
+ms of CPU per call here, more than the rest of the call. The body is encoded and the answer
+read with msgspec. The HTTP transport can be shared with the Graph client
+(``app/platform/http_transport.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class _ChatCompletion(msgspec.Struct):
 
 
 _read_completion = msgspec.json.Decoder(_ChatCompletion).decode
+# The body goes to the SDK as bytes (``content``): sent as they are, where a dict would go
+# through its own ``json.dumps`` (the stdlib's pure-Python encoder for its custom default).
+_encode_body = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,8 @@ class ChatClient:
         if self._client is None:
             return Completion(fallback, None, True, "no GROQ_API_KEY", 0.0)
         try:
-            response = await self._client.post(COMPLETIONS_PATH, cast_to=httpx.Response, body={
+            response = await self._client.post(COMPLETIONS_PATH, cast_to=httpx.Response,
+                                               content=_encode_body({
                 "model": self.config.model,
                 "temperature": self.config.temperature,
                 "max_tokens": self.config.max_tokens,
@@ -101,7 +106,7 @@ class ChatClient:
                     {"role": "system", "content": system_prompt},
                     {"role": "user", "content": user_content},
                 ],
-            })
+            }))
             completion = _read_completion(response.content)
             content = (completion.choices[0].message.content or "").strip() \
                 if completion.choices else ""

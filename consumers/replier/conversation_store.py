@@ -63,6 +63,21 @@ class ConversationStore:
             pipe.hmget(self.conversation.turn(partition, message_id), "t", "r")
         return window
 
+    def queue_key(self, pipe: Pipeline, message: MessageReceived) -> str | None:
+        """Add the read of the key that sealed ``message`` to ``pipe`` when this process has
+        not cached it (so ``turns_from`` needs no round trip of its own for it); returns its
+        key id, to pass with the answer to ``key_from``, or None when nothing was queued."""
+        key_id = sealed_key_id(message.text)
+        if key_id is None or self.content is None or self.content.is_cached(key_id):
+            return None
+        self.content.queue_read(pipe, message.user_id)
+        return key_id
+
+    def key_from(self, key_id: str, answer: object) -> None:
+        """Keep the key a ``queue_key`` read found (nothing when it was destroyed)."""
+        if self.content is not None:
+            self.content.learn(key_id, answer)
+
     async def turns_from(self, message: MessageReceived, window: list[str],
                          rows: list[list[bytes | None]]) -> list[Turn]:
         """The turns read by ``queue_turns`` (its window and the pipeline's answers for it);
@@ -89,12 +104,18 @@ class ConversationStore:
         opened = await self._opener(message.user_id, [message.text])
         return [*earlier, Turn(message.message_id, opened(message.text, "text") or ERASED, None)]
 
+    def messages_after_inputs(self, message: MessageReceived) -> tuple[str, str]:
+        """The user's tracking zset and the (exclusive) lower bound that counts the messages
+        that came after this one."""
+        partition = self.keys.partition_of(message.user_id)
+        return (self.conversation.tracking(partition, message.user_id),
+                f"({message.tracking_score}")
+
     def queue_messages_after(self, pipe: Pipeline, message: MessageReceived) -> None:
         """Add the count of the user's tracked messages that came after this one to ``pipe``
         (its answer is an int)."""
-        partition = self.keys.partition_of(message.user_id)
-        pipe.zcount(self.conversation.tracking(partition, message.user_id),
-                    f"({message.tracking_score}", "+inf")
+        tracking, after = self.messages_after_inputs(message)
+        pipe.zcount(tracking, after, "+inf")
 
     async def already_replied_in_database(self, message_id: str) -> bool:
         async with self.pool.acquire() as connection:

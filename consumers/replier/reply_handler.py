@@ -7,10 +7,11 @@ send time and send; ``_record`` — ReplySent. A user's messages are handled in 
 across batches the runtime handles at the same time; different users concurrently.
 
 At most one confirmed send per message: before calling the Graph API the replier takes the
-message's reply outcome (``reply_outcome``: ``SET NX`` = ``sending:<consumer>:<ms>``); a
-definite failure releases it; a 200 turns it into ``sent:<wamid>`` in the same Lua step that
-appends ReplySent. A redelivery that finds ``sending:`` left by a crashed attempt cannot know
-whether Meta got the message, so it does not resend: the entry is dead-lettered as "in doubt"
+message's reply outcome (``reply_outcome``: ``SET NX`` = ``sending:<consumer>:<ms>``, in the
+pace's script call where it can be: ``send_gate``); a definite failure releases it; a 200
+turns it into ``sent:<wamid>`` in the same Lua step that appends ReplySent. A redelivery
+that finds ``sending:`` left by a crashed attempt cannot know whether Meta got the message, so
+it does not resend: the entry is dead-lettered as "in doubt"
 (docs/decisions/0003-reply-at-most-once.md). So is a send whose request may have reached Meta
 before the connection failed (``GraphSendInDoubt``): the outcome stays ``sending:``. With
 ``MECOVE_REDIS_MIN_REPLICAS`` k > 0 the ``sending:`` must reach k replicas before the send;
@@ -52,6 +53,7 @@ from consumers.replier.conversation_prompt import format_conversation
 from consumers.replier.conversation_store import ConversationStore
 from consumers.replier.reply_mode import ReplyMode, ReplyModeRule, decide_reply_mode
 from consumers.replier.reply_outcome import ReplyOutcomes, is_final, is_sent, sending_state
+from consumers.replier.send_gate import Gate, SendGate
 from consumers.replier.typing_indicator import TypingIndicator
 from consumers.whatsapp.graph_client import (
     GraphClient,
@@ -113,6 +115,7 @@ class ReplyHandler(GroupHandler):
         consumer_name: str,
         pacer: Pacer | None = None,
         typing: TypingIndicator | None = None,
+        gate: SendGate | None = None,
         concurrency: int = 32,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
@@ -126,6 +129,7 @@ class ReplyHandler(GroupHandler):
         self.consumer_name = consumer_name
         self.pacer = pacer
         self.typing = typing
+        self.gate = gate  # the pace and the claim in one step (None: two)
         self.clock_ms = clock_ms
         self._slots = asyncio.Semaphore(concurrency)
         self._user_turns: dict[str, asyncio.Future[None]] = {}  # the last batch's turn, per user
@@ -236,12 +240,16 @@ class ReplyHandler(GroupHandler):
 
     async def _completion(self, message: MessageReceived, recent_ids: list[bytes]) -> Completion:
         """The LLM's reply to the conversation up to ``message`` (or the fallback), with
-        "typing…" shown meanwhile; the turns and the typing marker come in one round trip."""
+        "typing…" shown meanwhile; the turns, the user's key (when not cached) and the typing
+        marker come in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             window = self.store.queue_turns(pipe, message, recent_ids)
+            key_id = self.store.queue_key(pipe, message)
             if self.typing is not None:
                 self.typing.queue_claim(pipe, message)
             answers = await pipe.execute(raise_on_error=False)
+        if key_id is not None:
+            self.store.key_from(key_id, answers[len(window)])
         typing = asyncio.create_task(self.typing.show_claimed(message, answers[-1])) \
             if self.typing is not None else None
         try:
@@ -264,23 +272,28 @@ class ReplyHandler(GroupHandler):
             GRAPH_SENDS.labels("dry_run").inc()
             return _Sent(None, decide_reply_mode(messages_after, message.received_at,
                                                  self.clock_ms(), self.rule))
+        outcome_key = self.outcomes.key(message.user_id, message.message_id)
+        gate: Gate | None = None
         if self.pacer is not None:
             now = self.clock_ms()
-            pacing = await self.pacer.take(message.user_id, message.message_id, order)
-            if not pacing.go:
-                raise self._deferred(pacing, "pair or throughput limit")
-            if pacing.at_ms > now:
-                await asyncio.sleep((pacing.at_ms - now) / 1000)  # the number's pace
-        now = self.clock_ms()
-        outcome_key = self.outcomes.key(message.user_id, message.message_id)
-        sending = sending_state(self.consumer_name, now)
-        try:
-            messages_after, taken = await self._messages_after_and_take(
-                message, outcome_key, sending)
-        except ReplicaShortfall as exc:
-            # The claim would not survive a failover: sending now could send twice.
-            raise RetryLater(self.clock_ms() + SHORTFALL_RETRY_MS,
-                             f"reply claim not confirmed by replicas: {exc}") from exc
+            gate = await self._pace(message, order, outcome_key, now)
+            if not gate.pacing.go:
+                raise self._deferred(gate.pacing, "pair or throughput limit")
+            if gate.pacing.at_ms > now:
+                await asyncio.sleep((gate.pacing.at_ms - now) / 1000)  # the number's pace
+        if gate is not None and gate.claimed:  # the pace and the claim came in one step
+            sending = sending_state(self.consumer_name, now)
+            messages_after, taken = gate.messages_after, gate.taken
+        else:
+            now = self.clock_ms()
+            sending = sending_state(self.consumer_name, now)
+            try:
+                messages_after, taken = await self._messages_after_and_take(
+                    message, outcome_key, sending)
+            except ReplicaShortfall as exc:
+                # The claim would not survive a failover: sending now could send twice.
+                raise RetryLater(self.clock_ms() + SHORTFALL_RETRY_MS,
+                                 f"reply claim not confirmed by replicas: {exc}") from exc
         mode = decide_reply_mode(messages_after, message.received_at, now, self.rule)
         if not taken:
             current = await self.outcomes.read(outcome_key)
@@ -305,6 +318,19 @@ class ReplyHandler(GroupHandler):
             raise await self._after_send_error(message, order, exc) from exc
         GRAPH_SENDS.labels("sent").inc()
         return _Sent(outbound_id, mode)
+
+    async def _pace(self, message: MessageReceived, order: int, outcome_key: str,
+                    now: int) -> Gate:
+        """The pace's slots; through the send gate also the claim (``sending:`` of ``now``)
+        and the reply mode's count, when the reply may go at once."""
+        assert self.pacer is not None
+        if self.gate is None:
+            return Gate(await self.pacer.take(message.user_id, message.message_id, order),
+                        claimed=False)
+        tracking, after = self.store.messages_after_inputs(message)
+        return await self.gate.take(
+            self.pacer.take_inputs(message.user_id, message.message_id, order), tracking, after,
+            outcome_key, sending_state(self.consumer_name, now), self.outcomes.outcome_ttl_s)
 
     async def _record(self, message: MessageReceived, completion: Completion, sent: _Sent,
                       fields: dict[str, object]) -> None:
@@ -417,7 +443,9 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
     keys = Keys.from_settings(settings)
     # One transport for the LLM and the Graph API: a connection per concurrent reply at most.
     transport = transport_for_environment(max_connections=settings.replier_concurrency)
-    graph = pacer = typing = None
+    # One key store: the key that opened a message is cached for sealing its reply.
+    content = content_keys_for(settings, redis)
+    graph = pacer = typing = gate = None
     if not settings.whatsapp_dry_run:
         graph = GraphClient(
             base_url=settings.whatsapp_api_base_url,
@@ -436,10 +464,12 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
         )
         if settings.typing_indicator:
             typing = TypingIndicator(redis, keys, graph, timeout_s=TYPING_TIMEOUT_S)
+        if pacer.takes_in_one_step and settings.redis_min_replicas == 0:
+            gate = SendGate(redis)
     return ReplyHandler(
         redis=redis,
-        outcomes=ReplyOutcomes.from_settings(settings, redis),
-        store=ConversationStore(redis, keys, pool, content_keys_for(settings, redis)),
+        outcomes=ReplyOutcomes.from_settings(settings, redis, content=content),
+        store=ConversationStore(redis, keys, pool, content),
         chat=ChatClient(llm, settings.groq_api_key, settings.groq_base_url, transport),
         llm=llm,
         graph=graph,
@@ -447,5 +477,6 @@ def build_reply_handler(settings: Settings, pool: asyncpg.Pool, redis: Redis) ->
         consumer_name=settings.consumer_name,
         pacer=pacer,
         typing=typing,
+        gate=gate,
         concurrency=settings.replier_concurrency,
     )

@@ -134,13 +134,16 @@ class ReplyOutcomes:
         self._record = redis.register_script(RECORD_REPLY_LUA)
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: RedisClient) -> ReplyOutcomes:
+    def from_settings(cls, settings: Settings, redis: RedisClient, *,
+                      content: ContentKeys | None = None) -> ReplyOutcomes:
         """Outcomes kept as long as dedupe keys (a redelivery within that time is caught),
-        confirmed on ``MECOVE_REDIS_MIN_REPLICAS`` replicas."""
+        confirmed on ``MECOVE_REDIS_MIN_REPLICAS`` replicas. ``content``: the process's key
+        store (shared with the conversation store, so a reply's key is the one its message
+        was just opened with, from the same cache); None makes one from ``settings``."""
         return cls(redis, Keys.from_settings(settings),
                    outcome_ttl_s=settings.dedupe_ttl_days * 86_400,
                    context_ttl_s=settings.context_ttl_seconds,
-                   content=content_keys_for(settings, redis),
+                   content=content if content is not None else content_keys_for(settings, redis),
                    min_replicas=settings.redis_min_replicas,
                    wait_timeout_ms=settings.redis_wait_timeout_ms)
 

@@ -190,7 +190,13 @@ _read_sent = msgspec.json.Decoder(_SendAnswer).decode
 
 class GraphClient:
     """One business number's ``/messages`` endpoint; sends and typing indicators share one
-    HTTP transport (``transport``, e.g. also the LLM client's; None for httpx's own)."""
+    HTTP transport (``transport``, e.g. also the LLM client's; None for httpx's own).
+
+    With a transport given, each call hands its request to the transport directly: an
+    ``httpx.AsyncClient`` would add its header merging, auth and redirect steps (none of which
+    a POST with a fixed bearer token uses) to every call. Without one (a proxy named in the
+    environment, which only httpx's own transport speaks) the calls go through the client.
+    """
 
     def __init__(
         self, *, base_url: str, version: str, phone_number_id: str, token: str,
@@ -199,13 +205,29 @@ class GraphClient:
     ) -> None:
         # Parsed once: httpx parses a str URL (and checks it for an IP address) on every call.
         self._url = httpx.URL(f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages")
+        self._timeout = httpx.Timeout(timeout_s)
         self._typing_timeout = httpx.Timeout(min(typing_timeout_s, timeout_s))
-        self._client = CookielessAsyncClient(
+        self._headers = {"Authorization": f"Bearer {token}", **_JSON_HEADERS}
+        self._transport = transport
+        self._client = None if transport is not None else CookielessAsyncClient(
             timeout=timeout_s,
-            headers={"Authorization": f"Bearer {token}"},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            transport=transport,
         )
+
+    async def _post(self, body: bytes, timeout: httpx.Timeout) -> httpx.Response:
+        """POST ``body`` to ``/messages``; the answer, read whole."""
+        if self._client is not None:
+            return await self._client.post(self._url, content=body, headers=self._headers,
+                                           timeout=timeout)
+        assert self._transport is not None
+        request = httpx.Request("POST", self._url, headers=self._headers, content=body,
+                                extensions={"timeout": timeout.as_dict()})
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     async def send_text(self, to: str | None, text: str, context_message_id: str | None,
                         recipient: str | None = None) -> str | None:
@@ -213,7 +235,7 @@ class GraphClient:
         message id (None if a 200 carried none). Raises a ``GraphSendError`` subclass."""
         body = _json(message_body(to, text, context_message_id, recipient))
         try:
-            response = await self._client.post(self._url, content=body, headers=_JSON_HEADERS)
+            response = await self._post(body, self._timeout)
         except Exception as exc:
             name = type(exc).__name__
             if send_fate(exc) is SendFate.NOT_SENT:
@@ -231,11 +253,13 @@ class GraphClient:
     async def show_typing(self, message_id: str) -> None:
         """Mark inbound ``message_id`` read and show "typing…"; raises ``GraphSendError`` or
         an httpx error on failure (the caller ignores it). Uses the short typing timeout."""
-        response = await self._client.post(
-            self._url, content=_json(typing_indicator_body(message_id)), headers=_JSON_HEADERS,
-            timeout=self._typing_timeout)
+        response = await self._post(_json(typing_indicator_body(message_id)),
+                                    self._typing_timeout)
         if response.status_code >= 300:
             raise classify(parse_graph_error(response.status_code, response.content))
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+        elif self._transport is not None:
+            await self._transport.aclose()

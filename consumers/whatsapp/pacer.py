@@ -29,7 +29,8 @@ from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
 from consumers.whatsapp.pacing_rule import PaceRule
 
-__all__ = ["GLOBAL_LUA", "PAIR_LUA", "Pacer", "Pacing", "log_order"]
+__all__ = ["GCRA_LUA", "GLOBAL_LUA", "PAIR_LUA", "PAIR_STEP_LUA", "TAKE_LUA", "TAKE_STEP_LUA",
+           "Pacer", "Pacing", "log_order"]
 
 # A waiter this much older than the give-up time belongs to a reply that was lost (dropped,
 # trimmed); it stops holding its line.
@@ -63,42 +64,85 @@ local function join_line(line_key, since_key, member, order, now, ttl_ms)
 end
 """
 
+# The pair limiter's step: the stale heads of the line dropped, then the GCRA unless an earlier
+# reply still waits. Returns true, now when the reply may go; else false, ask-again ms, waiting
+# since ms (the reply joined its line).
+PAIR_STEP_LUA = """
+local function pair_step(tat_key, line_key, since_key, now, interval, tolerance, member, order,
+                         stale_ms, ttl_ms, consume, behind_retry_ms)
+  while true do
+    local head = redis.call('ZRANGE', line_key, 0, 0)[1]
+    if not head or head == member then break end
+    local since = tonumber(redis.call('HGET', since_key, head) or '0')
+    if now - since <= stale_ms then break end
+    redis.call('ZREM', line_key, head)
+    redis.call('HDEL', since_key, head)
+  end
+  local head = redis.call('ZRANGE', line_key, 0, 0, 'WITHSCORES')
+  local behind = head[1] ~= nil and head[1] ~= member and tonumber(head[2]) < order
+  local conforms, at = gcra(tat_key, now, interval, tolerance, 0, ttl_ms,
+                            consume and not behind)
+  if conforms and not behind then
+    if consume then
+      -- out of the line; its waiting-since stays (until it expires) in case Meta refuses it
+      redis.call('ZREM', line_key, member)
+    end
+    return true, now, 0
+  end
+  local since = join_line(line_key, since_key, member, order, now, ttl_ms)
+  return false, math.max(at, now + behind_retry_ms), since
+end
+local function read_pair_step()
+  local tat_key, line_key, since_key = next_key(), next_key(), next_key()
+  local now = tonumber(next_arg())
+  local interval = tonumber(next_arg())
+  local tolerance = tonumber(next_arg())
+  local member = next_arg()
+  local order = tonumber(next_arg())
+  local stale_ms = tonumber(next_arg())
+  local ttl_ms = tonumber(next_arg())
+  local consume = next_arg() == '1'
+  local behind_retry_ms = tonumber(next_arg())
+  local go, at, since = pair_step(tat_key, line_key, since_key, now, interval, tolerance,
+                                  member, order, stale_ms, ttl_ms, consume, behind_retry_ms)
+  return go, at, since, line_key, since_key, member, order, now, ttl_ms
+end
+"""
+
 # KEYS: pair state, line, waiting-since hash. ARGV: now ms, interval ms, tolerance ms, message
 # id, its log order, stale ms, ttl ms, consume (1/0), retry ms for a reply behind another.
 # Returns {1, now, 0} when the reply may go; else {0, ask-again ms, waiting since ms}.
-PAIR_LUA = script(GCRA_LUA, """
-local tat_key = next_key()
-local line_key = next_key()
-local since_key = next_key()
-local now = tonumber(next_arg())
-local interval = tonumber(next_arg())
-local tolerance = tonumber(next_arg())
-local member = next_arg()
-local order = tonumber(next_arg())
-local stale_ms = tonumber(next_arg())
-local ttl_ms = tonumber(next_arg())
-local consume = next_arg() == '1'
-local behind_retry_ms = tonumber(next_arg())
-while true do
-  local head = redis.call('ZRANGE', line_key, 0, 0)[1]
-  if not head or head == member then break end
-  local since = tonumber(redis.call('HGET', since_key, head) or '0')
-  if now - since <= stale_ms then break end
-  redis.call('ZREM', line_key, head)
-  redis.call('HDEL', since_key, head)
-end
-local head = redis.call('ZRANGE', line_key, 0, 0, 'WITHSCORES')
-local behind = head[1] ~= nil and head[1] ~= member and tonumber(head[2]) < order
-local conforms, at = gcra(tat_key, now, interval, tolerance, 0, ttl_ms, consume and not behind)
-if conforms and not behind then
-  if consume then
-    -- out of the line; its waiting-since stays (until it expires) in case Meta refuses it
-    redis.call('ZREM', line_key, member)
+PAIR_LUA = script(GCRA_LUA, PAIR_STEP_LUA, """
+local go, at, since = read_pair_step()
+return {go and 1 or 0, at, since}
+""")
+
+# ``take`` as one step, for scripts (reads its inputs after PAIR_LUA's, consume 1: KEYS the
+# number's state, ARGV its interval ms, max wait ms). The pair's slot, then the number's; a
+# reply the number refuses joins its line (the pair's slot stays taken, as when asked in two
+# steps). Returns go, send-at or ask-again ms, waiting since ms (0 when it goes), now.
+TAKE_STEP_LUA = """
+local function read_take_step()
+  local go, at, since, line_key, since_key, member, order, now, ttl_ms = read_pair_step()
+  if not go then
+    return false, at, since, now
   end
-  return {1, now, 0}
+  local global_key = next_key()
+  local global_interval = tonumber(next_arg())
+  local max_wait = tonumber(next_arg())
+  local conforms, send_at = gcra(global_key, now, global_interval, 0, max_wait, ttl_ms, true)
+  if conforms then
+    return true, send_at, 0, now
+  end
+  return false, send_at, join_line(line_key, since_key, member, order, now, ttl_ms), now
 end
-local since = join_line(line_key, since_key, member, order, now, ttl_ms)
-return {0, math.max(at, now + behind_retry_ms), since}
+"""
+
+# ``take`` in one call: KEYS and ARGV of ``Pacer.take_inputs``.
+# Returns {1, send-at ms, 0} or {0, ask-again ms, waiting since ms}.
+TAKE_LUA = script(GCRA_LUA, PAIR_STEP_LUA, TAKE_STEP_LUA, """
+local go, at, since = read_take_step()
+return {go and 1 or 0, at, since}
 """)
 
 # KEYS: the number's state. ARGV: now ms, interval ms, max wait ms, ttl ms.
@@ -174,6 +218,7 @@ class Pacer:
         self._ttl_ms = give_up_ms + 2 * STALE_MARGIN_MS
         self._pair = redis.register_script(PAIR_LUA)
         self._global = redis.register_script(GLOBAL_LUA)
+        self._take = redis.register_script(TAKE_LUA)
         self._block = redis.register_script(BLOCK_LUA)
 
     def _pair_keys(self, user_id: str) -> list[str]:
@@ -221,9 +266,28 @@ class Pacer:
         go, at, since = answer  # type: ignore[misc]
         return Pacing(bool(go), int(at), int(since))
 
+    @property
+    def takes_in_one_step(self) -> bool:
+        """Whether ``take`` is one script call (not on a cluster: the number's state lives in
+        another slot than the recipient's)."""
+        return not isinstance(self.redis, RedisCluster)
+
+    def take_inputs(self, user_id: str, message_id: str, order: int
+                    ) -> tuple[list[str], list[str | int]]:
+        """The KEYS and ARGV of ``take`` as one step (TAKE_LUA, or a script that starts with
+        ``read_take_step``)."""
+        return ([*self._pair_keys(user_id), self._global_key()],
+                [*self._pair_args(message_id, order, True), self.throughput.interval_ms,
+                 THROUGHPUT_MAX_WAIT_MS])
+
     async def take(self, user_id: str, message_id: str, order: int) -> Pacing:
         """Take a slot of the recipient's pair limiter, then one of the number's; ``go`` with
-        the time to send at, or refused (the reply is in its line)."""
+        the time to send at, or refused (the reply is in its line). One script call; on a
+        cluster (the number's state lives in another slot) two."""
+        if self.takes_in_one_step:
+            keys, args = self.take_inputs(user_id, message_id, order)
+            go, at, since = await self._take(keys=keys, args=args)
+            return Pacing(bool(go), int(at), int(since))
         pacing = await self._pair_step(user_id, message_id, order, consume=True)
         if not pacing.go:
             return pacing

@@ -9,6 +9,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.devtools.webhook_bodies import text_message
+from app.platform.eventlog.content_crypto import sealed_key_id
 from app.platform.eventlog.keys import Keys
 from app.platform.settings import Settings
 from projections.projector import Projector
@@ -205,3 +206,38 @@ async def test_without_whatsapp_credentials_replies_are_recorded_in_dry_run(
         [sent] = await eventually(recorded)  # type: ignore[misc]
     assert sent.dry_run is True and sent.outbound_message_id is None
     assert graph.requests() == []
+
+
+class _CountingPipelines:
+    """A Redis client that counts the pipelines opened through it (and is the client else)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.opened = 0
+
+    def pipeline(self, *args: object, **kwargs: object) -> object:
+        self.opened += 1
+        return self.client.pipeline(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.client, name)
+
+
+async def test_a_new_users_key_comes_with_the_turns_and_seals_the_reply_from_the_same_cache(
+    reply_settings: Settings, redis: Redis, pool: asyncpg.Pool, graph: FakeGraphApi,
+    groq: FakeGroqApi,
+) -> None:
+    await _post(reply_settings, text_message("15550003011", "sealed hello", wamid="wamid.key1"))
+    handler = replier(reply_settings, pool, redis)
+    content = handler.store.content  # type: ignore[attr-defined]
+    assert content is not None and content is handler.outcomes.content  # type: ignore[attr-defined]
+    counting = _CountingPipelines(content.redis)
+    content.redis = counting  # the key store's own round trips (``keyring`` asking Redis)
+    async with consumers(reply_settings, [handler]):
+        await asyncio.to_thread(graph.wait_for_sends, 1, 10)
+        await eventually(lambda: events_of_type(redis, reply_settings, "ReplySent"))
+    assert counting.opened == 0  # read with the turns; the reply sealed from the same cache
+    assert groq.last_request()["messages"][-1]["content"].endswith("User: sealed hello")
+    [sent] = await events_of_type(redis, reply_settings, "ReplySent")
+    [received] = await events_of_type(redis, reply_settings, "MessageReceived")
+    assert sealed_key_id(sent.reply_text) == sealed_key_id(received.text) is not None

@@ -11,7 +11,9 @@ from app.platform.eventlog.lua import ARGUMENT_READERS, script
 from app.platform.identities import RESOLVE_IDENTITIES_LUA
 from app.platform.sender_appends import RESOLVE_AND_APPEND_LUA
 from consumers.replier.reply_outcome import RECORD_REPLY_LUA
+from consumers.replier.send_gate import SEND_GATE_LUA
 from consumers.summarizer.coalescing import CLAIM_WINDOW_LUA, EMIT_DUE_LUA
+from consumers.whatsapp.pacer import PAIR_LUA, TAKE_LUA
 
 SCRIPTS = {
     "append_messages": APPEND_MESSAGES_LUA,
@@ -20,6 +22,9 @@ SCRIPTS = {
     "record_reply": RECORD_REPLY_LUA,
     "claim_window": CLAIM_WINDOW_LUA,
     "emit_due": EMIT_DUE_LUA,
+    "pair": PAIR_LUA,
+    "take": TAKE_LUA,
+    "send_gate": SEND_GATE_LUA,
 }
 INDEXING = re.compile(r"\b(KEYS|ARGV)\[")
 

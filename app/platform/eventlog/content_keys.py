@@ -18,6 +18,7 @@ from collections.abc import Container, Iterable, Mapping
 
 import asyncpg
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from app.platform.clock import now_ms
 from app.platform.eventlog.content_crypto import (
@@ -115,6 +116,24 @@ class ContentKeys:
         _remember(self._writing, user_id, key)
         _remember(self._reading, key.key_id, key)
         return key
+
+    def is_cached(self, key_id: str) -> bool:
+        """Whether ``keyring`` would find the key ``key_id`` without asking Redis."""
+        return key_id in self._reading
+
+    def queue_read(self, pipe: Pipeline, user_id: str) -> None:
+        """Add the read of the user's stored key to ``pipe`` (for a caller that reads other
+        things of the user in the same round trip); pass its answer to ``learn``."""
+        pipe.hmget(self.key_hash(user_id), "id", "wrapped")
+
+    def learn(self, key_id: str, answer: object) -> None:
+        """Cache the key a queued ``queue_read`` found, when it is ``key_id`` (a destroyed or
+        replaced key, or a failed read, caches nothing: ``keyring`` then asks as usual)."""
+        if not isinstance(answer, list | tuple) or len(answer) != 2:
+            return
+        found_id, wrapped = answer
+        if as_text(found_id) == key_id and wrapped is not None:
+            _remember(self._reading, key_id, self.master.unwrap(as_text(wrapped), key_id))
 
     def drop(self, user_id: str) -> None:
         """Forget the cached key of a user whose key was destroyed (an append said so)."""
