@@ -22,6 +22,7 @@ from app.platform.checkpoints import PROJECTOR, read_checkpoint, write_checkpoin
 from app.platform.eventlog.content_crypto import MasterKeys, key_owners
 from app.platform.eventlog.content_keys import durable_keyring, master_keys_for, stored_key_ids
 from app.platform.eventlog.entries import Position, entry_position
+from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 from app.platform.settings import Settings
@@ -76,6 +77,8 @@ class Projector(OrderedHandler):
         self.database_url = database_url
         self.key_prefix = key_prefix
         self.master = master  # opens sealed content for the rows (content_crypto)
+        # Keys unwrapped by earlier batches; each batch still asks user_keys (decision 0010).
+        self._unwrapped = UnwrappedKeys(master) if master is not None else None
         self._connections: dict[int, asyncpg.Connection] = {}
         self._known: dict[int, KnownRows] = {}  # rows this process's batches wrote, by partition
         # Batches read ahead, their rows built while the batch before them was written, and
@@ -151,7 +154,7 @@ class Projector(OrderedHandler):
                 if reader is None or reader.is_closed():
                     reader = await asyncpg.connect(self.database_url)
                     self._key_readers[partition] = reader
-                keyring = await durable_keyring(events, reader, self.master)
+                keyring = await durable_keyring(events, reader, self.master, self._unwrapped)
         except Exception:  # noqa: BLE001 - best effort; asyncpg also raises InternalClientError
             # (seen with PostgreSQL down: "another operation is in progress"), which is none of
             # its PostgresError/InterfaceError. ``handle`` builds the batch instead.
@@ -161,8 +164,8 @@ class Projector(OrderedHandler):
             return
         missing = ([k for k in key_owners(events) if k not in keyring]
                    if self.master is not None else [])
-        pending = {k: self.master.unwrap(issued_before[k], k) for k in missing
-                   if k in issued_before} if self.master is not None else {}
+        pending = {k: self._unwrapped.unwrap(issued_before[k], k) for k in missing
+                   if k in issued_before} if self._unwrapped is not None else {}
         if pending:
             keyring = {**keyring, **pending}
             missing = [k for k in missing if k not in pending]
@@ -236,6 +239,8 @@ class Projector(OrderedHandler):
         if any(k in stored for k in prepared.missing_keys):
             return None  # stored since (by the batch before): open the content with it
         if any(k not in stored for k in prepared.pending_keys):
+            if self._unwrapped is not None:
+                self._unwrapped.forget([k for k in prepared.pending_keys if k not in stored])
             return None  # not stored (that batch did not commit) or destroyed since
         return prepared
 
@@ -244,7 +249,7 @@ class Projector(OrderedHandler):
         """The rows of the entries past ``checkpoint``, and the last position among them."""
         partition = deliveries[0].partition
         changes = RowChanges(keyring=await durable_keyring(
-            (d.event for d in deliveries), connection, self.master))
+            (d.event for d in deliveries), connection, self.master, self._unwrapped))
         last = checkpoint
         for delivery in deliveries:
             position = entry_position(delivery.entry_id)

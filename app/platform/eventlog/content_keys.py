@@ -30,6 +30,7 @@ from app.platform.eventlog.content_crypto import (
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, entry_values
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
+from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from schema.events import Event, UserForgotten, UserKeyIssued
 from schema.ids import NAMESPACE
 
@@ -182,16 +183,38 @@ async def stored_key_ids(database: asyncpg.Connection | asyncpg.Pool,
 
 
 async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection | asyncpg.Pool,
-                          master: MasterKeys | None) -> Keyring:
+                          master: MasterKeys | None,
+                          unwrapped: UnwrappedKeys | None = None) -> Keyring:
     """Keys to open ``events`` from PostgreSQL alone (the projector and replay): the batch's
-    own UserKeyIssued, then ``user_keys``. Nothing is cached, so a destroyed key is never
-    used again; without a master key the keyring is empty (sealed content reads erased)."""
+    own UserKeyIssued, then ``user_keys``, asked about every other key on each call, so a
+    destroyed key is never used again; without a master key the keyring is empty (sealed
+    content reads erased). ``unwrapped`` (the caller's memo) spares unwrapping a key again
+    that ``user_keys`` still holds; it drops the keys the events forget and those
+    ``user_keys`` no longer holds."""
     listed = list(events)
     if master is None:
         return {}
     wanted = key_owners(listed)
-    ring = keys_in_events(listed, master, wanted)
-    ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
+    if unwrapped is None:
+        ring = keys_in_events(listed, master, wanted)
+        ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
+        return ring
+    ring = {e.key_id: unwrapped.unwrap(e.wrapped_key, e.key_id)
+            for e in listed if isinstance(e, UserKeyIssued) and e.key_id in wanted}
+    for event in listed:
+        if isinstance(event, UserForgotten):
+            unwrapped.forget(event.key_ids)
+    asked = [k for k in wanted if k not in ring]
+    if not asked:
+        return ring
+    held = unwrapped.held(asked)
+    rows = await database.fetch(  # the wrapped key only of those not unwrapped before
+        "SELECT key_id, CASE WHEN key_id = ANY($2::text[]) THEN NULL ELSE wrapped_key END "
+        "FROM user_keys WHERE key_id = ANY($1::text[])", asked, list(held))
+    for key_id, wrapped in rows:
+        ring[key_id] = (unwrapped.opening_key(key_id, held[key_id]) if wrapped is None
+                        else unwrapped.unwrap(wrapped, key_id))
+    unwrapped.forget([k for k in held if k not in ring])
     return ring
 
 
