@@ -209,8 +209,9 @@ async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection 
         return ring
     held = unwrapped.held(asked)
     rows = await database.fetch(  # the wrapped key only of those not unwrapped before
-        "SELECT key_id, CASE WHEN key_id = ANY($2::text[]) THEN NULL ELSE wrapped_key END "
-        "FROM user_keys WHERE key_id = ANY($1::text[])", asked, list(held))
+        "SELECT a.key_id, CASE WHEN a.held THEN NULL ELSE u.wrapped_key END "
+        "FROM unnest($1::text[], $2::bool[]) AS a (key_id, held) "
+        "JOIN user_keys AS u ON u.key_id = a.key_id", asked, [k in held for k in asked])
     for key_id, wrapped in rows:
         ring[key_id] = (unwrapped.opening_key(key_id, held[key_id]) if wrapped is None
                         else unwrapped.unwrap(wrapped, key_id))
