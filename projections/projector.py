@@ -146,6 +146,7 @@ class Projector(OrderedHandler):
         partition = deliveries[0].partition
         events = [d.event for d in deliveries]
         issued_before = self._issued.get(partition, {})
+        owners = key_owners(events) if self.master is not None else {}
         self._issued[partition] = {e.key_id: e.wrapped_key for e in events
                                    if isinstance(e, UserKeyIssued)}
         try:
@@ -154,7 +155,8 @@ class Projector(OrderedHandler):
                 if reader is None or reader.is_closed():
                     reader = await asyncpg.connect(self.database_url)
                     self._key_readers[partition] = reader
-                keyring = await durable_keyring(events, reader, self.master, self._unwrapped)
+                keyring = await durable_keyring(events, reader, self.master, self._unwrapped,
+                                                wanted=owners)
         except Exception:  # noqa: BLE001 - best effort; asyncpg also raises InternalClientError
             # (seen with PostgreSQL down: "another operation is in progress"), which is none of
             # its PostgresError/InterfaceError. ``handle`` builds the batch instead.
@@ -162,8 +164,7 @@ class Projector(OrderedHandler):
             if broken is not None:
                 broken.terminate()
             return
-        missing = ([k for k in key_owners(events) if k not in keyring]
-                   if self.master is not None else [])
+        missing = [k for k in owners if k not in keyring] if self.master is not None else []
         pending = {k: self._unwrapped.unwrap(issued_before[k], k) for k in missing
                    if k in issued_before} if self._unwrapped is not None else {}
         if pending:

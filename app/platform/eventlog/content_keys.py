@@ -184,17 +184,19 @@ async def stored_key_ids(database: asyncpg.Connection | asyncpg.Pool,
 
 async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection | asyncpg.Pool,
                           master: MasterKeys | None,
-                          unwrapped: UnwrappedKeys | None = None) -> Keyring:
+                          unwrapped: UnwrappedKeys | None = None, *,
+                          wanted: Mapping[str, str] | None = None) -> Keyring:
     """Keys to open ``events`` from PostgreSQL alone (the projector and replay): the batch's
     own UserKeyIssued, then ``user_keys``, asked about every other key on each call, so a
     destroyed key is never used again; without a master key the keyring is empty (sealed
     content reads erased). ``unwrapped`` (the caller's memo) spares unwrapping a key again
     that ``user_keys`` still holds; it drops the keys the events forget and those
-    ``user_keys`` no longer holds."""
+    ``user_keys`` no longer holds. ``wanted``: ``key_owners(events)``, when the caller has it."""
     listed = list(events)
     if master is None:
         return {}
-    wanted = key_owners(listed)
+    if wanted is None:
+        wanted = key_owners(listed)
     if unwrapped is None:
         ring = keys_in_events(listed, master, wanted)
         ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
