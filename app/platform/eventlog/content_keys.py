@@ -201,10 +201,12 @@ async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection 
         ring = keys_in_events(listed, master, wanted)
         ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
         return ring
-    ring = {e.key_id: unwrapped.unwrap(e.wrapped_key, e.key_id)
-            for e in listed if isinstance(e, UserKeyIssued) and e.key_id in wanted}
-    for event in listed:
-        if isinstance(event, UserForgotten):
+    ring: dict[str, DataKey] = {}
+    for event in listed:  # one pass: a batch of thousands of messages holds few of these
+        if isinstance(event, UserKeyIssued):
+            if event.key_id in wanted:
+                ring[event.key_id] = unwrapped.unwrap(event.wrapped_key, event.key_id)
+        elif isinstance(event, UserForgotten):
             unwrapped.forget(event.key_ids)
     asked = [k for k in wanted if k not in ring]
     if not asked:
