@@ -212,13 +212,19 @@ async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection 
     if not asked:
         return ring
     held = unwrapped.held(asked)
-    rows = await database.fetch(  # the wrapped key only of those not unwrapped before
-        "SELECT a.key_id, CASE WHEN a.held THEN NULL ELSE u.wrapped_key END "
+    # One row of arrays (no record per key): the kept keys user_keys still holds, and the
+    # others it holds with their wrapped keys.
+    kept, other_ids, other_wrapped = await database.fetchrow(
+        "SELECT coalesce(array_agg(a.key_id) FILTER (WHERE a.held), '{}'), "
+        "coalesce(array_agg(a.key_id) FILTER (WHERE NOT a.held), '{}'), "
+        "coalesce(array_agg(u.wrapped_key) FILTER (WHERE NOT a.held), '{}') "
         "FROM unnest($1::text[], $2::bool[]) AS a (key_id, held) "
         "JOIN user_keys AS u ON u.key_id = a.key_id", asked, [k in held for k in asked])
-    for key_id, wrapped in rows:
-        ring[key_id] = (unwrapped.opening_key(key_id, held[key_id]) if wrapped is None
-                        else unwrapped.unwrap(wrapped, key_id))
+    opening_key = unwrapped.opening_key
+    for key_id in kept:
+        ring[key_id] = opening_key(key_id, held[key_id])
+    for key_id, wrapped in zip(other_ids, other_wrapped, strict=True):
+        ring[key_id] = unwrapped.unwrap(wrapped, key_id)
     unwrapped.forget([k for k in held if k not in ring])
     return ring
 
