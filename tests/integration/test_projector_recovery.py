@@ -293,3 +293,21 @@ async def test_a_kept_key_is_dropped_when_an_erasure_naming_it_is_folded(
                                   key_ids=[issued.event.key_id], forgotten_at=1_700_000_001_000)
         await projector.prepare([Delivery(0, "1700000001000-0", forgotten, 1)])
         assert issued.event.key_id not in projector._unwrapped
+
+
+async def test_a_small_batch_of_kept_keys_asks_user_keys_in_its_transaction_only(
+    settings: Settings, redis: Redis
+) -> None:
+    # Built ahead with a kept key, a small batch asks nothing before its transaction (no key
+    # reader opened); the key is pending, checked with the checkpoint, and the rows stand.
+    issued, first, *later = await _sealed_deliveries(redis, settings, "15550002018", 3)
+    async with _leased(settings) as projector:
+        assert await projector.handle([issued, first]) == [None, None]
+        await projector.prepare(later)
+        assert 0 not in projector._key_readers
+        assert [k for p in projector._prepared.values() for k in p.pending_keys] == [
+            issued.event.key_id]
+        assert await projector.handle(later) == [None, None]
+        assert not projector._prepared  # taken, not built again
+    texts = await fetch_rows(settings.database_url, "SELECT text FROM messages ORDER BY text")
+    assert [t["text"] for t in texts] == [f"sealed words {i}" for i in range(3)]

@@ -35,7 +35,7 @@ from schema.events import Event, UserForgotten, UserKeyIssued
 from schema.ids import NAMESPACE
 
 __all__ = ["ISSUE_KEY_LUA", "KEYS_KEPT", "KEY_IS_CURRENT_LUA", "ContentKeys", "durable_keyring",
-           "keys_in_events", "master_keys_for", "stored_key_ids"]
+           "keys_in_events", "master_keys_for"]
 
 # Per cache (writing, reading). A key's AES-GCM object holds an OpenSSL context of about
 # 2.5 KB (measured: 6,600 AESGCM objects, RSS / count), so 2,000 keys are about 5 MB a cache;
@@ -171,15 +171,6 @@ async def durable_keys(database: asyncpg.Connection | asyncpg.Pool, master: Mast
     rows = await database.fetch(
         "SELECT key_id, wrapped_key FROM user_keys WHERE key_id = ANY($1::text[])", key_ids)
     return {r["key_id"]: master.unwrap(r["wrapped_key"], r["key_id"]) for r in rows}
-
-
-
-async def stored_key_ids(database: asyncpg.Connection | asyncpg.Pool,
-                         key_ids: list[str]) -> set[str]:
-    """Which of ``key_ids`` ``user_keys`` holds now (nothing unwrapped)."""
-    rows = await database.fetch(
-        "SELECT key_id FROM user_keys WHERE key_id = ANY($1::text[])", key_ids)
-    return {r["key_id"] for r in rows}
 
 
 async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection | asyncpg.Pool,
