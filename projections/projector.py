@@ -25,7 +25,7 @@ from app.platform.checkpoints import (
     write_checkpoint,
 )
 from app.platform.eventlog.content_crypto import DataKey, MasterKeys, key_owners
-from app.platform.eventlog.content_keys import durable_keyring, master_keys_for
+from app.platform.eventlog.content_keys import durable_keyring, master_keys_for, own_keys
 from app.platform.eventlog.entries import Position, entry_position
 from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.runtime.handler import Delivery, OrderedHandler
@@ -34,7 +34,7 @@ from app.platform.settings import Settings
 from projections.known_rows import KnownRows
 from projections.row_changes import RowChanges
 from projections.write_rows import FEW_ROWS, prepare_staging, write_row_changes
-from schema.events import AnyEvent, UserForgotten, UserKeyIssued
+from schema.events import AnyEvent, UserKeyIssued
 
 log = logging.getLogger("mecove.projector")
 
@@ -198,13 +198,7 @@ class Projector(OrderedHandler):
         every one of them inside its transaction, as for keys lent by the batch before."""
         assert self._unwrapped is not None
         unwrapped = self._unwrapped
-        ring: dict[str, DataKey] = {}
-        for event in events:
-            if isinstance(event, UserKeyIssued):
-                if event.key_id in owners:
-                    ring[event.key_id] = unwrapped.unwrap(event.wrapped_key, event.key_id)
-            elif isinstance(event, UserForgotten):
-                unwrapped.forget(event.key_ids)
+        ring = own_keys(events, owners, unwrapped)
         checked = [k for k in owners if k not in ring]
         held = unwrapped.held(checked)
         for key_id in checked:

@@ -35,7 +35,7 @@ from schema.events import Event, UserForgotten, UserKeyIssued
 from schema.ids import NAMESPACE
 
 __all__ = ["ISSUE_KEY_LUA", "KEYS_KEPT", "KEY_IS_CURRENT_LUA", "ContentKeys", "durable_keyring",
-           "keys_in_events", "master_keys_for"]
+           "keys_in_events", "master_keys_for", "own_keys"]
 
 # Per cache (writing, reading). A key's AES-GCM object holds an OpenSSL context of about
 # 2.5 KB (measured: 6,600 AESGCM objects, RSS / count), so 2,000 keys are about 5 MB a cache;
@@ -173,6 +173,20 @@ async def durable_keys(database: asyncpg.Connection | asyncpg.Pool, master: Mast
     return {r["key_id"]: master.unwrap(r["wrapped_key"], r["key_id"]) for r in rows}
 
 
+def own_keys(events: Iterable[Event], wanted: Container[str],
+             unwrapped: UnwrappedKeys) -> dict[str, DataKey]:
+    """The keys of ``wanted`` the events' own UserKeyIssued carry; the keys their
+    UserForgotten name leave ``unwrapped``. One pass: a batch holds few of either."""
+    ring: dict[str, DataKey] = {}
+    for event in events:
+        if isinstance(event, UserKeyIssued):
+            if event.key_id in wanted:
+                ring[event.key_id] = unwrapped.unwrap(event.wrapped_key, event.key_id)
+        elif isinstance(event, UserForgotten):
+            unwrapped.forget(event.key_ids)
+    return ring
+
+
 async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection | asyncpg.Pool,
                           master: MasterKeys | None,
                           unwrapped: UnwrappedKeys | None = None, *,
@@ -192,13 +206,7 @@ async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection 
         ring = keys_in_events(listed, master, wanted)
         ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
         return ring
-    ring: dict[str, DataKey] = {}
-    for event in listed:  # one pass: a batch of thousands of messages holds few of these
-        if isinstance(event, UserKeyIssued):
-            if event.key_id in wanted:
-                ring[event.key_id] = unwrapped.unwrap(event.wrapped_key, event.key_id)
-        elif isinstance(event, UserForgotten):
-            unwrapped.forget(event.key_ids)
+    ring = own_keys(listed, wanted, unwrapped)
     asked = [k for k in wanted if k not in ring]
     if not asked:
         return ring
