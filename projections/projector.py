@@ -18,17 +18,23 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from app.platform.checkpoints import PROJECTOR, read_checkpoint, write_checkpoint
-from app.platform.eventlog.content_crypto import MasterKeys, key_owners
-from app.platform.eventlog.content_keys import durable_keyring, master_keys_for, stored_key_ids
+from app.platform.checkpoints import (
+    NOTHING_APPLIED,
+    PROJECTOR,
+    read_checkpoint,
+    write_checkpoint,
+)
+from app.platform.eventlog.content_crypto import DataKey, MasterKeys, key_owners
+from app.platform.eventlog.content_keys import durable_keyring, master_keys_for, own_keys
 from app.platform.eventlog.entries import Position, entry_position
+from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 from app.platform.settings import Settings
 from projections.known_rows import KnownRows
 from projections.row_changes import RowChanges
-from projections.write_rows import prepare_staging, write_row_changes
-from schema.events import UserKeyIssued
+from projections.write_rows import FEW_ROWS, prepare_staging, write_row_changes
+from schema.events import AnyEvent, UserKeyIssued
 
 log = logging.getLogger("mecove.projector")
 
@@ -76,6 +82,8 @@ class Projector(OrderedHandler):
         self.database_url = database_url
         self.key_prefix = key_prefix
         self.master = master  # opens sealed content for the rows (content_crypto)
+        # Keys unwrapped by earlier batches; each batch still asks user_keys (decision 0010).
+        self._unwrapped = UnwrappedKeys(master) if master is not None else None
         self._connections: dict[int, asyncpg.Connection] = {}
         self._known: dict[int, KnownRows] = {}  # rows this process's batches wrote, by partition
         # Batches read ahead, their rows built while the batch before them was written, and
@@ -143,29 +151,36 @@ class Projector(OrderedHandler):
         partition = deliveries[0].partition
         events = [d.event for d in deliveries]
         issued_before = self._issued.get(partition, {})
+        owners = key_owners(events) if self.master is not None else {}
         self._issued[partition] = {e.key_id: e.wrapped_key for e in events
                                    if isinstance(e, UserKeyIssued)}
-        try:
-            async with asyncio.timeout(PREPARE_TIMEOUT_S):
-                reader = self._key_readers.get(partition)
-                if reader is None or reader.is_closed():
-                    reader = await asyncpg.connect(self.database_url)
-                    self._key_readers[partition] = reader
-                keyring = await durable_keyring(events, reader, self.master)
-        except Exception:  # noqa: BLE001 - best effort; asyncpg also raises InternalClientError
-            # (seen with PostgreSQL down: "another operation is in progress"), which is none of
-            # its PostgresError/InterfaceError. ``handle`` builds the batch instead.
-            broken = self._key_readers.pop(partition, None)
-            if broken is not None:
-                broken.terminate()
-            return
-        missing = ([k for k in key_owners(events) if k not in keyring]
-                   if self.master is not None else [])
-        pending = {k: self.master.unwrap(issued_before[k], k) for k in missing
-                   if k in issued_before} if self.master is not None else {}
-        if pending:
-            keyring = {**keyring, **pending}
-            missing = [k for k in missing if k not in pending]
+        kept = (self._kept_keyring(events, owners, issued_before)
+                if len(deliveries) <= FEW_ROWS and self._unwrapped is not None else None)
+        if kept is not None:  # no query now: its transaction asks user_keys (``handle``)
+            keyring, missing, pending = kept[0], [], kept[1]
+        else:
+            try:
+                async with asyncio.timeout(PREPARE_TIMEOUT_S):
+                    reader = self._key_readers.get(partition)
+                    if reader is None or reader.is_closed():
+                        reader = await asyncpg.connect(self.database_url)
+                        self._key_readers[partition] = reader
+                    keyring = await durable_keyring(events, reader, self.master,
+                                                    self._unwrapped, wanted=owners)
+            except Exception:  # noqa: BLE001 - best effort; asyncpg also raises
+                # InternalClientError (seen with PostgreSQL down: "another operation is in
+                # progress"), none of its PostgresError/InterfaceError. ``handle`` builds it.
+                broken = self._key_readers.pop(partition, None)
+                if broken is not None:
+                    broken.terminate()
+                return
+            missing = [k for k in owners if k not in keyring] if self.master is not None else []
+            lent = {k: self._unwrapped.unwrap(issued_before[k], k) for k in missing
+                    if k in issued_before} if self._unwrapped is not None else {}
+            if lent:
+                keyring = {**keyring, **lent}
+                missing = [k for k in missing if k not in lent]
+            pending = list(lent)
         changes = RowChanges(keyring=keyring)
         positions = [entry_position(d.entry_id) for d in deliveries]
         for delivery in deliveries:
@@ -173,7 +188,27 @@ class Projector(OrderedHandler):
         while len(self._prepared) >= 2:  # a batch never handled (adopted, stopped): drop it
             del self._prepared[next(iter(self._prepared))]
         self._prepared[_batch_key(deliveries)] = _Prepared(changes, min(positions),
-                                                           max(positions), missing, list(pending))
+                                                           max(positions), missing, pending)
+
+    def _kept_keyring(self, events: list[AnyEvent], owners: dict[str, str],
+                      issued_before: dict[str, str]) -> tuple[dict[str, DataKey], list[str]] | None:
+        """A small batch's keys with no query: those it issues itself, and the others kept
+        from earlier batches or issued by the batch before; None when one is not at hand.
+        Those others are the batch's pending keys: its rows stand only if user_keys holds
+        every one of them inside its transaction, as for keys lent by the batch before."""
+        assert self._unwrapped is not None
+        unwrapped = self._unwrapped
+        ring = own_keys(events, owners, unwrapped)
+        checked = [k for k in owners if k not in ring]
+        held = unwrapped.held(checked)
+        for key_id in checked:
+            if key_id in held:
+                ring[key_id] = unwrapped.opening_key(key_id, held[key_id])
+            elif key_id in issued_before:
+                ring[key_id] = unwrapped.unwrap(issued_before[key_id], key_id)
+            else:
+                return None
+        return ring, checked
 
     async def _connection(self, partition: int) -> asyncpg.Connection:
         connection = self._connections.get(partition)
@@ -197,9 +232,12 @@ class Projector(OrderedHandler):
         try:
             async with connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK_KEY)
-                checkpoint = await read_checkpoint(connection, partition)
+                ahead = self._prepared.get(_batch_key(deliveries))
+                asked = (ahead.missing_keys + ahead.pending_keys
+                         if ahead is not None and self.master is not None else [])
+                checkpoint, stored = await _checkpoint_and_keys(connection, partition, asked)
                 known.trust_at(checkpoint)
-                prepared = await self._take_prepared(deliveries, checkpoint, connection)
+                prepared = self._take_prepared(deliveries, checkpoint, stored)
                 if prepared is not None:
                     changes, last = prepared.changes, prepared.last
                 else:
@@ -221,21 +259,22 @@ class Projector(OrderedHandler):
                                                        "count": len(deliveries)}})
         return [None] * len(deliveries)
 
-    async def _take_prepared(self, deliveries: list[Delivery], checkpoint: Position,
-                             connection: asyncpg.Connection) -> _Prepared | None:
+    def _take_prepared(self, deliveries: list[Delivery], checkpoint: Position,
+                       stored: set[str]) -> _Prepared | None:
         """The rows ``prepare`` built for this very batch, if they still hold: every entry
-        past the checkpoint, no key it missed is in user_keys now, and every key it took from
-        the batch before is (stored by that batch's transaction, not destroyed since)."""
+        past the checkpoint, no key it missed is in user_keys now, and every key it took
+        without asking then (lent by the batch before, or kept) is (``stored``: which of
+        those user_keys holds, read in this transaction)."""
         prepared = self._prepared.pop(_batch_key(deliveries), None)
         if prepared is None or prepared.first <= checkpoint:
             return None
-        asked = prepared.missing_keys + prepared.pending_keys
-        if not asked or self.master is None:
+        if not (prepared.missing_keys or prepared.pending_keys) or self.master is None:
             return prepared
-        stored = await stored_key_ids(connection, asked)
         if any(k in stored for k in prepared.missing_keys):
             return None  # stored since (by the batch before): open the content with it
         if any(k not in stored for k in prepared.pending_keys):
+            if self._unwrapped is not None:
+                self._unwrapped.forget([k for k in prepared.pending_keys if k not in stored])
             return None  # not stored (that batch did not commit) or destroyed since
         return prepared
 
@@ -244,7 +283,7 @@ class Projector(OrderedHandler):
         """The rows of the entries past ``checkpoint``, and the last position among them."""
         partition = deliveries[0].partition
         changes = RowChanges(keyring=await durable_keyring(
-            (d.event for d in deliveries), connection, self.master))
+            (d.event for d in deliveries), connection, self.master, self._unwrapped))
         last = checkpoint
         for delivery in deliveries:
             position = entry_position(delivery.entry_id)
@@ -270,6 +309,22 @@ class Projector(OrderedHandler):
     async def close(self) -> None:
         for partition in list(self._connections) + list(self._key_readers):
             await self.release_partition(partition)
+
+
+async def _checkpoint_and_keys(connection: asyncpg.Connection, partition: int,
+                               key_ids: list[str]) -> tuple[Position, set[str]]:
+    """The partition's checkpoint and which of ``key_ids`` user_keys holds, in one statement
+    (so in one snapshot, taken after the swap lock); ``read_checkpoint`` when none is asked."""
+    if not key_ids:
+        return await read_checkpoint(connection, partition), set()
+    row = await connection.fetchrow(
+        "SELECT c.last_ms, c.last_seq, "
+        "ARRAY(SELECT key_id FROM user_keys WHERE key_id = ANY($3::text[])) AS stored "
+        "FROM (SELECT 1) AS one LEFT JOIN projection_checkpoints AS c "
+        "ON c.projection = $1 AND c.partition = $2", PROJECTOR, partition, key_ids)
+    checkpoint = (NOTHING_APPLIED if row["last_ms"] is None
+                  else (row["last_ms"], row["last_seq"]))
+    return checkpoint, set(row["stored"])
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

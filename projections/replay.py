@@ -39,6 +39,7 @@ from app.platform.eventlog.entries import (
     entry_position,
 )
 from app.platform.eventlog.keys import Keys
+from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.sql_identifier import quote_identifier as q
 from projections.projector import SWAP_LOCK_KEY
 from projections.row_changes import RowChanges
@@ -168,7 +169,8 @@ class _Page:
 
 
 async def _read_page(connection: asyncpg.Connection, after: Position, batch_size: int,
-                     master: MasterKeys | None) -> _Page | None:
+                     master: MasterKeys | None,
+                     unwrapped: UnwrappedKeys | None = None) -> _Page | None:
     """The next ``batch_size`` archived events after ``after``, as row changes; None at the end."""
     rows = await connection.fetch(
         "SELECT partition, entry_ms, entry_seq, body FROM event_archive "
@@ -179,7 +181,7 @@ async def _read_page(connection: asyncpg.Connection, after: Position, batch_size
     if not rows:
         return None
     events = [decode_body(row["body"]) for row in rows]
-    changes = RowChanges(keyring=await durable_keyring(events, connection, master),
+    changes = RowChanges(keyring=await durable_keyring(events, connection, master, unwrapped),
                          archiving=False)
     for row, event in zip(rows, events, strict=True):
         changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])), event)
@@ -189,16 +191,17 @@ async def _read_page(connection: asyncpg.Connection, after: Position, batch_size
 
 async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_size: int,
                          progress: Progress | None, master: MasterKeys | None,
-                         reader: asyncpg.Connection | None = None) -> tuple[Position, int]:
+                         reader: asyncpg.Connection | None = None,
+                         unwrapped: UnwrappedKeys | None = None) -> tuple[Position, int]:
     """Apply archived events after ``after`` to the rebuild tables; returns the new position.
 
     With a ``reader`` connection, the next page is read and turned into rows on it while
     ``connection`` writes the current one."""
     source = reader or connection
     applied = 0
-    page = await _read_page(source, after, batch_size, master)
+    page = await _read_page(source, after, batch_size, master, unwrapped)
     while page is not None:
-        ahead = (asyncio.create_task(_read_page(source, page.last, batch_size, master))
+        ahead = (asyncio.create_task(_read_page(source, page.last, batch_size, master, unwrapped))
                  if reader is not None else None)
         try:
             async with connection.transaction():
@@ -214,7 +217,7 @@ async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_
         applied += page.count
         if progress is not None:
             progress.advance(page.count)
-        page = await (ahead or _read_page(source, after, batch_size, master))
+        page = await (ahead or _read_page(source, after, batch_size, master, unwrapped))
     return after, applied
 
 
@@ -244,6 +247,8 @@ async def replay(
         if dry_run:
             return report
         await prepare_staging(connection)
+        # Keys unwrapped once for the run; each page still asks user_keys (decision 0010).
+        unwrapped = UnwrappedKeys(master) if master is not None else None
         progress = Progress(report.archived_events)
         try:
             deferred = await _create_rebuild_tables(
@@ -251,7 +256,7 @@ async def replay(
             reader = await asyncpg.connect(database_url)
             try:
                 position, report.applied = await _apply_archive(
-                    connection, (-1, 0, 0), batch_size, progress, master, reader)
+                    connection, (-1, 0, 0), batch_size, progress, master, reader, unwrapped)
             finally:
                 await reader.close()
         finally:
@@ -262,9 +267,9 @@ async def replay(
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK_KEY)
             position, caught_up = await _apply_archive(connection, position, batch_size, None,
-                                                       master)
+                                                       master, unwrapped=unwrapped)
             report.applied += caught_up
-            report.applied += await _apply_tail(connection, redis, keys, master)
+            report.applied += await _apply_tail(connection, redis, keys, master, unwrapped)
             for name in LIVE:
                 await connection.execute(
                     f"ALTER TABLE {q(name)} RENAME TO {q(name + '_replaced')}")
@@ -287,7 +292,7 @@ async def replay(
 
 
 async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys,
-                      master: MasterKeys | None) -> int:
+                      master: MasterKeys | None, unwrapped: UnwrappedKeys | None = None) -> int:
     """Under the swap lock: project the stream beyond the checkpoint, as the projector would."""
     tables = TableSet(users=REBUILD.users, identities=REBUILD.identities,
                       messages=REBUILD.messages, summaries=REBUILD.summaries,
@@ -309,7 +314,7 @@ async def _apply_tail(connection: asyncpg.Connection, redis: Redis, keys: Keys,
             except UndecodableEvent:
                 continue  # the projector dead-letters it
         changes = RowChanges(keyring=await durable_keyring(
-            (e for _, e in decoded), connection, master))
+            (e for _, e in decoded), connection, master, unwrapped))
         for entry_id, event in decoded:
             changes.add(partition, entry_id, event)
             applied += 1

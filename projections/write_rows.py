@@ -6,7 +6,10 @@ CONFLICT`` (or ``UPDATE … FROM`` for replies), inside the caller's transaction
 batch of 1,000 messages this is several times faster than ``unnest`` over array parameters:
 asyncpg encodes records for COPY far more cheaply than arrays. The staging tables empty
 themselves at commit (``ON COMMIT DELETE ROWS``); ``prepare_staging`` creates them once per
-connection, outside any transaction, before the first write.
+connection, outside any transaction, before the first write. A kind with few rows (a projector
+that keeps up) skips the COPY: its rows go in as one array of the stage's row type
+(``unnest($1::<stage>[])``) with the same statement, and consecutive such kinds on different
+tables share one statement (``WITH``): one round trip where each kind took two to four.
 
 Table names come from ``TableSet`` (fixed names, checked when the set is made) and enter the
 SQL through ``quote_identifier``, so replay can write the same statements into fresh tables.
@@ -50,6 +53,11 @@ LIVE_TABLES = TableSet()
 
 Records = list[tuple[object, ...]]
 
+# Up to this many rows of a kind go in as one array of the stage's row type (one prepared
+# statement, one round trip) instead of a COPY (savepoint, column lookup, COPY, release: four):
+# a projector that keeps up writes batches of a few events, where round trips are the cost.
+FEW_ROWS = 32
+
 
 @dataclass(frozen=True, slots=True)
 class _Kind:
@@ -60,7 +68,8 @@ class _Kind:
     shaped_after: str  # a live table; the stage has these columns with their types
     columns: tuple[str, ...]
     records: Callable[[RowChanges], Records]
-    apply: Callable[[TableSet], str]
+    # The statement that moves rows from a source (the stage, or ``unnest`` of its row type)
+    apply: Callable[[TableSet, str], str]
     # Rows of this kind are new but for rare redeliveries: COPY them straight into this table.
     new_rows_go_to: Callable[[TableSet], str | None] | None = None
 
@@ -87,21 +96,21 @@ _ARCHIVE_COLUMNS = ("event_id", "partition", "entry_ms", "entry_seq", "event_typ
                     "schema_version", "occurred_at", "body")
 
 
-def _insert(target: str, stage: str, columns: tuple[str, ...], conflict: str) -> str:
+def _insert(target: str, source: str, columns: tuple[str, ...], conflict: str) -> str:
     names = quote_identifiers(columns)
     return (f"INSERT INTO {q(target)} AS t ({names}) "  # noqa: S608 - fixed identifiers
-            f"SELECT {names} FROM {q(stage)} {conflict}")
+            f"SELECT {names} FROM {source} {conflict}")
 
 
 # In dependency order: users before the identities and messages that reference them.
 _KINDS: tuple[_Kind, ...] = (
     _Kind("mecove_stage_users", "users", ("id", "created_at"),
           lambda c: _pairs(c.users),  # type: ignore[arg-type]
-          lambda t: _insert(t.users, "mecove_stage_users", ("id", "created_at"),
+          lambda t, source: _insert(t.users, source, ("id", "created_at"),
                             "ON CONFLICT (id) DO NOTHING")),
     _Kind("mecove_stage_identities", "identities", _IDENTITY_COLUMNS,
           lambda c: _keyed(c.identities),
-          lambda t: _insert(t.identities, "mecove_stage_identities", _IDENTITY_COLUMNS,
+          lambda t, source: _insert(t.identities, source, _IDENTITY_COLUMNS,
                             "ON CONFLICT (id) DO UPDATE "
                             "SET parent_bsuid = COALESCE(EXCLUDED.parent_bsuid, t.parent_bsuid), "
                             "username = COALESCE(EXCLUDED.username, t.username) "
@@ -112,35 +121,36 @@ _KINDS: tuple[_Kind, ...] = (
                             "AND EXCLUDED.username IS DISTINCT FROM t.username")),
     _Kind("mecove_stage_messages", "messages", _MESSAGE_COLUMNS,
           lambda c: _keyed(c.messages),
-          lambda t: _insert(t.messages, "mecove_stage_messages", _MESSAGE_COLUMNS,
+          lambda t, source: _insert(t.messages, source, _MESSAGE_COLUMNS,
                             "ON CONFLICT DO NOTHING"),
           lambda t: t.messages),
     _Kind("mecove_stage_replies", "messages",
           ("id", "replied_at", "reply_text", "reply_outbound_id"),
           lambda c: _keyed(c.replies),
-          lambda t: f"UPDATE {q(t.messages)} AS m SET replied_at = u.replied_at, "  # noqa: S608
+          lambda t, source: f"UPDATE {q(t.messages)} AS m "  # noqa: S608
+                    "SET replied_at = u.replied_at, "
                     "reply_text = u.reply_text, reply_outbound_id = u.reply_outbound_id "
-                    "FROM mecove_stage_replies AS u WHERE m.id = u.id"),
+                    f"FROM {source} AS u WHERE m.id = u.id"),
     _Kind("mecove_stage_summaries", "summaries", _SUMMARY_COLUMNS,
           lambda c: _keyed(c.summaries),
-          lambda t: _insert(t.summaries, "mecove_stage_summaries", _SUMMARY_COLUMNS,
+          lambda t, source: _insert(t.summaries, source, _SUMMARY_COLUMNS,
                             "ON CONFLICT (id) DO NOTHING")),
     _Kind("mecove_stage_unreadable", "unreadable_messages", _UNREADABLE_COLUMNS,
           lambda c: _keyed(c.unreadable),
-          lambda t: _insert(t.unreadable, "mecove_stage_unreadable", _UNREADABLE_COLUMNS,
+          lambda t, source: _insert(t.unreadable, source, _UNREADABLE_COLUMNS,
                             "ON CONFLICT (event_id) DO UPDATE SET "
                             "received_at = EXCLUDED.received_at, reason = EXCLUDED.reason, "
                             "raw_message = EXCLUDED.raw_message, "
                             "raw_contacts = EXCLUDED.raw_contacts")),
     _Kind("mecove_stage_recovered", "unreadable_messages", ("event_id", "recovered_message_id"),
           lambda c: _pairs(c.recovered),  # type: ignore[arg-type]
-          lambda t: _insert(t.unreadable, "mecove_stage_recovered",
+          lambda t, source: _insert(t.unreadable, source,
                             ("event_id", "recovered_message_id"),
                             "ON CONFLICT (event_id) "
                             "DO UPDATE SET recovered_message_id = EXCLUDED.recovered_message_id")),
     _Kind("mecove_stage_statuses", "delivery_statuses", _STATUS_COLUMNS,
           lambda c: _keyed(c.statuses),
-          lambda t: _insert(t.statuses, "mecove_stage_statuses", _STATUS_COLUMNS,
+          lambda t, source: _insert(t.statuses, source, _STATUS_COLUMNS,
                             "ON CONFLICT (outbound_message_id) DO UPDATE SET "
                             "status = EXCLUDED.status, status_rank = EXCLUDED.status_rank, "
                             "status_at = EXCLUDED.status_at, recipient = EXCLUDED.recipient, "
@@ -153,7 +163,7 @@ _KINDS: tuple[_Kind, ...] = (
 
 _ARCHIVE = _Kind("mecove_stage_archive", "event_archive", _ARCHIVE_COLUMNS,
                  lambda c: c.archive,
-                 lambda t: _insert(t.archive or "", "mecove_stage_archive", _ARCHIVE_COLUMNS,
+                 lambda t, source: _insert(t.archive or "", source, _ARCHIVE_COLUMNS,
                                    "ON CONFLICT (event_id) DO NOTHING"),
                  lambda t: t.archive)
 
@@ -174,19 +184,44 @@ async def write_row_changes(
     """Apply ``changes`` idempotently, inside the caller's transaction, on a connection that
     ``prepare_staging`` readied: inserts skip existing keys, reply updates overwrite."""
     kinds = _KINDS if tables.archive is None else (*_KINDS, _ARCHIVE)
+    few: list[tuple[_Kind, Records]] = []  # kinds of few rows not written yet, in order
     for kind in kinds:
         records = kind.records(changes)
         if not records:
             continue
+        if len(records) <= FEW_ROWS:
+            if any(k.shaped_after == kind.shaped_after for k, _ in few):
+                await _write_few(connection, tables, few)  # its table after theirs
+                few = []
+            few.append((kind, records))
+            continue
+        if few:
+            await _write_few(connection, tables, few)
+            few = []
         target = kind.new_rows_go_to(tables) if kind.new_rows_go_to else None
         if target is not None and await _copy_if_all_new(connection, target, kind, records):
             continue
         await connection.copy_records_to_table(kind.stage, records=records,
                                                columns=list(kind.columns))
-        await connection.execute(kind.apply(tables))
+        await connection.execute(kind.apply(tables, q(kind.stage)))
+    if few:
+        await _write_few(connection, tables, few)
     await write_content_changes(connection, changes, messages=tables.messages,
                                 summaries=tables.summaries, identities=tables.identities,
                                 user_keys=tables.user_keys)
+
+
+async def _write_few(connection: asyncpg.Connection, tables: TableSet,
+                     few: list[tuple[_Kind, Records]]) -> None:
+    """Kinds of few rows, each on its own table, in one statement: each kind's statement with
+    its rows as an array of its stage's row type, all but the last in ``WITH`` (they all run;
+    foreign keys are checked at the statement's end, so users may come with their messages)."""
+    statements = [kind.apply(tables, f"unnest(${n}::{q(kind.stage)}[])")
+                  for n, (kind, _) in enumerate(few, start=1)]
+    *before, last = statements
+    sql = ("WITH " + ", ".join(f"w{n} AS ({s})" for n, s in enumerate(before)) + " " + last
+           if before else last)
+    await connection.execute(sql, *(records for _, records in few))
 
 
 async def _copy_if_all_new(connection: asyncpg.Connection, table: str, kind: _Kind,

@@ -22,7 +22,7 @@ from app.platform.runtime.handler import Delivery
 from app.platform.settings import Settings
 from consumers.replier.reply_outcome import ReplyOutcomes
 from projections.projector import Projector
-from schema.events import ReplySent, SummaryCreated, UserKeyIssued
+from schema.events import ReplySent, SummaryCreated, UserForgotten, UserKeyIssued
 from schema.ids import event_id_for
 from tests.integration.consumer_helpers import fetch_rows
 from tests.service import consumers, eventually
@@ -222,3 +222,92 @@ async def test_rows_built_with_a_key_user_keys_never_got_are_built_again(
         assert await projector.handle(received) == [None, None]
     texts = await fetch_rows(settings.database_url, "SELECT text FROM messages")
     assert [t["text"] for t in texts] == [ERASED, ERASED]
+
+
+async def _delete_stored_key(settings: Settings, key_id: str) -> None:
+    """What ``mecove forget`` does to ``user_keys`` (before its UserForgotten is projected)."""
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await connection.execute("DELETE FROM user_keys WHERE key_id = $1", key_id)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("built_ahead", [False, True])
+async def test_a_key_unwrapped_by_an_earlier_batch_is_not_used_once_user_keys_lost_it(
+    settings: Settings, redis: Redis, built_ahead: bool
+) -> None:
+    # The projector keeps the keys it unwrapped across batches, but each batch still asks
+    # user_keys: once forget deleted the key there, content sealed with it (a lagging or
+    # retried entry) is written erased, and the kept key is dropped.
+    sender = "15550002015" if built_ahead else "15550002014"
+    issued, first, *later = await _sealed_deliveries(redis, settings, sender, 3)
+    async with _leased(settings) as projector:
+        assert await projector.handle([issued, first]) == [None, None]
+        assert projector._unwrapped is not None
+        assert issued.event.key_id in projector._unwrapped
+        await _delete_stored_key(settings, issued.event.key_id)
+        if built_ahead:
+            await projector.prepare(later)
+        assert await projector.handle(later) == [None, None]
+        assert issued.event.key_id not in projector._unwrapped
+    texts = await fetch_rows(settings.database_url, "SELECT text FROM messages ORDER BY text")
+    assert sorted(t["text"] for t in texts) == [ERASED, ERASED, "sealed words 0"]
+
+
+async def test_a_key_is_unwrapped_once_for_the_batches_that_use_it(
+    settings: Settings, redis: Redis
+) -> None:
+    issued, *received = await _sealed_deliveries(redis, settings, "15550002016", 4)
+    async with _leased(settings) as projector:
+        assert projector.master is not None
+        unwrapped: list[str] = []
+        raw_key = projector.master.raw_key
+
+        def counting(wrapped: str, key_id: str) -> bytes:
+            unwrapped.append(key_id)
+            return raw_key(wrapped, key_id)
+
+        projector.master.raw_key = counting  # type: ignore[method-assign]
+        assert await projector.handle([issued]) == [None]
+        for i, delivery_ in enumerate(received):  # built ahead or in the transaction
+            if i % 2:
+                await projector.prepare([delivery_])
+            assert await projector.handle([delivery_]) == [None]
+    assert unwrapped == [issued.event.key_id]
+    texts = await fetch_rows(settings.database_url, "SELECT text FROM messages ORDER BY text")
+    assert [t["text"] for t in texts] == [f"sealed words {i}" for i in range(4)]
+
+
+async def test_a_kept_key_is_dropped_when_an_erasure_naming_it_is_folded(
+    settings: Settings, redis: Redis
+) -> None:
+    issued, first = await _sealed_deliveries(redis, settings, "15550002017", 1)
+    assert isinstance(issued.event, UserKeyIssued)
+    async with _leased(settings) as projector:
+        assert await projector.handle([issued, first]) == [None, None]
+        assert projector._unwrapped is not None
+        assert issued.event.key_id in projector._unwrapped
+        forgotten = UserForgotten(event_id=event_id_for("forgotten", issued.event.user_id),
+                                  occurred_at=1_700_000_001_000, user_id=issued.event.user_id,
+                                  key_ids=[issued.event.key_id], forgotten_at=1_700_000_001_000)
+        await projector.prepare([Delivery(0, "1700000001000-0", forgotten, 1)])
+        assert issued.event.key_id not in projector._unwrapped
+
+
+async def test_a_small_batch_of_kept_keys_asks_user_keys_in_its_transaction_only(
+    settings: Settings, redis: Redis
+) -> None:
+    # Built ahead with a kept key, a small batch asks nothing before its transaction (no key
+    # reader opened); the key is pending, checked with the checkpoint, and the rows stand.
+    issued, first, *later = await _sealed_deliveries(redis, settings, "15550002018", 3)
+    async with _leased(settings) as projector:
+        assert await projector.handle([issued, first]) == [None, None]
+        await projector.prepare(later)
+        assert 0 not in projector._key_readers
+        assert [k for p in projector._prepared.values() for k in p.pending_keys] == [
+            issued.event.key_id]
+        assert await projector.handle(later) == [None, None]
+        assert not projector._prepared  # taken, not built again
+    texts = await fetch_rows(settings.database_url, "SELECT text FROM messages ORDER BY text")
+    assert [t["text"] for t in texts] == [f"sealed words {i}" for i in range(3)]

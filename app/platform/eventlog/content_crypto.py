@@ -151,7 +151,8 @@ class MasterKeys:
         sealed = aead.encrypt(nonce, raw_key, key_id.encode())
         return f"{fingerprint}:{base64.b64encode(nonce + sealed).decode()}"
 
-    def _raw_key(self, wrapped: str, key_id: str) -> bytes:
+    def raw_key(self, wrapped: str, key_id: str) -> bytes:
+        """The raw data key ``wrapped`` holds; ValueError when no known master key opens it."""
         fingerprint, _, body = wrapped.partition(":")
         aead = self._by_fingerprint.get(fingerprint)
         if aead is None:
@@ -164,11 +165,11 @@ class MasterKeys:
 
     def unwrap(self, wrapped: str, key_id: str) -> DataKey:
         """The data key of ``wrap``; ValueError when no known master key opens it."""
-        return DataKey(key_id, AESGCM(self._raw_key(wrapped, key_id)))
+        return DataKey(key_id, AESGCM(self.raw_key(wrapped, key_id)))
 
     def rewrap(self, wrapped: str, key_id: str) -> str:
         """A wrapped key wrapped again with the current master key (rotation)."""
-        return self.wrap(self._raw_key(wrapped, key_id), key_id)
+        return self.wrap(self.raw_key(wrapped, key_id), key_id)
 
     def is_current(self, wrapped: str) -> bool:
         """Whether ``wrapped`` is wrapped by the current master key."""

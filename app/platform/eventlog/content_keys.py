@@ -31,11 +31,12 @@ from app.platform.eventlog.content_crypto import (
 from app.platform.eventlog.entries import ENTRY_LUA, as_text, entry_values
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.lua import script
+from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from schema.events import Event, UserForgotten, UserKeyIssued
 from schema.ids import NAMESPACE
 
 __all__ = ["ISSUE_KEY_LUA", "KEYS_KEPT", "KEY_IS_CURRENT_LUA", "ContentKeys", "durable_keyring",
-           "keys_in_events", "master_keys_for", "stored_key_ids"]
+           "keys_in_events", "master_keys_for", "own_keys"]
 
 # Per cache (writing, reading). A key's AES-GCM object holds an OpenSSL context of about
 # 2.5 KB (measured: 6,600 AESGCM objects, RSS / count), so 2,000 keys are about 5 MB a cache;
@@ -194,26 +195,58 @@ async def durable_keys(database: asyncpg.Connection | asyncpg.Pool, master: Mast
     return {r["key_id"]: master.unwrap(r["wrapped_key"], r["key_id"]) for r in rows}
 
 
-
-async def stored_key_ids(database: asyncpg.Connection | asyncpg.Pool,
-                         key_ids: list[str]) -> set[str]:
-    """Which of ``key_ids`` ``user_keys`` holds now (nothing unwrapped)."""
-    rows = await database.fetch(
-        "SELECT key_id FROM user_keys WHERE key_id = ANY($1::text[])", key_ids)
-    return {r["key_id"] for r in rows}
+def own_keys(events: Iterable[Event], wanted: Container[str],
+             unwrapped: UnwrappedKeys) -> dict[str, DataKey]:
+    """The keys of ``wanted`` the events' own UserKeyIssued carry; the keys their
+    UserForgotten name leave ``unwrapped``. One pass: a batch holds few of either."""
+    ring: dict[str, DataKey] = {}
+    for event in events:
+        if isinstance(event, UserKeyIssued):
+            if event.key_id in wanted:
+                ring[event.key_id] = unwrapped.unwrap(event.wrapped_key, event.key_id)
+        elif isinstance(event, UserForgotten):
+            unwrapped.forget(event.key_ids)
+    return ring
 
 
 async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection | asyncpg.Pool,
-                          master: MasterKeys | None) -> Keyring:
+                          master: MasterKeys | None,
+                          unwrapped: UnwrappedKeys | None = None, *,
+                          wanted: Mapping[str, str] | None = None) -> Keyring:
     """Keys to open ``events`` from PostgreSQL alone (the projector and replay): the batch's
-    own UserKeyIssued, then ``user_keys``. Nothing is cached, so a destroyed key is never
-    used again; without a master key the keyring is empty (sealed content reads erased)."""
+    own UserKeyIssued, then ``user_keys``, asked about every other key on each call, so a
+    destroyed key is never used again; without a master key the keyring is empty (sealed
+    content reads erased). ``unwrapped`` (the caller's memo) spares unwrapping a key again
+    that ``user_keys`` still holds; it drops the keys the events forget and those
+    ``user_keys`` no longer holds. ``wanted``: ``key_owners(events)``, when the caller has it."""
     listed = list(events)
     if master is None:
         return {}
-    wanted = key_owners(listed)
-    ring = keys_in_events(listed, master, wanted)
-    ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
+    if wanted is None:
+        wanted = key_owners(listed)
+    if unwrapped is None:
+        ring = keys_in_events(listed, master, wanted)
+        ring.update(await durable_keys(database, master, [k for k in wanted if k not in ring]))
+        return ring
+    ring = own_keys(listed, wanted, unwrapped)
+    asked = [k for k in wanted if k not in ring]
+    if not asked:
+        return ring
+    held = unwrapped.held(asked)
+    # One row of arrays (no record per key): the kept keys user_keys still holds, and the
+    # others it holds with their wrapped keys.
+    kept, other_ids, other_wrapped = await database.fetchrow(
+        "SELECT coalesce(array_agg(a.key_id) FILTER (WHERE a.held), '{}'), "
+        "coalesce(array_agg(a.key_id) FILTER (WHERE NOT a.held), '{}'), "
+        "coalesce(array_agg(u.wrapped_key) FILTER (WHERE NOT a.held), '{}') "
+        "FROM unnest($1::text[], $2::bool[]) AS a (key_id, held) "
+        "JOIN user_keys AS u ON u.key_id = a.key_id", asked, [k in held for k in asked])
+    opening_key = unwrapped.opening_key
+    for key_id in kept:
+        ring[key_id] = opening_key(key_id, held[key_id])
+    for key_id, wrapped in zip(other_ids, other_wrapped, strict=True):
+        ring[key_id] = unwrapped.unwrap(wrapped, key_id)
+    unwrapped.forget([k for k in held if k not in ring])
     return ring
 
 
