@@ -4,15 +4,18 @@ The Graph API stand-in of ``mecove simulate`` (``app.devtools.simulated_graph_ap
 test suite's fakes (``tests/fakes``) are built on it, so real clients (httpx, the groq SDK, a
 service in another process) reach them over a socket exactly as they reach the real APIs.
 
-Stdlib ``ThreadingHTTPServer`` serving from a daemon thread, with what a fast local stand-in
-needs and the stdlib does not give by default:
+An accept loop on a daemon thread and a daemon thread per connection (handlers may block or
+sleep: the fakes' latency switch, ``/_fake/sent?wait_for=``), with a lean parser of its own
+(``_Connection``) instead of the stdlib's ``BaseHTTPRequestHandler``, whose header parsing
+(``http.client``/``email.parser``), buffered files and per-header writes cost several times
+the CPU per request; in the end-to-end bench that CPU competes with the services measured.
 
 * keep-alive (HTTP/1.1; every answer carries its length), as the real APIs;
-* ``nodelay``: headers and body go out in two writes, and with Nagle's algorithm on the body
-  waits for the client's delayed ACK (~40 ms per answer on Linux);
-* ``backlog``: the stdlib listens with a backlog of 5, so a client opening dozens of
-  connections at once gets resets;
-* ``stop()`` cuts open keep-alive connections, so no handler thread serves after it.
+* ``nodelay``: TCP_NODELAY on every connection (the answer goes out in one ``sendall``, but a
+  second answer on a keep-alive connection must not wait for the client's delayed ACK);
+* ``backlog``: deep enough for a client opening dozens of connections at once;
+* ``stop()`` closes the listener and cuts open keep-alive connections, so no connection
+  thread serves after it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import json
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
+from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Self, TypeAlias
 
 __all__ = ["DEFAULT_BACKLOG", "HttpAnswer", "HttpRequest", "LocalHttpServer", "RequestHandler"]
 
@@ -65,9 +70,9 @@ RequestHandler: TypeAlias = Callable[[HttpRequest], HttpAnswer]
 class LocalHttpServer:
     """Serve ``handle`` on ``host:port`` (port 0: a free one) from ``start()`` to ``stop()``.
 
-    ``handle`` runs on the server's threads, one per connection. If it raises, the traceback is
-    printed and the client gets a 500 naming the server and the exception. Stand-ins subclass
-    this and pass one of their own methods as ``handle``.
+    ``handle`` runs on the server's threads, one per connection (so it may block). If it
+    raises, the traceback is printed and the client gets a 500 naming the server and the
+    exception. Stand-ins subclass this and pass one of their own methods as ``handle``.
     """
 
     def __init__(
@@ -88,18 +93,17 @@ class LocalHttpServer:
         self.backlog = backlog
         self.verbose = verbose
         self._requested_port = port
-        self._server: _Server | None = None
+        self._server: _Listener | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> Self:
         """Bind and serve from a daemon thread; returns self. RuntimeError if already started."""
         if self._server is not None:
             raise RuntimeError(f"{self.name} already started at {self.base_url}")
-        server = _Server((self.host, self._requested_port), self)
+        server = _Listener((self.host, self._requested_port), self)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
             name=f"{self.name}:{self.port}",
             daemon=True,
         )
@@ -112,8 +116,6 @@ class LocalHttpServer:
         if server is None:
             return
         server.shutdown()
-        server.cut_connections()
-        server.server_close()
         if thread is not None:
             thread.join(timeout=5)
         self._server, self._thread = None, None
@@ -155,108 +157,251 @@ class LocalHttpServer:
             return HttpAnswer(500, json.dumps(body).encode("utf-8"))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+
+# Methods the stand-ins answer (as the stdlib handler's do_GET..do_PATCH); others get a 501.
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+_MAX_HEAD = 65536 + 100 * 65536  # the stdlib's limits: a 64 KiB request line, 100 header lines
+_MAX_LINE = 65537
+
+
+class _BadRequest(Exception):
+    """The request cannot be read: answer ``status`` and close (as the stdlib's send_error)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Listener:
+    """The listening socket, its accept loop, and the open connections ``shutdown()`` cuts."""
 
     def __init__(self, address: tuple[str, int], owner: LocalHttpServer) -> None:
         self.owner = owner
-        self.request_queue_size = owner.backlog  # read by server_activate's listen()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind(address)
+            self._sock.listen(owner.backlog)
+        except BaseException:
+            self._sock.close()
+            raise
+        self.server_address: tuple[str, int] = self._sock.getsockname()[:2]
         self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        self._lock = threading.Lock()
+        self._closing = False
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
+    def serve_forever(self) -> None:
+        while True:
+            try:
+                conn, peer = self._sock.accept()
+            except OSError:
+                if self._closing:
+                    return
+                time.sleep(0.01)  # e.g. ECONNABORTED (the client gave up) or EMFILE: go on
+                continue
+            with self._lock:
+                if self._closing:
+                    conn.close()
+                    return
+                self._conns.add(conn)
+            threading.Thread(
+                target=self._serve_connection, args=(conn, peer), daemon=True
+            ).start()
 
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def cut_connections(self) -> None:
-        with self._conns_lock:
+    def shutdown(self) -> None:
+        """Stop accepting (new connections are refused) and cut the open ones."""
+        with self._lock:
+            self._closing = True
             conns = list(self._conns)
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (Linux)
+        except OSError:
+            pass
+        self._sock.close()
         for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):  # client went away / we cut it: not news
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        self.disable_nagle_algorithm = self.server.owner.nodelay  # read by setup() below
-        super().setup()
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.owner.verbose:
-            super().log_message(format, *args)
-
-    def _dispatch(self) -> None:
+    def _serve_connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         try:
-            raw = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return
-        answer = self.server.owner.respond(
-            HttpRequest(self.command, self.path, self._lowered_headers(), raw)
-        )
-        if answer.drop:
-            self.close_connection = True
-            return
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
-        self.wfile.flush()
+            if self.owner.nodelay:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _Connection(conn, peer, self.owner).serve()
+        except OSError:
+            pass  # client went away / we cut it: not news
+        except Exception:
+            traceback.print_exc()
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            conn.close()
 
-    def _lowered_headers(self) -> dict[str, str]:
-        merged: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            merged[key] = f"{merged[key]}, {value}" if key in merged else value
-        return merged
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+class _Connection:
+    """One keep-alive connection: read a request, answer it in one write, repeat."""
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], owner: LocalHttpServer) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.owner = owner
+        self.buf = b""
+
+    def serve(self) -> None:
+        while True:
+            head = self._read_head()
+            if head is None:
+                return  # the client closed between requests
+            try:
+                method, target, version, headers = _parse_head(head)
+                keep_alive = _keeps_alive(version, headers.get("connection", ""))
+                if method not in _METHODS:
+                    raise _BadRequest(501, f"Unsupported method ({method!r})")
+                if headers.get("expect", "").lower() == "100-continue" and version != "HTTP/1.0":
+                    self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                body = self._read_body(headers)
+            except _BadRequest as bad:
+                page = _error_page(bad.status, str(bad))
+                close = {"Connection": "close"}
+                self._write(bad.status, page, "text/html;charset=utf-8", close, head)
+                return
+            answer = self.owner.respond(HttpRequest(method, target, headers, body))
+            if answer.drop:
+                return
+            self._write(answer.status, answer.body, answer.content_type, answer.headers, head)
+            if not keep_alive:
+                return
+
+    def _write(
+        self, status: int, body: bytes, content_type: str, extra: dict[str, str], head: bytes
+    ) -> None:
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, '')}",
+            f"Server: {self.owner.name}",
+            f"Date: {_http_date()}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
+        lines.extend(f"{name}: {value}" for name, value in extra.items())
+        lines.append("\r\n")
+        self.sock.sendall("\r\n".join(lines).encode("latin-1") + body)
+        if self.owner.verbose:
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            sys.stderr.write(
+                f"{self.peer[0]} - - [{_http_date()}] \"{request_line}\" {status} {len(body)}\n"
+            )
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def _read_head(self) -> bytes | None:
+        searched = 0
+        while True:
+            end = self.buf.find(b"\r\n\r\n", searched)
+            if end >= 0:
+                head, self.buf = self.buf[:end], self.buf[end + 4 :]
+                return head
+            if len(self.buf) > _MAX_HEAD:
+                raise OSError("request head too long")  # as the stdlib: drop the connection
+            searched = max(0, len(self.buf) - 3)
+            if not self._fill():
+                return None
+
+    def _read_exactly(self, size: int) -> bytes:
+        while len(self.buf) < size:
+            if not self._fill():
+                raise OSError("connection closed mid-body")
+        data, self.buf = self.buf[:size], self.buf[size:]
+        return data
+
+    def _read_line(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\r\n")
+            if end >= 0:
+                line, self.buf = self.buf[:end], self.buf[end + 2 :]
+                return line
+            if len(self.buf) > _MAX_LINE:
+                raise OSError("chunk line too long")
+            if not self._fill():
+                raise OSError("connection closed mid-body")
+
+    def _read_body(self, headers: dict[str, str]) -> bytes:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
             chunks: list[bytes] = []
             while True:
-                size_line = self.rfile.readline(65537)
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
+                try:
+                    size = int(self._read_line().split(b";", 1)[0].strip(), 16)
+                except ValueError as exc:
+                    raise OSError("bad chunk size") from exc
                 if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    while self._read_line():
                         pass  # trailers
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)  # CRLF after each chunk
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+                chunks.append(self._read_exactly(size))
+                self._read_line()  # CRLF after each chunk
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError as exc:
+            raise OSError("bad Content-Length") from exc
+        return self._read_exactly(length) if length > 0 else b""
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """Request line and headers; names lower-cased, repeated headers joined with ", "."""
+    text = head.decode("latin-1")
+    request_line, _, rest = text.partition("\r\n")
+    words = request_line.split()
+    if len(words) != 3 or not words[2].startswith("HTTP/"):
+        raise _BadRequest(400, f"Bad request syntax ({request_line!r})")
+    method, target, version = words
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise _BadRequest(505, f"Invalid HTTP version ({version})")
+    if target.startswith("//"):  # as the stdlib: not a scheme-relative URL
+        target = "/" + target.lstrip("/")
+    headers: dict[str, str] = {}
+    if rest:
+        for line in rest.split("\r\n"):
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise _BadRequest(400, f"Bad header line ({line!r})")
+            key = name.lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return method, target, version, headers
+
+
+def _keeps_alive(version: str, connection: str) -> bool:
+    tokens = connection.lower()
+    if version == "HTTP/1.1":
+        return "close" not in tokens
+    return "keep-alive" in tokens
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header's value, formatted at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def _error_page(status: int, message: str) -> bytes:
+    return (
+        f"<!DOCTYPE HTML>\n<html><head><title>Error response</title></head><body>"
+        f"<h1>Error response</h1><p>Error code: {status}</p><p>Message: {message}.</p>"
+        f"</body></html>\n"
+    ).encode("utf-8", "replace")
