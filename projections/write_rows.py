@@ -216,12 +216,18 @@ async def _write_few(connection: asyncpg.Connection, tables: TableSet,
     """Kinds of few rows, each on its own table, in one statement: each kind's statement with
     its rows as an array of its stage's row type, all but the last in ``WITH`` (they all run;
     foreign keys are checked at the statement's end, so users may come with their messages)."""
+    await connection.execute(_few_rows_statement(tables, few), *(records for _, records in few))
+
+
+def _few_rows_statement(tables: TableSet, few: list[tuple[_Kind, Records]]) -> str:
+    """``_write_few``'s statement: each kind's fixed ``apply`` statement reading ``$n`` (an
+    array of its stage's row type), all but the last as ``WITH w<i> AS (...)``."""
     statements = [kind.apply(tables, f"unnest(${n}::{q(kind.stage)}[])")
                   for n, (kind, _) in enumerate(few, start=1)]
     *before, last = statements
-    sql = ("WITH " + ", ".join(f"w{n} AS ({s})" for n, s in enumerate(before)) + " " + last
-           if before else last)
-    await connection.execute(sql, *(records for _, records in few))
+    if not before:
+        return last
+    return "WITH " + ", ".join(f"w{n} AS ({s})" for n, s in enumerate(before)) + " " + last
 
 
 async def _copy_if_all_new(connection: asyncpg.Connection, table: str, kind: _Kind,

@@ -19,9 +19,12 @@ ALLOWED_OWNER = "tables"
 IDENTIFIER_QUOTERS = frozenset({"quote_identifier", "q", "quote_identifiers"})
 # Statements built by a named function the scanner cannot follow, each vetted by hand, with why:
 VETTED_BUILDERS: dict[tuple[str, str], str] = {
-    ("projections/write_rows.py", "kind.apply(tables)"):
+    ("projections/write_rows.py", "kind.apply(tables, q(kind.stage))"):
         "each _Kind.apply is a fixed statement over q()/quote_identifiers() of TableSet's "
-        "validated names and a constant conflict clause",
+        "validated names and a constant conflict clause, reading a q()-quoted staging table",
+    ("projections/write_rows.py", "_few_rows_statement(tables, few)"):
+        "_Kind.apply statements as above, each reading unnest($n::<q()-quoted stage>[]) (n a "
+        "placeholder number), joined as WITH w<i> AS (...): identifiers and numbers only",
     ("projections/replay.py", "definition"):
         "an index definition PostgreSQL itself printed (pg_get_indexdef) for a *_rebuild table "
         "replay created from the live one: server-generated DDL, no outside input",
