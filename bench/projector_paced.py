@@ -23,7 +23,7 @@ from app.platform.eventlog.keys import Keys
 from bench.e2e import projector_batches
 from bench.numbered_messages import received_events
 from bench.processes import ProcessSet, clean_env, cpu_seconds, mecove_command, work_directory
-from bench.projector_trickle import _backends
+from bench.projector_trickle import database_backends
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, ScratchSpace
 from bench.sealed_log import append_sealed
 from schema.events import UserKeyIssued
@@ -81,7 +81,8 @@ async def one_run(scratch: ScratchSpace, processes: ProcessSet, linger_ms: int, 
             await _processed_reaches(port, first)
             paced = fields[first:]
             before_batches, before_events = await projector_batches(port)
-            backends_before = {p: cpu_seconds(p) or 0.0 for p in await _backends(database_url)}
+            backends_before = {p: cpu_seconds(p) or 0.0
+                               for p in await database_backends(database_url)}
             cpu_before = cpu_seconds(service.pid) or 0.0
             start = time.perf_counter()
             for index, entry in enumerate(paced):
@@ -92,7 +93,7 @@ async def one_run(scratch: ScratchSpace, processes: ProcessSet, linger_ms: int, 
             await _processed_reaches(port, before_events + len(paced))
             cpu = (cpu_seconds(service.pid) or 0.0) - cpu_before
             backend = sum((cpu_seconds(p) or 0.0) - backends_before.get(p, 0.0)
-                          for p in await _backends(database_url))
+                          for p in await database_backends(database_url))
             batches, events = await projector_batches(port)
         finally:
             await processes.stop(service)
