@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.platform.eventlog.entries import encode_event
 from app.platform.eventlog.keys import Keys
+from app.platform.runtime import ordered_runtime
 from app.platform.runtime.consumer_group import ensure_group
 from app.platform.runtime.consumer_runtime import ConsumerRuntime
 from app.platform.runtime.handler import Delivery, GroupHandler, OrderedHandler
@@ -427,6 +429,53 @@ async def test_a_stop_requested_while_lingering_ends_at_once_leaving_the_entries
     await asyncio.wait_for(task, timeout=10)
     assert handler.batches == []
     assert await _pending(redis, key_prefix) == 1  # the next lease holder adopts it
+
+
+class ReplyLosingReader:
+    """A blocking reader whose ``lose``-th XREADGROUP reaches Redis (entries delivered) but
+    whose reply is lost on the way back, as when the connection drops."""
+
+    def __init__(self, real: Any, lose: int) -> None:
+        self.real = real
+        self.lose = lose
+        self.calls = 0
+
+    async def xreadgroup(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        response = await self.real.xreadgroup(*args, **kwargs)
+        if self.calls == self.lose:
+            raise RedisConnectionError("connection lost after the read")
+        return response
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+@pytest.mark.parametrize("linger_ms", [0, 500])
+async def test_entries_a_failed_read_delivered_are_adopted_before_reading_on(
+    servers: TestServers, redis: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch,
+    linger_ms: int,
+) -> None:
+    # linger 0: the read-ahead's reply is lost (full batches of 2); linger 500: the second read
+    # of the linger after a read of 2 (batches of 10).
+    real_open = ordered_runtime.open_blocking_reader
+    monkeypatch.setattr(ordered_runtime, "open_blocking_reader",
+                        lambda *a, **k: ReplyLosingReader(real_open(*a, **k), lose=2))
+    handler = LeasedStubHandler("only", {})
+    runtime = _runtime(OrderedRuntime, servers, redis, key_prefix, handler,
+                       batch_size=10 if linger_ms else 2, linger_ms=linger_ms)
+    await ensure_group(redis, Keys(key_prefix, 1).stream(0), GROUP)
+    await _append(redis, key_prefix, 2 if linger_ms else 4)
+    async with _running(runtime):
+        if linger_ms:
+            await eventually(lambda: _pending_is(redis, key_prefix, 2))
+            await _append(redis, key_prefix, 2, start=2)  # the ones a linger read would take
+        await _until(lambda: len(handler.handled) >= 4)
+        await _append(redis, key_prefix, 1, start=4)
+        await _until(lambda: len(handler.handled) >= 5)
+        await _until_all_acked(redis, key_prefix)
+    assert [event_id for event_id, _attempt in handler.handled] == [
+        f"event-{i}" for i in range(5)]
 
 
 async def _lingering(servers: TestServers, redis: Redis, key_prefix: str, *,

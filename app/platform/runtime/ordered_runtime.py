@@ -54,6 +54,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
     def __init__(self, *, linger_ms: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.linger_ms = max(linger_ms, 0)
+        self._read_failed = False  # a read raised: adopt what it may have delivered first
 
     async def _consume_partition(self, partition: int) -> None:
         if not await self.handler.acquire_partition(partition, self.stop):
@@ -87,11 +88,16 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
             while not self.stop.is_set():
                 current = await (ahead or self._read_decoded(reader, partition))
                 ahead = None
-                if current is None or self.stop.is_set():
-                    continue
-                # Start the next read (and its decoding) before writing this batch.
-                ahead = asyncio.create_task(self._read_decoded(reader, partition))
-                await self._apply(partition, *current)
+                if current is not None and not self.stop.is_set():
+                    if not self._read_failed:
+                        # Start the next read (and its decoding) before writing this batch.
+                        ahead = asyncio.create_task(self._read_decoded(reader, partition))
+                    await self._apply(partition, *current)
+                if self._read_failed and not self.stop.is_set():
+                    # A failed read may have been delivered with its reply lost: those entries
+                    # are pending to us, before anything read next. Take them first.
+                    self._read_failed = False
+                    await self._with_redis_retry(lambda: self._adopt_all_pending(partition))
         finally:
             if ahead is not None:
                 ahead.cancel()  # what it read stays pending: the next lease holder adopts it
@@ -111,6 +117,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
                 count=self.batch_size, block=self.block_ms,
             )
         except REDIS_ERRORS as exc:
+            self._read_failed = True
             if not self.stop.is_set():
                 log.warning("read failed, retrying",
                             extra={"fields": {"group": self.group, "error": type(exc).__name__}})
@@ -129,8 +136,8 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
 
     async def _linger(self, reader: RedisClient, partition: int, room: int) -> list[Entry]:
         """After a small read: wait ``linger_ms`` (less when asked to stop), then take what
-        came meanwhile without blocking. A failed read returns nothing, so the entries already
-        read are projected now (they are ours either way, pending until acknowledged)."""
+        came meanwhile without blocking. A failed read returns nothing: the entries already
+        read are projected now, then whatever it may have delivered is adopted (``_read_new``)."""
         await self._sleep(self.linger_ms / 1000)
         if self.stop.is_set() or room <= 0:
             return []
@@ -138,6 +145,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
             response = await reader.xreadgroup(
                 self.group, self.consumer, {self.keys.stream(partition): ">"}, count=room)
         except REDIS_ERRORS:
+            self._read_failed = True
             return []
         return [(e[0], e[1], 1) for _stream, got in response or () for e in got]
 
