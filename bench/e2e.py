@@ -93,6 +93,7 @@ class E2eOptions:
     py_spy_latency: Path | None = None  # profile replier 1 during the first latency run
     admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
+    projector_linger_ms: int | None = None  # MECOVE_PROJECTOR_LINGER_MS; None: the default
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class LatencyRun:
     rss_max_mb: dict[str, float]
     cpu_ms_per_message: dict[str, float]  # CPU of each process over the measured webhooks
     stages: str  # the stage table (``bench.e2e_stages``)
+    projector_batches: tuple[int, int]  # batches and events projector-1 handled meanwhile
 
     @property
     def missing(self) -> int:
@@ -185,13 +187,13 @@ class _Bench:
         return bodies
 
     async def start_consumers(
-        self, database_url: str, prefix: str, group: str, count: int
+        self, database_url: str, prefix: str, group: str, count: int, **extra: str
     ) -> list[Service]:
         services = []
         for index in range(count):
             name = f"{group}-{index + 1}"
             env = self.mecove_env(database_url, prefix,
-                                  MECOVE_CONSUMER_NAME=f"bench-{name}-{prefix}")
+                                  MECOVE_CONSUMER_NAME=f"bench-{name}-{prefix}", **extra)
             services.append(await self.processes.start(name, mecove_command("consume", group),
                                                        env))
         return services
@@ -319,7 +321,11 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
             "api", mecove_command("api", "--host", "127.0.0.1"),
             bench.mecove_env(database_url, prefix, MECOVE_PORT=str(port)))
         services.append(api)
-        services += await bench.start_consumers(database_url, prefix, "projector", 1)
+        metrics_port = free_port()
+        linger = ({} if options.projector_linger_ms is None
+                  else {"MECOVE_PROJECTOR_LINGER_MS": str(options.projector_linger_ms)})
+        services += await bench.start_consumers(database_url, prefix, "projector", 1,
+                                                MECOVE_METRICS_PORT=str(metrics_port), **linger)
         services += await bench.start_consumers(database_url, prefix, "replier",
                                                 options.latency_repliers)
         await wait_for_http(api, f"http://127.0.0.1:{port}/health")
@@ -340,6 +346,7 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
             if options.py_spy_latency and round_ == 1 else None
         replier = next(s for s in services if s.name.startswith("replier"))
         spy = await start_py_spy(bench.processes, replier, profile) if profile else None
+        batches_before = await projector_batches(metrics_port)
         cpu_before = {s.name: cpu_seconds(s.pid) or 0.0 for s in [*services, *bench.fakes]}
         started = time.perf_counter()
         posted = await post_at_rate(url, measured, options.rate)
@@ -351,6 +358,7 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
             await bench.processes.stop(spy, sig=signal.SIGINT)
         cpu_ms = {s.name: ((cpu_seconds(s.pid) or 0.0) - cpu_before[s.name]) * 1000
                   / max(len(posted), 1) for s in [*services, *bench.fakes]}
+        batches_after = await projector_batches(metrics_port)
         stop_sampling.set()
         await sampler
         records = await bench.fake_records()
@@ -384,7 +392,22 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         rss_max_mb=dict(bench.rss),
         cpu_ms_per_message=cpu_ms,
         stages=stages,
+        projector_batches=(batches_after[0] - batches_before[0],
+                           batches_after[1] - batches_before[1]),
     )
+
+
+async def projector_batches(metrics_port: int) -> tuple[int, int]:
+    """The batches the projector has handled and the events in them (its /metrics)."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    counts = {"mecove_handler_seconds_count": 0.0, "mecove_consumer_processed_total": 0.0}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name in counts and 'group="projector"' in rest:
+            counts[name] += float(rest.rsplit(" ", 1)[1])
+    return (int(counts["mecove_handler_seconds_count"]),
+            int(counts["mecove_consumer_processed_total"]))
 
 
 async def measure_throughput(bench: _Bench, round_: int, count: int,
@@ -441,6 +464,9 @@ def print_latency(run: LatencyRun) -> None:
           f"webhook answer p99 {run.response_p99_ms:.1f} ms; max RSS MB: {rss}")
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(run.cpu_ms_per_message.items()))
     print(f"  CPU ms per webhook, by process: {cpu}")
+    batches, events = run.projector_batches
+    print(f"  projector-1: {batches} batches, {events} events "
+          f"({events / max(batches, 1):.1f} per batch)")
     print("  stages (ms):\n    " + run.stages.replace("\n", "\n    "))
 
 
@@ -539,6 +565,8 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
     parser.add_argument("--py-spy", type=Path, default=None,
                         help="profile the replier of the first 1-process throughput run "
                              "(.svg flamegraph, .json speedscope, else raw collapsed stacks)")
+    parser.add_argument("--projector-linger-ms", type=int, default=None,
+                        help="MECOVE_PROJECTOR_LINGER_MS for the projector (default: its own)")
 
 
 def smoke_e2e_options() -> E2eOptions:
@@ -552,7 +580,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> E2
         latency_repliers=args.latency_repliers, backlog=args.backlog,
         replier_counts=tuple(args.replier_counts), rounds=args.rounds,
         typing_indicator=args.typing_indicator == "on", py_spy=args.py_spy,
-        py_spy_latency=args.py_spy_latency,
+        py_spy_latency=args.py_spy_latency, projector_linger_ms=args.projector_linger_ms,
         admin_database_url=admin_url, redis_url=redis_url,
     )
 

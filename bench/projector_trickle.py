@@ -34,7 +34,7 @@ from projections.projector import Projector
 from schema.events import UserKeyIssued
 
 
-async def _backends(database_url: str) -> list[int]:
+async def database_backends(database_url: str) -> list[int]:
     connection = await asyncpg.connect(database_url)
     try:
         rows = await connection.fetch(
@@ -63,7 +63,7 @@ async def run(batches: int, batch: int, users: int = 50, from_start: bool = Fals
                                 if isinstance(d.event, UserKeyIssued))
                 await projector.handle(deliveries[:first])
                 rest = deliveries[first:]
-            before = {p: cpu_seconds(p) or 0.0 for p in await _backends(database_url)}
+            before = {p: cpu_seconds(p) or 0.0 for p in await database_backends(database_url)}
             cpu_before = time.process_time()
             done = 0
             for start in range(0, len(rest), batch):
@@ -74,7 +74,7 @@ async def run(batches: int, batch: int, users: int = 50, from_start: bool = Fals
             cpu = time.process_time() - cpu_before
             # Backends opened meanwhile (the key reader) count from zero.
             backend = sum((cpu_seconds(p) or 0.0) - before.get(p, 0.0)
-                          for p in await _backends(database_url))
+                          for p in await database_backends(database_url))
         finally:
             await projector.close()
             await scratch.drop_database(database_url)

@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     visibility_timeout_ms: int = 60_000
     batch_size: int = 100
     block_ms: int = 1_000
+    # A projector read that finds fewer than a few events waits this long for more before
+    # projecting them (decision 0017); 0 projects each read at once.
+    projector_linger_ms: int = 20
     replier_concurrency: int = 32
     # Graph API sends (MECOVE_GRAPH_*): the client timeout; the recipient pair limiter (one
     # reply per interval, a burst at once); the number's throughput; how long a reply may wait
@@ -231,6 +234,7 @@ def settings_from_env(env: Mapping[str, str], *, require_urls: bool = True) -> S
         visibility_timeout_ms=_int(env, "MECOVE_VISIBILITY_TIMEOUT_MS", 60_000),
         batch_size=_int(env, "MECOVE_BATCH_SIZE", 100),
         block_ms=_int(env, "MECOVE_BLOCK_MS", 1_000),
+        projector_linger_ms=_int(env, "MECOVE_PROJECTOR_LINGER_MS", 20),
         replier_concurrency=_int(env, "MECOVE_REPLIER_CONCURRENCY", 32),
         graph_timeout_ms=_int(env, "MECOVE_GRAPH_TIMEOUT_MS", 10_000),
         graph_pair_interval_ms=_int(env, "MECOVE_GRAPH_PAIR_INTERVAL_MS", 6_000),

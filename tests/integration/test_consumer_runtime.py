@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.platform.eventlog.entries import encode_event
 from app.platform.eventlog.keys import Keys
+from app.platform.runtime import ordered_runtime
 from app.platform.runtime.consumer_group import ensure_group
 from app.platform.runtime.consumer_runtime import ConsumerRuntime
 from app.platform.runtime.handler import Delivery, GroupHandler, OrderedHandler
@@ -109,8 +111,10 @@ def _runtime(
     batch_size: int = 10,
     visibility_timeout_ms: int = 60_000,
     clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    **extra: Any,
 ) -> ConsumerRuntime[Any]:
     return runtime_class(
+        **extra,
         redis=redis,
         redis_url=servers.redis_url,
         keys=Keys(key_prefix, 1),
@@ -384,6 +388,107 @@ async def test_the_next_lease_holder_first_adopts_the_batch_its_predecessor_left
     # event-2 and event-3 too: the failing holder read them ahead while its batch was failing.
     assert healthy.handled == [("event-0", 2), ("event-1", 2), ("event-2", 2), ("event-3", 2)]
     assert await _dead_letters(redis, key_prefix) == []
+
+
+async def test_an_ordered_runtime_lingers_after_a_small_read_and_projects_what_came_meanwhile(
+    servers: TestServers, redis: Redis, key_prefix: str
+) -> None:
+    handler, runtime = await _lingering(servers, redis, key_prefix, linger_ms=2_000)
+    async with _running(runtime):
+        await _append(redis, key_prefix, 1)
+        await eventually(lambda: _pending_is(redis, key_prefix, 1))  # read, now lingering
+        await _append(redis, key_prefix, 2, start=1)
+        await _until(lambda: len(handler.handled) == 3)
+        await _until_all_acked(redis, key_prefix)
+    assert handler.batches == [[("event-0", 1), ("event-1", 1), ("event-2", 1)]]
+
+
+async def test_an_ordered_runtime_does_not_linger_on_full_reads(
+    servers: TestServers, redis: Redis, key_prefix: str
+) -> None:
+    handler = LeasedStubHandler("only", {})
+    # A linger far longer than the wait below: the two full batches must not wait for it.
+    runtime = _runtime(OrderedRuntime, servers, redis, key_prefix, handler, batch_size=3,
+                       linger_ms=600_000)
+    await _append(redis, key_prefix, 7)
+    async with _running(runtime):
+        await _until(lambda: len(handler.handled) == 6)
+        assert handler.batches == [[(f"event-{i}", 1) for i in range(3)],
+                                   [(f"event-{i}", 1) for i in range(3, 6)]]
+        await eventually(lambda: _pending_is(redis, key_prefix, 1))  # event-6, lingering
+
+
+async def test_a_stop_requested_while_lingering_ends_at_once_leaving_the_entries_pending(
+    servers: TestServers, redis: Redis, key_prefix: str
+) -> None:
+    handler, runtime = await _lingering(servers, redis, key_prefix, linger_ms=600_000)
+    task = asyncio.create_task(runtime.run())
+    await _append(redis, key_prefix, 1)
+    await eventually(lambda: _pending_is(redis, key_prefix, 1))
+    runtime.request_stop()
+    await asyncio.wait_for(task, timeout=10)
+    assert handler.batches == []
+    assert await _pending(redis, key_prefix) == 1  # the next lease holder adopts it
+
+
+class ReplyLosingReader:
+    """A blocking reader whose ``lose``-th XREADGROUP reaches Redis (entries delivered) but
+    whose reply is lost on the way back, as when the connection drops."""
+
+    def __init__(self, real: Any, lose: int) -> None:
+        self.real = real
+        self.lose = lose
+        self.calls = 0
+
+    async def xreadgroup(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        response = await self.real.xreadgroup(*args, **kwargs)
+        if self.calls == self.lose:
+            raise RedisConnectionError("connection lost after the read")
+        return response
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+@pytest.mark.parametrize("linger_ms", [0, 500])
+async def test_entries_a_failed_read_delivered_are_adopted_before_reading_on(
+    servers: TestServers, redis: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch,
+    linger_ms: int,
+) -> None:
+    # linger 0: the read-ahead's reply is lost (full batches of 2); linger 500: the second read
+    # of the linger after a read of 2 (batches of 10).
+    real_open = ordered_runtime.open_blocking_reader
+    monkeypatch.setattr(ordered_runtime, "open_blocking_reader",
+                        lambda *a, **k: ReplyLosingReader(real_open(*a, **k), lose=2))
+    handler = LeasedStubHandler("only", {})
+    runtime = _runtime(OrderedRuntime, servers, redis, key_prefix, handler,
+                       batch_size=10 if linger_ms else 2, linger_ms=linger_ms)
+    await ensure_group(redis, Keys(key_prefix, 1).stream(0), GROUP)
+    await _append(redis, key_prefix, 2 if linger_ms else 4)
+    async with _running(runtime):
+        if linger_ms:
+            await eventually(lambda: _pending_is(redis, key_prefix, 2))
+            await _append(redis, key_prefix, 2, start=2)  # the ones a linger read would take
+        await _until(lambda: len(handler.handled) >= 4)
+        await _append(redis, key_prefix, 1, start=4)
+        await _until(lambda: len(handler.handled) >= 5)
+        await _until_all_acked(redis, key_prefix)
+    assert [event_id for event_id, _attempt in handler.handled] == [
+        f"event-{i}" for i in range(5)]
+
+
+async def _lingering(servers: TestServers, redis: Redis, key_prefix: str, *,
+                     linger_ms: int) -> tuple[LeasedStubHandler, ConsumerRuntime[Any]]:
+    """An ordered stub and its runtime lingering ``linger_ms``, its group already made."""
+    handler = LeasedStubHandler("only", {})
+    await ensure_group(redis, Keys(key_prefix, 1).stream(0), GROUP)
+    return handler, _runtime(OrderedRuntime, servers, redis, key_prefix, handler,
+                             linger_ms=linger_ms)
+
+
+async def _pending_is(redis: Redis, key_prefix: str, count: int) -> bool:
+    return await _pending(redis, key_prefix) == count
 
 
 class HoldingHandler(StubHandler):

@@ -12,12 +12,18 @@
   writes the current batch (one batch ahead at most). A batch read ahead is applied only after
   the current one is settled, so the order holds; if the consumer stops first, the batch stays
   pending and the next lease holder adopts it, like any batch not yet acknowledged.
+* It lingers on a trickle: a read that finds fewer than ``LINGER_BELOW`` entries and less
+  than a batch (so the stream's tail, no backlog) waits ``linger_ms`` (less when asked to
+  stop) and takes what came meanwhile in one more read without blocking, so each batch (one
+  transaction, checkpoint, key check, round trips) carries several events at a low rate
+  (decision 0017).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from redis.asyncio import RedisCluster
 
@@ -37,10 +43,18 @@ from app.platform.runtime.retry_policy import NonRetryableError
 log = logging.getLogger("mecove.consumer")
 
 _Decoded = tuple[list[Delivery], dict[str, Fields]]  # a batch's deliveries, its entries' fields
+# A read of fewer entries than this lingers for more (``linger_ms``); FEW_ROWS-sized batches
+# are the ones whose fixed cost per batch dominates (projections/write_rows.py).
+LINGER_BELOW = 32
 
 
 class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
     """The consumer that works a partition while it holds the partition's lease."""
+
+    def __init__(self, *, linger_ms: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.linger_ms = max(linger_ms, 0)
+        self._read_failed = False  # a read raised: adopt what it may have delivered first
 
     async def _consume_partition(self, partition: int) -> None:
         if not await self.handler.acquire_partition(partition, self.stop):
@@ -74,11 +88,16 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
             while not self.stop.is_set():
                 current = await (ahead or self._read_decoded(reader, partition))
                 ahead = None
-                if current is None or self.stop.is_set():
-                    continue
-                # Start the next read (and its decoding) before writing this batch.
-                ahead = asyncio.create_task(self._read_decoded(reader, partition))
-                await self._apply(partition, *current)
+                if current is not None and not self.stop.is_set():
+                    if not self._read_failed:
+                        # Start the next read (and its decoding) before writing this batch.
+                        ahead = asyncio.create_task(self._read_decoded(reader, partition))
+                    await self._apply(partition, *current)
+                if self._read_failed and not self.stop.is_set():
+                    # A failed read may have been delivered with its reply lost: those entries
+                    # are pending to us, before anything read next. Take them first.
+                    self._read_failed = False
+                    await self._with_redis_retry(lambda: self._adopt_all_pending(partition))
         finally:
             if ahead is not None:
                 ahead.cancel()  # what it read stays pending: the next lease holder adopts it
@@ -98,6 +117,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
                 count=self.batch_size, block=self.block_ms,
             )
         except REDIS_ERRORS as exc:
+            self._read_failed = True
             if not self.stop.is_set():
                 log.warning("read failed, retrying",
                             extra={"fields": {"group": self.group, "error": type(exc).__name__}})
@@ -106,10 +126,28 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
         entries: list[Entry] = [(e[0], e[1], 1) for _stream, got in response or () for e in got]
         if not entries:
             return None
+        if (len(entries) < min(LINGER_BELOW, self.batch_size) and self.linger_ms
+                and not self.stop.is_set()):  # a full read means a backlog: no linger
+            entries += await self._linger(reader, partition, self.batch_size - len(entries))
         deliveries = await self._deliveries(partition, entries)
         if deliveries:
             await self.handler.prepare(deliveries)
         return deliveries, fields_by_entry_id(entries)
+
+    async def _linger(self, reader: RedisClient, partition: int, room: int) -> list[Entry]:
+        """After a small read: wait ``linger_ms`` (less when asked to stop), then take what
+        came meanwhile without blocking. A failed read returns nothing: the entries already
+        read are projected now, then whatever it may have delivered is adopted (``_read_new``)."""
+        await self._sleep(self.linger_ms / 1000)
+        if self.stop.is_set() or room <= 0:
+            return []
+        try:
+            response = await reader.xreadgroup(
+                self.group, self.consumer, {self.keys.stream(partition): ">"}, count=room)
+        except REDIS_ERRORS:
+            self._read_failed = True
+            return []
+        return [(e[0], e[1], 1) for _stream, got in response or () for e in got]
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
         await self._apply(partition, await self._deliveries(partition, entries),

@@ -24,10 +24,11 @@ log = logging.getLogger("mecove.consume")
 def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> ConsumerRuntime[Any]:
     """The runtime that runs ``handler``, configured from ``settings``: an ``OrderedRuntime``
     for an ``OrderedHandler`` (a lease per partition), a ``SharedRuntime`` for any other."""
-    runtime_class: type[ConsumerRuntime[Any]] = (
-        OrderedRuntime if isinstance(handler, OrderedHandler) else SharedRuntime
-    )
+    ordered = isinstance(handler, OrderedHandler)
+    runtime_class: type[ConsumerRuntime[Any]] = OrderedRuntime if ordered else SharedRuntime
+    extra: dict[str, Any] = {"linger_ms": settings.projector_linger_ms} if ordered else {}
     return runtime_class(
+        **extra,
         redis=redis,
         redis_url=settings.redis_url,
         keys=Keys.from_settings(settings),
