@@ -19,7 +19,7 @@ otherwise be read by the next call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import hiredis
@@ -63,13 +63,14 @@ class DirectScripts:
         except (TypeError, ValueError, UnicodeError):
             return await script(keys=keys, args=args, client=self._client)  # redis-py decides
         pool = self._client.connection_pool
-        connection = self._idle.pop() if self._idle else await pool.get_connection()
+        connection = (self._idle.pop() if self._idle
+                      else await _connecting(pool.get_connection()))
         try:
             await connection.send_packed_command([packed], check_health=True)
             reply = await connection.read_response()
         except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
             await self._give_back(connection)
-            return await script(keys=keys, args=args, client=self._client)
+            return await _connecting(script(keys=keys, args=args, client=self._client))
         except ResponseError:
             await self._give_back(connection)  # the script's own error: the stream is in step
             raise
@@ -93,3 +94,17 @@ class DirectScripts:
         idle, self._idle = self._idle, []
         for connection in idle:
             await self._client.connection_pool.release(connection)
+
+
+async def _connecting(call: Awaitable[Any]) -> Any:
+    """``await call``, where a connection may be opened: a ``RuntimeError`` is raised as the
+    ``ConnectionError`` it is. When Redis dies while redis-py opens a connection, uvloop may
+    refuse the handshake's write on the transport it has just closed ("unable to perform
+    operation on <TCPTransport closed=True ...>"), which redis-py lets through as it is; the
+    ingress answers a ``ConnectionError`` with 503 (Meta redelivers; the dedupe key makes a
+    redelivery of an append that did land safe), anything else with 500."""
+    try:
+        return await call
+    except RuntimeError as exc:
+        raise RedisConnectionError(f"Redis connection failed while opening: {exc}") from exc
+

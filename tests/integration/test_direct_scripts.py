@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from app.platform.direct_scripts import DirectScripts
@@ -93,6 +94,33 @@ async def test_a_connection_redis_closed_falls_back_to_redis_py(
     assert killed >= 1  # the connection held aside among them
     assert await direct.run(echo, [f"{key_prefix}:k"], ["c", "d"]) == [
         f"{key_prefix}:k".encode(), b"c", b"d"]
+    await direct.aclose()
+
+
+async def test_a_connection_that_dies_while_opening_is_a_connection_error(
+    client: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What CI saw when Redis was SIGKILLed: the connection held aside was closed, and the
+    fallback's new connection failed with uvloop's RuntimeError (a closed transport) inside
+    redis-py's handshake. It must reach the ingress as a ConnectionError (503), not a 500."""
+    direct = DirectScripts(client)
+    echo = client.register_script(ECHO)
+
+    async def dies_while_opening(*_: object, **__: object) -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; "
+                           "the handler is closed")
+
+    monkeypatch.setattr(client.connection_pool, "get_connection", dies_while_opening)
+    with pytest.raises(RedisConnectionError):  # no connection aside: the direct path opens one
+        await direct.run(echo, [f"{key_prefix}:k"], ["a", "b"])
+    monkeypatch.undo()
+    await direct.run(echo, [f"{key_prefix}:k"], ["a", "b"])  # one connection now held aside
+    killer = Redis(connection_pool=client.connection_pool)
+    assert await killer.client_kill_filter(_type="normal", skipme=True) >= 1
+    monkeypatch.setattr(client.connection_pool, "get_connection", dies_while_opening)
+    with pytest.raises(RedisConnectionError):  # the held one is dead; the fallback opens one
+        await direct.run(echo, [f"{key_prefix}:k"], ["c", "d"])
+    monkeypatch.undo()
     await direct.aclose()
 
 
