@@ -20,8 +20,6 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from app.devtools.ports import free_port
 from bench.load_generators import run_load
 from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
@@ -34,7 +32,7 @@ from bench.processes import (
     wait_for_http,
     work_directory,
 )
-from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, delete_matching
+from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, delete_matching_at
 
 TARGETS = {  # target -> its ASGI factory, for granian
     "bare": "bench.servers.bare_litestar:create_bare_app",
@@ -94,11 +92,7 @@ async def _run(server: str, target: str, args: argparse.Namespace, folder: Path,
                                    f"{load.socket_errors} socket errors")
             return load.requests_per_s, cpu / load.requests * 1e6
     finally:
-        redis = Redis.from_url(args.redis_url)
-        try:
-            await delete_matching(redis, f"{prefix}:*")
-        finally:
-            await redis.aclose()
+        await delete_matching_at(args.redis_url, f"{prefix}:*")
 
 
 async def measure(args: argparse.Namespace) -> None:

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
 from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, SignedBody, signed_bodies
@@ -34,7 +33,7 @@ from bench.processes import (
     wait_for_http,
     work_directory,
 )
-from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, delete_matching
+from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, delete_matching_at
 
 
 async def _post(client: httpx.AsyncClient, url: str, body: SignedBody) -> None:
@@ -96,11 +95,7 @@ async def measure(args: argparse.Namespace) -> float:
                     raise RuntimeError("the api exited")
                 return (after - before) / n * 1e6
     finally:
-        redis = Redis.from_url(args.redis_url)
-        try:
-            await delete_matching(redis, f"{prefix}:*")
-        finally:
-            await redis.aclose()
+        await delete_matching_at(args.redis_url, f"{prefix}:*")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

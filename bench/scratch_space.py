@@ -82,11 +82,7 @@ class ScratchSpace(ClosedOnExit):
         self._patterns.append(pattern)
 
     async def delete_keys(self, pattern: str) -> int:
-        redis = Redis.from_url(self.redis_url)
-        try:
-            return await delete_matching(redis, pattern)
-        finally:
-            await redis.aclose()
+        return await delete_matching_at(self.redis_url, pattern)
 
     async def aclose(self) -> None:
         """Delete the run's keys, then drop its databases (the template last)."""
@@ -111,3 +107,12 @@ async def delete_matching(redis: Redis, pattern: str) -> int:
     if page:
         deleted += await redis.unlink(*page)
     return deleted
+
+
+async def delete_matching_at(redis_url: str, pattern: str) -> int:
+    """``delete_matching`` on a client of its own, opened and closed here."""
+    redis = Redis.from_url(redis_url)
+    try:
+        return await delete_matching(redis, pattern)
+    finally:
+        await redis.aclose()
