@@ -123,7 +123,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
                             extra={"fields": {"group": self.group, "error": type(exc).__name__}})
                 await self._sleep(1.0)
             return None
-        entries: list[Entry] = [(e[0], e[1], 1) for _stream, got in response or () for e in got]
+        entries = _first_deliveries(response)
         if not entries:
             return None
         if (len(entries) < min(LINGER_BELOW, self.batch_size) and self.linger_ms
@@ -147,7 +147,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
         except REDIS_ERRORS:
             self._read_failed = True
             return []
-        return [(e[0], e[1], 1) for _stream, got in response or () for e in got]
+        return _first_deliveries(response)
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
         await self._apply(partition, await self._deliveries(partition, entries),
@@ -182,3 +182,8 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
                     extra={"fields": {"group": self.group, "delay_s": delay,
                                       "error": describe_error(error)}})
         await self._sleep(delay)
+
+
+def _first_deliveries(response: Any) -> list[Entry]:
+    """The entries of an ``XREADGROUP ... >`` reply, each delivered for the first time."""
+    return [(e[0], e[1], 1) for _stream, got in response or () for e in got]
