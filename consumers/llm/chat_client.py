@@ -18,8 +18,8 @@ import groq
 import httpx
 import msgspec
 
-from app.platform.http_transport import CookielessAsyncClient
 from app.platform.metrics import LLM_FALLBACKS, LLM_SECONDS
+from consumers.llm.direct_requests import DirectRequestsClient
 from consumers.llm.llm_config import LlmConfig
 
 log = logging.getLogger("mecove.llm")
@@ -69,13 +69,15 @@ class ChatClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         self._client: groq.AsyncGroq | None = None
+        # Absolute: the SDK parses a path, then the base URL joined to it, on every call.
+        self._url = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}{COMPLETIONS_PATH}"
         if api_key:
             self._client = groq.AsyncGroq(
                 api_key=api_key,
                 base_url=base_url or DEFAULT_BASE_URL,
                 timeout=config.timeout_seconds,
                 max_retries=0,  # the consumer runtime owns retries; the LLM gets one try
-                http_client=CookielessAsyncClient(transport=transport, follow_redirects=True)
+                http_client=DirectRequestsClient(transport=transport, follow_redirects=True)
                 if transport is not None else None,
             )
         else:
@@ -97,7 +99,7 @@ class ChatClient:
         if self._client is None:
             return Completion(fallback, None, True, "no GROQ_API_KEY", 0.0)
         try:
-            response = await self._client.post(COMPLETIONS_PATH, cast_to=httpx.Response,
+            response = await self._client.post(self._url, cast_to=httpx.Response,
                                                content=_encode_body({
                 "model": self.config.model,
                 "temperature": self.config.temperature,
