@@ -118,6 +118,7 @@ class LatencyRun:
     cpu_ms_per_message: dict[str, float]  # CPU of each process over the measured webhooks
     stages: str  # the stage table (``bench.e2e_stages``)
     projector_batches: tuple[int, int]  # batches and events projector-1 handled meanwhile
+    replier_batches: tuple[int, int]  # batches and entries all repliers handled meanwhile
 
     @property
     def missing(self) -> int:
@@ -187,11 +188,16 @@ class _Bench:
         return bodies
 
     async def start_consumers(
-        self, database_url: str, prefix: str, group: str, count: int, **extra: str
+        self, database_url: str, prefix: str, group: str, count: int,
+        metrics_ports: Sequence[int] = (), **extra: str
     ) -> list[Service]:
+        """``count`` consumers of ``group``; consumer i serves /metrics on ``metrics_ports[i]``
+        when given."""
         services = []
         for index in range(count):
             name = f"{group}-{index + 1}"
+            if index < len(metrics_ports):
+                extra = {**extra, "MECOVE_METRICS_PORT": str(metrics_ports[index])}
             env = self.mecove_env(database_url, prefix,
                                   MECOVE_CONSUMER_NAME=f"bench-{name}-{prefix}", **extra)
             services.append(await self.processes.start(name, mecove_command("consume", group),
@@ -322,12 +328,13 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
             bench.mecove_env(database_url, prefix, MECOVE_PORT=str(port)))
         services.append(api)
         metrics_port = free_port()
+        replier_ports = [free_port() for _ in range(options.latency_repliers)]
         linger = ({} if options.projector_linger_ms is None
                   else {"MECOVE_PROJECTOR_LINGER_MS": str(options.projector_linger_ms)})
         services += await bench.start_consumers(database_url, prefix, "projector", 1,
-                                                MECOVE_METRICS_PORT=str(metrics_port), **linger)
+                                                [metrics_port], **linger)
         services += await bench.start_consumers(database_url, prefix, "replier",
-                                                options.latency_repliers)
+                                                options.latency_repliers, replier_ports)
         await wait_for_http(api, f"http://127.0.0.1:{port}/health")
         await bench.wait_for_consumers(
             redis, stream, {"projector": 1, "replier": options.latency_repliers}, services[1:])
@@ -346,7 +353,8 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
             if options.py_spy_latency and round_ == 1 else None
         replier = next(s for s in services if s.name.startswith("replier"))
         spy = await start_py_spy(bench.processes, replier, profile) if profile else None
-        batches_before = await projector_batches(metrics_port)
+        batches_before = await handled_batches(metrics_port, "projector")
+        replier_before = [await handled_batches(p, "replier") for p in replier_ports]
         cpu_before = {s.name: cpu_seconds(s.pid) or 0.0 for s in [*services, *bench.fakes]}
         started = time.perf_counter()
         posted = await post_at_rate(url, measured, options.rate)
@@ -358,7 +366,8 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
             await bench.processes.stop(spy, sig=signal.SIGINT)
         cpu_ms = {s.name: ((cpu_seconds(s.pid) or 0.0) - cpu_before[s.name]) * 1000
                   / max(len(posted), 1) for s in [*services, *bench.fakes]}
-        batches_after = await projector_batches(metrics_port)
+        batches_after = await handled_batches(metrics_port, "projector")
+        replier_after = [await handled_batches(p, "replier") for p in replier_ports]
         stop_sampling.set()
         await sampler
         records = await bench.fake_records()
@@ -394,17 +403,22 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         stages=stages,
         projector_batches=(batches_after[0] - batches_before[0],
                            batches_after[1] - batches_before[1]),
+        replier_batches=(sum(a[0] - b[0] for a, b in zip(replier_after, replier_before,
+                                                         strict=True)),
+                         sum(a[1] - b[1] for a, b in zip(replier_after, replier_before,
+                                                         strict=True))),
     )
 
 
-async def projector_batches(metrics_port: int) -> tuple[int, int]:
-    """The batches the projector has handled and the events in them (its /metrics)."""
+async def handled_batches(metrics_port: int, group: str) -> tuple[int, int]:
+    """The batches a consumer of ``group`` has handled and the entries in them (its
+    /metrics; entries of types the group ignores count too)."""
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
     counts = {"mecove_handler_seconds_count": 0.0, "mecove_consumer_processed_total": 0.0}
     for line in text.splitlines():
         name, _, rest = line.partition("{")
-        if name in counts and 'group="projector"' in rest:
+        if name in counts and f'group="{group}"' in rest:
             counts[name] += float(rest.rsplit(" ", 1)[1])
     return (int(counts["mecove_handler_seconds_count"]),
             int(counts["mecove_consumer_processed_total"]))
@@ -467,6 +481,9 @@ def print_latency(run: LatencyRun) -> None:
     batches, events = run.projector_batches
     print(f"  projector-1: {batches} batches, {events} events "
           f"({events / max(batches, 1):.1f} per batch)")
+    batches, entries = run.replier_batches
+    print(f"  repliers: {batches} batches, {entries} entries ({entries / max(batches, 1):.1f} "
+          f"per batch, {entries / max(run.posted, 1):.1f} per webhook)")
     print("  stages (ms):\n    " + run.stages.replace("\n", "\n    "))
 
 
