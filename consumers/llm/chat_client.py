@@ -49,6 +49,21 @@ _read_completion = msgspec.json.Decoder(_ChatCompletion).decode
 _encode_body = msgspec.json.Encoder().encode
 
 
+class PreparedUrlsGroq(groq.AsyncGroq):
+    """The SDK's async client, joining each path to the base URL once: the SDK parses the path,
+    then the joined URL, on every call (~0.1 ms of CPU here); an ``httpx.URL`` is immutable."""
+
+    _prepared: dict[str, httpx.URL] | None = None
+
+    def _prepare_url(self, url: str) -> httpx.URL:
+        if self._prepared is None:
+            self._prepared = {}
+        prepared = self._prepared.get(url)
+        if prepared is None:
+            prepared = self._prepared[url] = super()._prepare_url(url)
+        return prepared
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
@@ -68,11 +83,9 @@ class ChatClient:
     def __init__(self, config: LlmConfig, api_key: str | None, base_url: str | None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self._client: groq.AsyncGroq | None = None
-        # Absolute: the SDK parses a path, then the base URL joined to it, on every call.
-        self._url = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}{COMPLETIONS_PATH}"
+        self._client: PreparedUrlsGroq | None = None
         if api_key:
-            self._client = groq.AsyncGroq(
+            self._client = PreparedUrlsGroq(
                 api_key=api_key,
                 base_url=base_url or DEFAULT_BASE_URL,
                 timeout=config.timeout_seconds,
@@ -99,7 +112,7 @@ class ChatClient:
         if self._client is None:
             return Completion(fallback, None, True, "no GROQ_API_KEY", 0.0)
         try:
-            response = await self._client.post(self._url, cast_to=httpx.Response,
+            response = await self._client.post(COMPLETIONS_PATH, cast_to=httpx.Response,
                                                content=_encode_body({
                 "model": self.config.model,
                 "temperature": self.config.temperature,

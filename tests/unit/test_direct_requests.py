@@ -1,12 +1,14 @@
-"""The LLM's HTTP client builds the very request httpx's own ``build_request`` builds."""
+"""The LLM's HTTP client builds the very request httpx's own ``build_request`` builds, to the
+URL the SDK joins."""
 
 from __future__ import annotations
 
+import groq
 import httpx
 import pytest
 
 from app.platform.http_transport import CookielessAsyncClient
-from consumers.llm.chat_client import COMPLETIONS_PATH, ChatClient
+from consumers.llm.chat_client import COMPLETIONS_PATH, DEFAULT_BASE_URL, ChatClient
 from consumers.llm.direct_requests import DirectRequestsClient
 from consumers.llm.llm_config import load_llm_config
 
@@ -37,7 +39,9 @@ def test_same_request_as_httpx(options: dict[str, object]) -> None:
 
 @pytest.mark.parametrize("base_url", [None, "http://127.0.0.1:9", "http://127.0.0.1:9/",
                                       "https://proxy.example/groq/"])
-def test_absolute_url_is_the_sdks_join(base_url: str | None) -> None:
+def test_the_url_prepared_once_is_the_sdks_join(base_url: str | None) -> None:
     chat = ChatClient(load_llm_config(), "key", base_url)
     assert chat._client is not None
-    assert str(chat._client._prepare_url(COMPLETIONS_PATH)) == chat._url
+    sdk = groq.AsyncGroq(api_key="key", base_url=base_url or DEFAULT_BASE_URL)
+    for path in (COMPLETIONS_PATH, COMPLETIONS_PATH, "/openai/v1/models?x=1", "https://other/x"):
+        assert chat._client._prepare_url(path) == sdk._prepare_url(path)
