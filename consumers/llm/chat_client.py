@@ -5,7 +5,8 @@ The request goes through the SDK's client (its base URL, key, timeout, error typ
 parameters against their TypedDicts and builds pydantic models of the answer, which cost ~0.7
 ms of CPU per call here, more than the rest of the call. The body is encoded and the answer
 read with msgspec. The HTTP transport can be shared with the Graph client
-(``app/platform/http_transport.py``).
+(``app/platform/http_transport.py``). The SDK's per-call URL parsing and httpx's header
+merges are spared (``PreparedUrlsGroq``, ``direct_requests``; docs/decisions/0020).
 """
 
 from __future__ import annotations
