@@ -186,7 +186,6 @@ class Projector(OrderedHandler):
                 missing = [k for k in missing if k not in lent]
             pending = list(lent)
         changes = RowChanges(keyring=keyring)
-        positions = [entry_position(d.entry_id) for d in deliveries]
         for start in range(0, len(deliveries), YIELD_EVERY):
             if start:  # let the batch being written send its next statement meanwhile
                 await asyncio.sleep(0)
@@ -194,8 +193,10 @@ class Projector(OrderedHandler):
                 changes.add(partition, delivery.entry_id, delivery.event, delivery.body)
         while len(self._prepared) >= 2:  # a batch never handled (adopted, stopped): drop it
             del self._prepared[next(iter(self._prepared))]
-        self._prepared[_batch_key(deliveries)] = _Prepared(changes, min(positions),
-                                                           max(positions), missing, pending)
+        # A read's entries come in log order (XREADGROUP, then the linger's later read).
+        self._prepared[_batch_key(deliveries)] = _Prepared(
+            changes, entry_position(deliveries[0].entry_id),
+            entry_position(deliveries[-1].entry_id), missing, pending)
 
     def _kept_keyring(self, events: list[AnyEvent], owners: dict[str, str],
                       issued_before: dict[str, str]) -> tuple[dict[str, DataKey], list[str]] | None:
