@@ -42,6 +42,10 @@ log = logging.getLogger("mecove.projector")
 SWAP_LOCK_KEY = zlib.crc32(b"mecove-projection-swap")
 LEASE_POLL_S = 1.0
 PREPARE_TIMEOUT_S = 5.0  # past this, the batch read ahead is built in its transaction instead
+# ``prepare`` builds this many events' rows at a time, then yields to the event loop: built in
+# one go, a batch of 5,000 held the loop ~150 ms while PostgreSQL, waiting for the batch being
+# written to send its next statement, sat idle (bench/README.md, projector-cpu).
+YIELD_EVERY = 200
 
 _BatchKey = tuple[int, str, str, int]  # partition, first and last entry id, count
 
@@ -182,13 +186,17 @@ class Projector(OrderedHandler):
                 missing = [k for k in missing if k not in lent]
             pending = list(lent)
         changes = RowChanges(keyring=keyring)
-        positions = [entry_position(d.entry_id) for d in deliveries]
-        for delivery in deliveries:
-            changes.add(partition, delivery.entry_id, delivery.event, delivery.body)
+        for start in range(0, len(deliveries), YIELD_EVERY):
+            if start:  # let the batch being written send its next statement meanwhile
+                await asyncio.sleep(0)
+            for delivery in deliveries[start:start + YIELD_EVERY]:
+                changes.add(partition, delivery.entry_id, delivery.event, delivery.body)
         while len(self._prepared) >= 2:  # a batch never handled (adopted, stopped): drop it
             del self._prepared[next(iter(self._prepared))]
-        self._prepared[_batch_key(deliveries)] = _Prepared(changes, min(positions),
-                                                           max(positions), missing, pending)
+        # A read's entries come in log order (XREADGROUP, then the linger's later read).
+        self._prepared[_batch_key(deliveries)] = _Prepared(
+            changes, entry_position(deliveries[0].entry_id),
+            entry_position(deliveries[-1].entry_id), missing, pending)
 
     def _kept_keyring(self, events: list[AnyEvent], owners: dict[str, str],
                       issued_before: dict[str, str]) -> tuple[dict[str, DataKey], list[str]] | None:

@@ -54,6 +54,9 @@ Failure = tuple[Delivery, BaseException]
 HandlerT = TypeVar("HandlerT", bound=GroupHandler)
 
 GAUGES_EVERY_S = 5.0
+# ``_deliveries`` decodes this many entries at a time, then yields to the event loop, so
+# decoding a large read ahead does not hold up the batch being written (ordered_runtime).
+DECODE_YIELD_EVERY = 200
 IDLE_CONSUMERS_EVERY_S = 60.0
 
 
@@ -197,7 +200,9 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
         """Decode entries for the handler; settle at once those it must never see."""
         stream = self.keys.stream(partition)
         deliveries: list[Delivery] = []
-        for raw_id, fields, attempt in entries:
+        for n, (raw_id, fields, attempt) in enumerate(entries):
+            if n and n % DECODE_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             entry_id = as_text(raw_id) if raw_id is not None else ""
             if not fields:
                 await self.redis.xack(stream, self.group, entry_id)
