@@ -28,7 +28,10 @@ def run_standalone(
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument("--database-url", default=DEFAULT_ADMIN_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    known, _ = parser.parse_known_args(argv)
+    # --help waits for the full parser: answered here, it would leave the module's options out.
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--smoke", action="store_true")
+    known, _ = first.parse_known_args(argv)
     add_arguments(parser, smoke=known.smoke)
     args = parser.parse_args(argv)
     try:
