@@ -169,7 +169,7 @@ class IdentityLinks:
         """The sender's last resolution seen by this process (None: not seen yet)."""
         return self._known.get((sender.bsuid, sender.phone))
 
-    def add_inputs(self, sender: Sender, keys: list[str], args: list[str]) -> None:
+    def add_inputs(self, sender: Sender, keys: list[str], args: list[str | int]) -> None:
         """Add the keys and arguments ``RESOLVE_SENDER_LUA`` reads for ``sender``."""
         keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
                  self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
@@ -203,7 +203,7 @@ class IdentityLinks:
 
     async def _resolve_now(self, senders: list[Sender]) -> list[Resolution]:
         keys: list[str] = []
-        args: list[str] = ["1" if self._writes.min_replicas else "0"]
+        args: list[str | int] = ["1" if self._writes.min_replicas else "0"]
         for sender in senders:
             self.add_inputs(sender, keys, args)
         replies = await self._writes.write(keys[0], lambda client: self._resolve(
