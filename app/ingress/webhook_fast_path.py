@@ -38,16 +38,19 @@ class IngressApp(Litestar):
         await super().__call__(scope, receive, send)
 
     async def _receive_delivery(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(scope, receive)
+        signature = None
+        too_large = False
+        for name, value in scope["headers"]:  # one pass for both headers read here
+            if name == b"x-hub-signature-256":
+                if signature is None:
+                    signature = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+                too_large = True
+        body = None if too_large else await _read_body(receive)
         if body is None:
             WEBHOOKS.labels("too_large").inc()
             await _answer(send, 413, _TOO_LARGE)
             return
-        signature = None
-        for name, value in scope["headers"]:
-            if name == b"x-hub-signature-256":
-                signature = value.decode("latin-1")
-                break
         state = self.state
         try:
             status, answer = await answer_delivery(body, signature, state.settings,
@@ -58,11 +61,8 @@ class IngressApp(Litestar):
         await _answer(send, status, answer)
 
 
-async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
+async def _read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None when it is larger than ``MAX_BODY_BYTES``."""
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-            return None
     chunks: list[bytes] = []
     size = 0
     while True:

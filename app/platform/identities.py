@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -128,6 +128,11 @@ def first_sighting(sender: Sender) -> Resolution:
 @dataclass(frozen=True, slots=True)
 class IdentityKeys:
     prefix: str
+    # Named by every script call for each sender without a BSUID or a phone: built once.
+    _unused: str = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_unused", f"{self.prefix}:{{ids}}:none")
 
     def bsuid(self, bsuid: str) -> str:
         return f"{self.prefix}:{{ids}}:bsuid:{bsuid}"
@@ -137,7 +142,7 @@ class IdentityKeys:
 
     def unused(self) -> str:
         """Stands in for an identity a sender lacks: same slot, never read or written."""
-        return f"{self.prefix}:{{ids}}:none"
+        return self._unused
 
 
 class IdentityLinks:
@@ -169,7 +174,7 @@ class IdentityLinks:
         """The sender's last resolution seen by this process (None: not seen yet)."""
         return self._known.get((sender.bsuid, sender.phone))
 
-    def add_inputs(self, sender: Sender, keys: list[str], args: list[str]) -> None:
+    def add_inputs(self, sender: Sender, keys: list[str], args: list[str | int]) -> None:
         """Add the keys and arguments ``RESOLVE_SENDER_LUA`` reads for ``sender``."""
         keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
                  self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
@@ -190,20 +195,25 @@ class IdentityLinks:
                         "answered through the BSUID", extra={"fields": {
                             "user_id": user_id,
                             "identity_id": identity_id_for(CHANNEL, sender.phone or "")}})
+        known = (sender.bsuid, sender.phone)
+        remembered = self._known.get(known)
+        linked = state == "linked"
+        if remembered is not None and remembered.user_id == user_id \
+                and (remembered.phone is not None) == linked:
+            return remembered  # the same resolution again (the common case): nothing to change
         resolution = Resolution(
             user_id=user_id,
-            phone=sender.phone if state == "linked" else None,
+            phone=sender.phone if linked else None,
             bsuid=sender.bsuid,
         )
-        known = (sender.bsuid, sender.phone)
-        if known not in self._known and len(self._known) >= KNOWN_SENDERS_KEPT:
+        if remembered is None and len(self._known) >= KNOWN_SENDERS_KEPT:
             del self._known[next(iter(self._known))]  # the oldest remembered
         self._known[known] = resolution
         return resolution
 
     async def _resolve_now(self, senders: list[Sender]) -> list[Resolution]:
         keys: list[str] = []
-        args: list[str] = ["1" if self._writes.min_replicas else "0"]
+        args: list[str | int] = ["1" if self._writes.min_replicas else "0"]
         for sender in senders:
             self.add_inputs(sender, keys, args)
         replies = await self._writes.write(keys[0], lambda client: self._resolve(

@@ -33,7 +33,7 @@ from app.platform.eventlog.append import (
 )
 from app.platform.eventlog.content_keys import KEY_IS_CURRENT_LUA
 from app.platform.eventlog.entries import ENTRY_LUA, as_text
-from app.platform.eventlog.lua import script
+from app.platform.eventlog.lua import PACKED_ARGS_LUA, packed_args, script
 from app.platform.identities import RESOLVE_SENDER_LUA, IdentityLinks, Resolution, Sender
 from app.platform.same_turn_batches import SameTurnBatches
 from schema.events import MessageReceived
@@ -44,14 +44,16 @@ GUESSED_WRONG = "!guess"
 
 # KEYS: stream, then per message the keys of RESOLVE_SENDER_LUA, then per message the keys of
 #       APPEND_MESSAGE_STEP_LUA.
-# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, message count, then per
-#       message the arguments of RESOLVE_SENDER_LUA, the guessed user id and phone state, then
-#       per message the arguments of APPEND_MESSAGE_STEP_LUA.
+# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, message count, then one
+#       packed argument (lua.packed_args) holding, per message, the arguments of
+#       RESOLVE_SENDER_LUA, the guessed user id and phone state, then per message the
+#       arguments of APPEND_MESSAGE_STEP_LUA.
 # Returns {per message {user id, phone state, links created}, per message the new entry id,
 #          "" (duplicate) or STALE_KEY, or GUESSED_WRONG for all when a guess was wrong}.
 RESOLVE_AND_APPEND_LUA = script(
     ENTRY_LUA,
     KEY_IS_CURRENT_LUA,
+    PACKED_ARGS_LUA,
     RESOLVE_SENDER_LUA,
     APPEND_MESSAGE_STEP_LUA,
     """
@@ -61,6 +63,7 @@ local tracking_window_ms = tonumber(next_arg())
 local context_ttl_s = tonumber(next_arg())
 local recent_kept = tonumber(next_arg())
 local count = tonumber(next_arg())
+unpack_args()
 local resolutions = {}
 local as_guessed = true
 -- No rewrite of the links read (confirm false): this script runs on one Redis only, whose
@@ -156,20 +159,19 @@ class SenderAppends:
         for partition, indexes in by_partition.items():
             stream = log.keys.stream(partition)
             keys: list[str] = [stream]
-            args = [*log.append_settings(), len(indexes)]
-            link_args: list[str] = []
+            values: list[str | int] = []
             for index in indexes:
                 item = items[index]
-                self.identity_links.add_inputs(item.sender, keys, link_args)
-                link_args += [item.guess.user_id, _phone_state(item.sender, item.guess)]
-            args += link_args
+                self.identity_links.add_inputs(item.sender, keys, values)
+                values += [item.guess.user_id, _phone_state(item.sender, item.guess)]
             for index in indexes:
                 event = items[index].event
                 key = log.cached_key(event.user_id)
                 if key is False:
-                    await log.add_message_inputs(event, partition, keys, args)
+                    await log.add_message_inputs(event, partition, keys, values)
                 else:
-                    log.add_sealed_inputs(event, key, partition, keys, args)
+                    log.add_sealed_inputs(event, key, partition, keys, values)
+            args = [*log.append_settings(), len(indexes), packed_args(values)]
             resolutions, entry_ids = await log.writes.script(
                 stream, self._resolve_and_append, keys, args)
             for index, reply, raw_entry_id in zip(indexes, resolutions, entry_ids, strict=True):

@@ -37,9 +37,15 @@ from app.platform.eventlog.content_keys import (
     master_keys_for,
 )
 from app.platform.eventlog.conversation_keys import ConversationKeys
-from app.platform.eventlog.entries import ENTRY_LUA, as_text, encode_event, entry_values
+from app.platform.eventlog.entries import (
+    ENTRY_LUA,
+    as_text,
+    encode_event,
+    entry_texts,
+    entry_values,
+)
 from app.platform.eventlog.keys import Keys
-from app.platform.eventlog.lua import script
+from app.platform.eventlog.lua import PACKED_ARGS_LUA, packed_args, script
 from app.platform.redis_client import DurableWrites, RedisClient
 from app.platform.same_turn_batches import SameTurnBatches
 from app.platform.settings import Settings
@@ -56,7 +62,8 @@ STALE_KEY = "!stale"  # what a sealing script answers when the key was destroyed
 # One received message's atomic step, for scripts that append messages (needs ENTRY_LUA and
 # KEY_IS_CURRENT_LUA before it). Reads its inputs with next_key/next_arg:
 # KEYS dedupe, tracking zset, recent list, turn hash, content key;
-# ARGV the entry values, tracking score, message id, text, received at ms, key id ("" none).
+# ARGV (packed: lua.packed_args) the entry values, tracking score, message id, text,
+# received at ms, key id ("" none).
 # Returns the new entry id, "" when the message is a duplicate, or STALE_KEY.
 APPEND_MESSAGE_STEP_LUA = """
 local function append_message(stream_key, dedupe_ttl_s, tracking_window_ms, context_ttl_s,
@@ -94,15 +101,17 @@ end
 """
 
 # KEYS: stream, then per message the keys of APPEND_MESSAGE_STEP_LUA.
-# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, then per message the
-#       arguments of APPEND_MESSAGE_STEP_LUA.
+# ARGV: dedupe ttl s, tracking window ms, context ttl s, recent kept, then one packed argument
+#       (lua.packed_args) holding, per message, the arguments of APPEND_MESSAGE_STEP_LUA.
 # Returns, per message, the new entry id, "" when the message is a duplicate, or STALE_KEY.
-APPEND_MESSAGES_LUA = script(ENTRY_LUA, KEY_IS_CURRENT_LUA, APPEND_MESSAGE_STEP_LUA, """
+APPEND_MESSAGES_LUA = script(ENTRY_LUA, KEY_IS_CURRENT_LUA, PACKED_ARGS_LUA,
+                             APPEND_MESSAGE_STEP_LUA, """
 local stream_key = next_key()
 local dedupe_ttl_s = tonumber(next_arg())
 local tracking_window_ms = tonumber(next_arg())
 local context_ttl_s = tonumber(next_arg())
 local recent_kept = tonumber(next_arg())
+unpack_args()
 local entry_ids = {}
 while has_more_keys() do
   entry_ids[#entry_ids + 1] = append_message(stream_key, dedupe_ttl_s, tracking_window_ms,
@@ -213,9 +222,10 @@ class EventLog:
         for partition, indexes in self.by_partition(events).items():
             stream = self.keys.stream(partition)
             keys: list[str] = [stream]
-            args = self.append_settings()
+            values: list[str | int] = []
             for index in indexes:
-                await self.add_message_inputs(events[index], partition, keys, args)
+                await self.add_message_inputs(events[index], partition, keys, values)
+            args = [*self.append_settings(), packed_args(values)]
             ids = await self.writes.script(stream, self._append_messages, keys, args)
             for index, entry_id in zip(indexes, ids, strict=True):
                 results[index] = as_text(entry_id) or None
@@ -234,12 +244,13 @@ class EventLog:
         return [self._dedupe_ttl_s, self._window_ms, self._context_ttl_s, RECENT_KEPT]
 
     async def add_message_inputs(self, event: MessageReceived, partition: int, keys: list[str],
-                                 args: list[str | bytes | int | float]) -> None:
-        """Add the keys and arguments ``APPEND_MESSAGE_STEP_LUA`` reads for ``event``, its
-        content sealed with its user's key."""
+                                 values: list[str | int]) -> None:
+        """Add the keys and the values to pack (``lua.packed_args``) that
+        ``APPEND_MESSAGE_STEP_LUA`` reads for ``event``, its content sealed with its user's
+        key."""
         key = None if self.content is None else (
             self.content.cached_for_writing(event.user_id) or await self._key_for(event.user_id))
-        self.add_sealed_inputs(event, key, partition, keys, args)
+        self.add_sealed_inputs(event, key, partition, keys, values)
 
     def cached_key(self, user_id: str) -> DataKey | None | bool:
         """The key ``add_sealed_inputs`` needs for ``user_id``'s events: None without a master
@@ -249,7 +260,7 @@ class EventLog:
         return self.content.cached_for_writing(user_id) or False
 
     def add_sealed_inputs(self, event: MessageReceived, key: DataKey | None, partition: int,
-                          keys: list[str], args: list[str | bytes | int | float]) -> None:
+                          keys: list[str], values: list[str | int]) -> None:
         """``add_message_inputs`` with the user's key in hand (no coroutine per message)."""
         sealed = event if key is None else seal_event(event, key)
         assert isinstance(sealed, MessageReceived)
@@ -261,8 +272,8 @@ class EventLog:
             self.conversation.turn(partition, sealed.message_id),
             self._content_key(sealed.user_id, partition),
         ]
-        args += [
-            *entry_values(sealed),
+        values += [
+            *entry_texts(sealed),
             repr(sealed.tracking_score),
             sealed.message_id,
             sealed.text,

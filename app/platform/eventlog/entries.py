@@ -37,6 +37,7 @@ __all__ = [
     "encode_event",
     "entry_id_of",
     "entry_position",
+    "entry_texts",
     "entry_values",
 ]
 
@@ -78,6 +79,21 @@ def entry_values(event: Event) -> list[bytes]:
         event.event_id.encode(),
         str(event.occurred_at).encode(),
         encode_body(event),
+    ]
+
+
+_VERSION_TEXT = str(SCHEMA_VERSION)
+
+
+def entry_texts(event: Event) -> list[str]:
+    """``entry_values`` as str, for packed script arguments (``lua.packed_args``), which carry
+    no bytes. The body is msgspec's JSON, always UTF-8: the entry holds the same bytes."""
+    return [  # TYPE, VERSION, EVENT_ID, OCCURRED_AT, BODY
+        event_type_name(event),
+        _VERSION_TEXT,
+        event.event_id,
+        str(event.occurred_at),
+        encode_body(event).decode(),
     ]
 
 
