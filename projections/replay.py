@@ -176,11 +176,12 @@ async def _page_bounds(connection: asyncpg.Connection, batch_size: int) -> list[
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-Build = Callable[[Position, Position], Awaitable[ReadyPage | None]]
+Build = Callable[[Position, Position, int], Awaitable[ReadyPage | None]]
 
 
 async def _load_archive(connection: asyncpg.Connection, bounds: list[Position], build: Build,
-                        ahead: int, progress: Progress) -> tuple[Position, int]:
+                        batch_size: int, ahead: int, progress: Progress
+                        ) -> tuple[Position, int]:
     """Write the pages ending at ``bounds`` into the rebuild tables, each in a transaction, in
     log order, while ``build`` makes up to ``ahead`` of the next ones; returns the position
     reached and the events applied."""
@@ -189,7 +190,7 @@ async def _load_archive(connection: asyncpg.Connection, bounds: list[Position], 
 
     def fill() -> None:
         while len(pending) < ahead and (span := next(ranges, None)) is not None:
-            pending.append(asyncio.ensure_future(build(*span)))
+            pending.append(asyncio.ensure_future(build(*span, batch_size)))
 
     position, applied = START, 0
     try:
@@ -263,12 +264,13 @@ async def replay(
             if workers > 0:
                 async with PageWorkers(database_url, master, workers) as pool:
                     position, report.applied = await _load_archive(
-                        connection, bounds, pool.build, 2 * workers, progress)
+                        connection, bounds, pool.build, batch_size, 2 * workers, progress)
             else:  # a second connection builds the next page while this one writes
                 reader = await asyncpg.connect(database_url)
                 try:
                     position, report.applied = await _load_archive(
-                        connection, bounds, PageBuilder(reader, master).build, 1, progress)
+                        connection, bounds, PageBuilder(reader, master).build, batch_size, 1,
+                        progress)
                 finally:
                     await reader.close()
         finally:

@@ -33,11 +33,13 @@ __all__ = ["PageBuilder", "Position", "ReadyPage", "write_page"]
 Position = tuple[int, int, int]  # partition, entry ms, entry seq
 
 
-_SELECT = ("SELECT partition, entry_ms, entry_seq, body FROM event_archive "
-           "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) ")
-_ORDER = "ORDER BY partition, entry_ms, entry_seq"
-_AFTER = f"{_SELECT}{_ORDER} LIMIT $4"
-_BETWEEN = f"{_SELECT}AND (partition, entry_ms, entry_seq) <= ($4, $5, $6) {_ORDER}"
+_AFTER = ("SELECT partition, entry_ms, entry_seq, body FROM event_archive "
+          "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) "
+          "ORDER BY partition, entry_ms, entry_seq LIMIT $4")
+_BETWEEN = ("SELECT partition, entry_ms, entry_seq, body FROM event_archive "
+            "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) "
+            "AND (partition, entry_ms, entry_seq) <= ($4, $5, $6) "
+            "ORDER BY partition, entry_ms, entry_seq LIMIT $7")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +76,12 @@ class PageBuilder:
         """The archived events after ``after`` (up to ``upto`` included, at most ``limit``)
         as a page; None when there are none."""
         encoders = await self._kind_encoders()
-        # Two statements, not one with an optional bound: the index scan must stop at ``upto``.
+        # Two statements, not one with an optional bound: the index scan must stop at
+        # ``upto``. Both with a LIMIT, which keeps the planner on the ordered index scan.
         if upto is None:
             rows = await self.connection.fetch(_AFTER, *after, limit)
         else:
-            rows = await self.connection.fetch(_BETWEEN, *after, *upto)
+            rows = await self.connection.fetch(_BETWEEN, *after, *upto, limit)
         if not rows:
             return None
         events = [decode_body(row[3]) for row in rows]

@@ -11,7 +11,7 @@ from typing import BinaryIO
 import asyncpg
 
 from projections.replay_pages import PageBuilder
-from projections.replay_workers import FRAME
+from projections.replay_workers import FRAME, ReplayWorkerError
 
 
 def _read(stream: BinaryIO) -> object:
@@ -30,8 +30,6 @@ def _write(stream: BinaryIO, message: object) -> None:
     try:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # an error that does not pickle: its text
-        from projections.replay_workers import ReplayWorkerError
-
         ok, error = message  # type: ignore[misc]
         data = pickle.dumps((ok, ReplayWorkerError(f"{type(error).__name__}: {error}")))
     stream.write(FRAME.pack(len(data)) + data)
@@ -45,11 +43,11 @@ async def _serve(source: BinaryIO, sink: BinaryIO) -> None:
         builder = PageBuilder(connection, master)
         while True:
             try:
-                after, upto = _read(source)  # type: ignore[misc]
+                after, upto, limit = _read(source)  # type: ignore[misc]
             except EOFError:
                 return
             try:
-                page = await builder.build(after, upto)
+                page = await builder.build(after, upto, limit)
             except Exception as exc:  # sent to the parent, which raises it
                 _write(sink, (False, exc))
             else:

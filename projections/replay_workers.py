@@ -9,7 +9,7 @@ and a fork would copy the parent's event loop and connections) opens its own con
 asked; the parent only streams the ready COPY data, in log order.
 
 Over the worker's stdin and stdout go length-prefixed pickles: first the connection's URL and
-the master key, then ``(after, upto)`` per page, answered by ``(True, page)`` or ``(False,
+the master key, then ``(after, upto, limit)`` per page, answered by ``(True, page)`` or ``(False,
 error)``. A worker's error is raised in the parent as itself (a ``ReplayWorkerError`` with its
 text when it does not pickle); a worker that dies fails every page still asked of it.
 """
@@ -45,13 +45,14 @@ class _Worker:
         self.waiting: deque[asyncio.Future[ReadyPage | None]] = deque()
         self.reader = asyncio.create_task(self._read())
 
-    def ask(self, after: Position, upto: Position) -> asyncio.Future[ReadyPage | None]:
+    def ask(self, after: Position, upto: Position, limit: int
+            ) -> asyncio.Future[ReadyPage | None]:
         future: asyncio.Future[ReadyPage | None] = asyncio.get_running_loop().create_future()
         if self.reader.done():
             future.set_exception(ReplayWorkerError("replay worker is gone"))
             return future
         self.waiting.append(future)
-        _send(self.process, (after, upto))
+        _send(self.process, (after, upto, limit))
         return future
 
     async def _read(self) -> None:
@@ -96,12 +97,13 @@ class PageWorkers:
         self._workers: list[_Worker] = []
         self._turn = 0
 
-    def build(self, after: Position, upto: Position) -> asyncio.Future[ReadyPage | None]:
-        """The page of the events after ``after`` up to ``upto`` (included), built by the next
-        worker in turn."""
+    def build(self, after: Position, upto: Position, limit: int
+              ) -> asyncio.Future[ReadyPage | None]:
+        """The page of the (at most ``limit``) events after ``after`` up to ``upto``
+        (included), built by the next worker in turn."""
         worker = self._workers[self._turn % len(self._workers)]
         self._turn += 1
-        return worker.ask(after, upto)
+        return worker.ask(after, upto, limit)
 
     async def __aenter__(self) -> PageWorkers:
         path = os.environ.get("PYTHONPATH")
