@@ -15,11 +15,18 @@ from app.platform.settings import Settings
 from projections.copy_binary import column_types, encode_rows, encoders_for
 from projections.projector import Projector
 from projections.replay import replay
-from tests.integration.consumer_helpers import drained, master_of
+from tests.integration.consumer_helpers import drained, fetch_rows, master_of
 from tests.integration.test_operations import append_mixed, checksums
 from tests.service import consumers, eventually
 
 COLUMNS = ("id", "at", "note", "doc", "small", "big", "flag")
+
+
+async def _projected_log(redis: Redis, settings: Settings, count: int, seed: int) -> None:
+    """``count`` mixed events appended and drained by the projector."""
+    await append_mixed(redis, settings, count, seed=seed)
+    async with consumers(settings, [Projector.from_settings(settings)]):
+        await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
 
 
 async def test_encoded_rows_read_back_as_the_values_they_came_from(database_url: str) -> None:
@@ -57,9 +64,7 @@ def test_a_column_type_without_an_encoder_is_refused() -> None:
 async def test_pages_built_by_workers_give_the_tables_built_in_process(
     settings: Settings, redis: Redis
 ) -> None:
-    await append_mixed(redis, settings, 600, seed=11)
-    async with consumers(settings, [Projector.from_settings(settings)]):
-        await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
+    await _projected_log(redis, settings, 600, seed=11)
     keys = Keys(settings.key_prefix, 1)
     await replay(settings.database_url, redis, keys, master=master_of(settings), batch_size=70,
                  workers=0)
@@ -74,9 +79,7 @@ async def test_pages_built_by_workers_give_the_tables_built_in_process(
 async def test_a_worker_error_fails_replay_with_it_and_leaves_no_rebuild_tables(
     settings: Settings, redis: Redis
 ) -> None:
-    await append_mixed(redis, settings, 200, seed=12)
-    async with consumers(settings, [Projector.from_settings(settings)]):
-        await eventually(lambda: drained(redis, settings, "projector"), timeout=30)
+    await _projected_log(redis, settings, 200, seed=12)
     before = await checksums(settings.database_url)
     connection = await asyncpg.connect(settings.database_url)
     try:  # an archived body that is no event, in the middle of the log
@@ -91,10 +94,6 @@ async def test_a_worker_error_fails_replay_with_it_and_leaves_no_rebuild_tables(
         await replay(settings.database_url, redis, Keys(settings.key_prefix, 1),
                      master=master_of(settings), batch_size=20, workers=1)
     assert await checksums(settings.database_url) == before
-    connection = await asyncpg.connect(settings.database_url)
-    try:
-        leftovers = await connection.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_rebuild'")
-    finally:
-        await connection.close()
-    assert leftovers == 0
+    [left] = await fetch_rows(settings.database_url, "SELECT count(*) AS n FROM pg_tables "
+                              "WHERE tablename LIKE '%\\_rebuild'")
+    assert left["n"] == 0
