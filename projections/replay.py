@@ -4,9 +4,8 @@
    the event archive, in log order, with the projector's own row logic. Live tables are not
    touched, so an interrupted replay changes nothing (its leftovers are dropped next time).
    They are loaded with their unique indexes only; the other indexes and the foreign keys are
-   built once loaded, before step 2. Pages are built (read, opened, encoded as binary COPY
-   data: ``replay_pages``) ahead of the one being written: by a worker process for a large
-   archive (``replay_workers``), else on a second connection.
+   built once loaded, before step 2. A second connection reads and decodes the next page of
+   the archive while the current one is written.
 2. One transaction takes the projection swap lock exclusively (every projector batch holds
    it shared, so in-flight batches finish and new ones wait), applies what was archived since
    step 1 plus the stream tail beyond the projector's checkpoint (archiving it and advancing
@@ -22,8 +21,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -44,10 +42,9 @@ from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.sql_identifier import quote_identifier as q
 from projections.projector import SWAP_LOCK_KEY
-from projections.replay_pages import PageBuilder, Position, ReadyPage, write_page
-from projections.replay_workers import PageWorkers
 from projections.row_changes import RowChanges
 from projections.write_rows import TableSet, prepare_staging, write_row_changes
+from schema.events import decode_body
 
 log = logging.getLogger("mecove.replay")
 
@@ -63,6 +60,8 @@ FOREIGN_KEYS = (
     ("messages", "identity_id", "identities"),
     ("summaries", "user_id", "users"),
 )
+
+Position = tuple[int, int, int]  # partition, entry ms, entry seq
 
 
 @dataclass
@@ -160,70 +159,66 @@ async def _finish_rebuild_tables(connection: asyncpg.Connection, deferred: list[
             f"REFERENCES {q(target + '_rebuild')} (id)")
 
 
-START: Position = (-1, 0, 0)
-# Worker processes building pages (``replay_workers``) when the archive holds more than this
-# many pages; a smaller one is not worth their start (a second or so of imports each).
-WORKERS_FROM_PAGES = 4
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """Archived events read and turned into row changes, ready to write."""
+
+    changes: RowChanges
+    last: Position
+    count: int
 
 
-async def _page_bounds(connection: asyncpg.Connection, batch_size: int) -> list[Position]:
-    """The last position of every ``batch_size`` archived events, and the archive's last."""
+async def _read_page(connection: asyncpg.Connection, after: Position, batch_size: int,
+                     master: MasterKeys | None,
+                     unwrapped: UnwrappedKeys | None = None) -> _Page | None:
+    """The next ``batch_size`` archived events after ``after``, as row changes; None at the end."""
     rows = await connection.fetch(
-        "SELECT partition, entry_ms, entry_seq FROM (SELECT partition, entry_ms, entry_seq, "
-        "row_number() OVER (ORDER BY partition, entry_ms, entry_seq) AS n, "
-        "count(*) OVER () AS total FROM event_archive) AS a "
-        "WHERE n % $1 = 0 OR n = total ORDER BY n", batch_size)
-    return [(r[0], r[1], r[2]) for r in rows]
+        "SELECT partition, entry_ms, entry_seq, body FROM event_archive "
+        "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) "
+        "ORDER BY partition, entry_ms, entry_seq LIMIT $4",
+        after[0], after[1], after[2], batch_size,
+    )
+    if not rows:
+        return None
+    events = [decode_body(row["body"]) for row in rows]
+    changes = RowChanges(keyring=await durable_keyring(events, connection, master, unwrapped),
+                         archiving=False)
+    for row, event in zip(rows, events, strict=True):
+        changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])), event)
+    last = rows[-1]
+    return _Page(changes, (last["partition"], last["entry_ms"], last["entry_seq"]), len(rows))
 
 
-Build = Callable[[Position, Position, int], Awaitable[ReadyPage | None]]
+async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_size: int,
+                         progress: Progress | None, master: MasterKeys | None,
+                         reader: asyncpg.Connection | None = None,
+                         unwrapped: UnwrappedKeys | None = None) -> tuple[Position, int]:
+    """Apply archived events after ``after`` to the rebuild tables; returns the new position.
 
-
-async def _load_archive(connection: asyncpg.Connection, bounds: list[Position], build: Build,
-                        batch_size: int, ahead: int, progress: Progress
-                        ) -> tuple[Position, int]:
-    """Write the pages ending at ``bounds`` into the rebuild tables, each in a transaction, in
-    log order, while ``build`` makes up to ``ahead`` of the next ones; returns the position
-    reached and the events applied."""
-    ranges = iter(zip([START, *bounds], bounds, strict=False))
-    pending: deque[asyncio.Future[ReadyPage | None]] = deque()
-
-    def fill() -> None:
-        while len(pending) < ahead and (span := next(ranges, None)) is not None:
-            pending.append(asyncio.ensure_future(build(*span, batch_size)))
-
-    position, applied = START, 0
-    try:
-        fill()
-        for upto in bounds:
-            page = await pending.popleft()
-            fill()
-            if page is not None:
-                async with connection.transaction():
-                    await write_page(connection, page, REBUILD)
-                applied += page.count
-                progress.advance(page.count)
-            position = upto
-    except BaseException:
-        for future in pending:
-            future.cancel()
-        for future in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await future
-        raise
-    return position, applied
-
-
-async def _catch_up(connection: asyncpg.Connection, position: Position, batch_size: int,
-                    master: MasterKeys | None) -> tuple[Position, int]:
-    """Under the swap lock: what was archived after ``position`` since the bulk load."""
-    builder = PageBuilder(connection, master)
+    With a ``reader`` connection, the next page is read and turned into rows on it while
+    ``connection`` writes the current one."""
+    source = reader or connection
     applied = 0
-    while (page := await builder.build(position, None, batch_size)) is not None:
-        await write_page(connection, page, REBUILD)
-        position = page.last
+    page = await _read_page(source, after, batch_size, master, unwrapped)
+    while page is not None:
+        ahead = (asyncio.create_task(_read_page(source, page.last, batch_size, master, unwrapped))
+                 if reader is not None else None)
+        try:
+            async with connection.transaction():
+                await write_row_changes(connection, page.changes, REBUILD)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, asyncpg.PostgresError,
+                                         OSError):
+                    await ahead
+            raise
+        after = page.last
         applied += page.count
-    return position, applied
+        if progress is not None:
+            progress.advance(page.count)
+        page = await (ahead or _read_page(source, after, batch_size, master, unwrapped))
+    return after, applied
 
 
 async def replay(
@@ -235,13 +230,11 @@ async def replay(
     batch_size: int = 5_000,
     before_swap: Callable[[], object] | None = None,
     master: MasterKeys | None,
-    workers: int | None = None,
 ) -> ReplayReport:
     """Rebuild users, identities, messages and summaries from the log and swap them in.
 
     Sealed content opens with the keys left in ``user_keys`` (``master`` unwraps them); the
-    content of forgotten users comes back erased. ``workers``: processes building the pages
-    (``replay_workers``); None: one when the archive is large enough to repay its start.
+    content of forgotten users comes back erased.
     """
     started = time.monotonic()
     report = ReplayReport()
@@ -254,25 +247,18 @@ async def replay(
         if dry_run:
             return report
         await prepare_staging(connection)
-        bounds = await _page_bounds(connection, batch_size)
-        if workers is None:
-            workers = 1 if len(bounds) > WORKERS_FROM_PAGES else 0
+        # Keys unwrapped once for the run; each page still asks user_keys (decision 0010).
+        unwrapped = UnwrappedKeys(master) if master is not None else None
         progress = Progress(report.archived_events)
         try:
             deferred = await _create_rebuild_tables(
                 connection, erasures=report.events_by_type.get("UserForgotten", 0) > 0)
-            if workers > 0:
-                async with PageWorkers(database_url, master, workers) as pool:
-                    position, report.applied = await _load_archive(
-                        connection, bounds, pool.build, batch_size, 2 * workers, progress)
-            else:  # a second connection builds the next page while this one writes
-                reader = await asyncpg.connect(database_url)
-                try:
-                    position, report.applied = await _load_archive(
-                        connection, bounds, PageBuilder(reader, master).build, batch_size, 1,
-                        progress)
-                finally:
-                    await reader.close()
+            reader = await asyncpg.connect(database_url)
+            try:
+                position, report.applied = await _apply_archive(
+                    connection, (-1, 0, 0), batch_size, progress, master, reader, unwrapped)
+            finally:
+                await reader.close()
         finally:
             progress.close()
         await _finish_rebuild_tables(connection, deferred)
@@ -280,9 +266,10 @@ async def replay(
             before_swap()
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK_KEY)
-            position, caught_up = await _catch_up(connection, position, batch_size, master)
+            position, caught_up = await _apply_archive(connection, position, batch_size, None,
+                                                       master, unwrapped=unwrapped)
             report.applied += caught_up
-            report.applied += await _apply_tail(connection, redis, keys, master)
+            report.applied += await _apply_tail(connection, redis, keys, master, unwrapped)
             for name in LIVE:
                 await connection.execute(
                     f"ALTER TABLE {q(name)} RENAME TO {q(name + '_replaced')}")

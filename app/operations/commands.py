@@ -46,8 +46,6 @@ def register(sub: argparse._SubParsersAction, settings_loader) -> None:  # type:
     replay_parser.add_argument("--dry-run", action="store_true",
                                help="print counts, change nothing")
     replay_parser.add_argument("--batch-size", type=int, default=5_000)
-    replay_parser.add_argument("--workers", type=int, default=None,
-                               help="processes building pages (default: 1 for a large archive)")
     replay_parser.set_defaults(func=run(_replay))
 
     sub.add_parser("trim", help="delete stream entries archived and acked by every group"
@@ -109,7 +107,7 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
                 await _recover_unreadable(settings, redis)
             report = await replay(
                 settings.database_url, redis, Keys.from_settings(settings),
-                dry_run=args.dry_run, batch_size=args.batch_size, workers=args.workers,
+                dry_run=args.dry_run, batch_size=args.batch_size,
                 master=master_keys_for(settings.master_key, settings.previous_master_key))
     except KeyboardInterrupt:
         print("mecove: replay interrupted; live tables unchanged", file=sys.stderr)

@@ -25,8 +25,6 @@ VETTED_BUILDERS: dict[tuple[str, str], str] = {
     ("projections/write_rows.py", "_few_rows_statement(tables, few)"):
         "_Kind.apply statements as above, each reading unnest($n::<q()-quoted stage>[]) (n a "
         "placeholder number), joined as WITH w<i> AS (...): identifiers and numbers only",
-    ("projections/replay_pages.py", "kind.apply(tables, q(kind.stage))"):
-        "write_rows' _Kind.apply statements (see above), reading a q()-quoted staging table",
     ("projections/replay.py", "definition"):
         "an index definition PostgreSQL itself printed (pg_get_indexdef) for a *_rebuild table "
         "replay created from the live one: server-generated DDL, no outside input",

@@ -123,16 +123,10 @@ class MasterKeys:
     """The master key that wraps data keys, and the previous one during a rotation."""
 
     def __init__(self, current: bytes, previous: bytes | None = None) -> None:
-        self._raw = (current, previous)
         self._current = (_fingerprint(current), AESGCM(current))
         self._by_fingerprint = {self._current[0]: self._current[1]}
         if previous is not None:
             self._by_fingerprint.setdefault(_fingerprint(previous), AESGCM(previous))
-
-    def __reduce__(self) -> tuple[type[MasterKeys], tuple[bytes, bytes | None]]:
-        """Pickled as its raw keys (AES-GCM objects do not pickle): replay hands it to the
-        worker processes it starts (``projections.replay_workers``), over a pipe."""
-        return MasterKeys, self._raw
 
     @staticmethod
     def parse(text: str) -> bytes:
