@@ -42,6 +42,7 @@ from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.sql_identifier import quote_identifier as q
 from projections.projector import SWAP_LOCK_KEY
+from projections.replay_keys import ReplayKeys
 from projections.row_changes import RowChanges
 from projections.write_rows import TableSet, prepare_staging, write_row_changes
 from schema.events import decode_body
@@ -247,8 +248,9 @@ async def replay(
         if dry_run:
             return report
         await prepare_staging(connection)
-        # Keys unwrapped once for the run; each page still asks user_keys (decision 0010).
-        unwrapped = UnwrappedKeys(master) if master is not None else None
+        # Keys unwrapped (and their AES-GCM objects made) once for the run; each page still
+        # asks user_keys (decision 0010).
+        unwrapped = ReplayKeys(master) if master is not None else None
         progress = Progress(report.archived_events)
         try:
             deferred = await _create_rebuild_tables(
