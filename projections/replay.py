@@ -22,7 +22,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -160,13 +160,25 @@ async def _create_rebuild_tables(connection: asyncpg.Connection, *, erasures: bo
     return deferred
 
 
-async def _finish_rebuild_tables(connection: asyncpg.Connection, deferred: list[str]) -> None:
+async def _finish_rebuild_tables(connections: Sequence[asyncpg.Connection],
+                                 deferred: list[str]) -> None:
     """Once loaded: build the indexes left out (one sorted pass each, cheaper than keeping
-    them up to date row by row) and add the foreign keys (checked in one pass each)."""
-    for definition in deferred:
-        await connection.execute(definition)
+    them up to date row by row), shared among ``connections`` (two builds run at once: each
+    takes a share lock, which does not block the other), then add the foreign keys on the
+    first (checked in one pass each)."""
+    async def build(connection: asyncpg.Connection, definitions: list[str]) -> None:
+        for definition in definitions:
+            await connection.execute(definition)
+
+    count = len(connections)
+    outcomes = await asyncio.gather(
+        *(build(c, deferred[n::count]) for n, c in enumerate(connections)),
+        return_exceptions=True)  # every build over before a failure ends the run
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
     for table, column, target in FOREIGN_KEYS:
-        await connection.execute(
+        await connections[0].execute(
             f"ALTER TABLE {q(table + '_rebuild')} ADD FOREIGN KEY ({q(column)}) "
             f"REFERENCES {q(target + '_rebuild')} (id)")
 
@@ -306,18 +318,18 @@ async def _replay(database_url: str, redis: Redis, keys: Keys, *, dry_run: bool,
         # run's alone): a later page's row for them is left out.
         known = KnownRows(limit=KNOWN_ROWS_LIMIT)
         progress = Progress(report.archived_events)
+        reader = await asyncpg.connect(database_url)
         try:
-            deferred = await _create_rebuild_tables(
-                connection, erasures=report.events_by_type.get("UserForgotten", 0) > 0)
-            reader = await asyncpg.connect(database_url)
             try:
+                deferred = await _create_rebuild_tables(
+                    connection, erasures=report.events_by_type.get("UserForgotten", 0) > 0)
                 position, report.applied = await _apply_archive(
                     connection, (-1, 0, 0), batch_size, progress, master, reader, unwrapped, known)
             finally:
-                await reader.close()
+                progress.close()
+            await _finish_rebuild_tables((connection, reader), deferred)
         finally:
-            progress.close()
-        await _finish_rebuild_tables(connection, deferred)
+            await reader.close()
         if before_swap is not None:
             before_swap()
         async with connection.transaction():
