@@ -4,8 +4,11 @@
    the event archive, in log order, with the projector's own row logic. Live tables are not
    touched, so an interrupted replay changes nothing (its leftovers are dropped next time).
    They are loaded with their unique indexes only; the other indexes and the foreign keys are
-   built once loaded, before step 2. A second connection reads and decodes the next page of
-   the archive while the current one is written.
+   built once loaded (on both connections), before step 2. A second connection reads and
+   decodes the next page of the archive while the current one is written, yielding to the
+   event loop every 200 events so the write goes on; users and identities rows an earlier
+   page wrote are left out (``KnownRows``), and the cyclic GC is kept out of the run
+   (decision 0024).
 2. One transaction takes the projection swap lock exclusively (every projector batch holds
    it shared, so in-flight batches finish and new ones wait), applies what was archived since
    step 1 plus the stream tail beyond the projector's checkpoint (archiving it and advancing
