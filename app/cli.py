@@ -30,7 +30,6 @@ from app.devtools.dev_instance import running_dev
 from app.devtools.simulate.simulate_options import SimulateOptions, add_simulate_arguments
 from app.error_lines import error_line
 from app.operations import commands as operations_commands
-from app.platform.database import run_migrations
 from app.platform.logs import configure_logging
 from app.platform.settings import (
     Settings,
@@ -94,6 +93,8 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
+    from app.platform.migrations import run_migrations  # lazy: Piccolo only where it migrates
+
     _run(run_migrations(_settings().database_url))
     return 0
 
@@ -153,6 +154,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings()
     _refuse_unsigned_webhooks(settings)
     require_master_key(settings)
+    from app.platform.migrations import run_migrations  # lazy: Piccolo only where it migrates
+
     _run(run_migrations(settings.database_url))
     return supervise(service_commands(args.host, args.groups), settings)
 

@@ -9,7 +9,8 @@ cannot change anything.
 The memory is only trusted while the partition's checkpoint is the one this projector last
 committed: when anything else moved it (another lease holder, replay's swap applying the tail),
 it starts over. An erasure (``UserForgotten``) nulls usernames, so a batch holding one makes
-it forget every identity. It holds at most ``LIMIT`` ids per kind, then starts over.
+it forget every identity. It holds at most ``LIMIT`` ids per kind (replay, a batch job, holds
+more), then starts over.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class KnownRows:
     """What one partition's committed batches wrote, as of ``checkpoint``."""
 
     checkpoint: Position | None = None
+    limit: int = LIMIT  # ids per kind held before starting over
     users: set[str] = field(default_factory=set)
     identities: dict[str, _Identity] = field(default_factory=dict)
 
@@ -62,8 +64,8 @@ class KnownRows:
 
     def committed(self, changes: RowChanges, checkpoint: Position) -> None:
         """Remember the rows of a batch committed at ``checkpoint``."""
-        if len(self.users) + len(changes.users) > LIMIT or \
-                len(self.identities) + len(changes.identities) > LIMIT:
+        if len(self.users) + len(changes.users) > self.limit or \
+                len(self.identities) + len(changes.identities) > self.limit:
             self.forget_all()
         self.users.update(changes.users)
         for identity_id, row in changes.identities.items():

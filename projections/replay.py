@@ -4,8 +4,11 @@
    the event archive, in log order, with the projector's own row logic. Live tables are not
    touched, so an interrupted replay changes nothing (its leftovers are dropped next time).
    They are loaded with their unique indexes only; the other indexes and the foreign keys are
-   built once loaded, before step 2. A second connection reads and decodes the next page of
-   the archive while the current one is written.
+   built once loaded (on both connections), before step 2. A second connection reads and
+   decodes the next page of the archive while the current one is written, yielding to the
+   event loop every 200 events so the write goes on; users and identities rows an earlier
+   page wrote are left out (``KnownRows``), and the cyclic GC is kept out of the run
+   (decision 0024).
 2. One transaction takes the projection swap lock exclusively (every projector batch holds
    it shared, so in-flight batches finish and new ones wait), applies what was archived since
    step 1 plus the stream tail beyond the projector's checkpoint (archiving it and advancing
@@ -18,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -41,11 +45,12 @@ from app.platform.eventlog.entries import (
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.sql_identifier import quote_identifier as q
+from projections.known_rows import KnownRows
 from projections.projector import SWAP_LOCK_KEY
 from projections.replay_keys import ReplayKeys
 from projections.row_changes import RowChanges
 from projections.write_rows import TableSet, prepare_staging, write_row_changes
-from schema.events import decode_body
+from schema.events import AnyEvent, decode_body
 
 log = logging.getLogger("mecove.replay")
 
@@ -63,6 +68,15 @@ FOREIGN_KEYS = (
 )
 
 Position = tuple[int, int, int]  # partition, entry ms, entry seq
+
+# A page is decoded and turned into rows this many events at a time, yielding to the event loop
+# between: the page being written sends each statement as soon as its reply comes, so
+# PostgreSQL works on page N while Python builds N+1 (as the projector does, decision 0018).
+YIELD_EVERY = 200
+# Users and identities ids per kind a run remembers as written (about 30 MB): past it, the
+# memory starts over and rows are written again (``ON CONFLICT`` makes that harmless).
+KNOWN_ROWS_LIMIT = 100_000
+GC_THRESHOLD = 50_000  # objects made (net) before a collection, during a run
 
 
 @dataclass
@@ -149,15 +163,43 @@ async def _create_rebuild_tables(connection: asyncpg.Connection, *, erasures: bo
     return deferred
 
 
-async def _finish_rebuild_tables(connection: asyncpg.Connection, deferred: list[str]) -> None:
+async def _finish_rebuild_tables(connections: Sequence[asyncpg.Connection],
+                                 deferred: list[str]) -> None:
     """Once loaded: build the indexes left out (one sorted pass each, cheaper than keeping
-    them up to date row by row) and add the foreign keys (checked in one pass each)."""
-    for definition in deferred:
-        await connection.execute(definition)
+    them up to date row by row), shared among ``connections`` (two builds run at once: each
+    takes a share lock, which does not block the other), then add the foreign keys on the
+    first (checked in one pass each)."""
+    async def build(connection: asyncpg.Connection, definitions: list[str]) -> None:
+        for definition in definitions:
+            await connection.execute(definition)
+
+    count = len(connections)
+    outcomes = await asyncio.gather(
+        *(build(c, deferred[n::count]) for n, c in enumerate(connections)),
+        return_exceptions=True)  # every build over before a failure ends the run
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
     for table, column, target in FOREIGN_KEYS:
-        await connection.execute(
+        await connections[0].execute(
             f"ALTER TABLE {q(table + '_rebuild')} ADD FOREIGN KEY ({q(column)}) "
             f"REFERENCES {q(target + '_rebuild')} (id)")
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector kept out of the run's way: what start-up made is frozen
+    (never scanned again) and a collection waits for 50,000 new objects instead of 700. A
+    page's rows are freed by reference counting; left alone, the collector scanned them ~700
+    times and every object of the process 4 times per 100,000 events (~3 us an event)."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +212,13 @@ class _Page:
 
 
 async def _read_page(connection: asyncpg.Connection, after: Position, batch_size: int,
-                     master: MasterKeys | None,
-                     unwrapped: UnwrappedKeys | None = None) -> _Page | None:
-    """The next ``batch_size`` archived events after ``after``, as row changes; None at the end."""
+                     master: MasterKeys | None, unwrapped: UnwrappedKeys | None = None,
+                     known: KnownRows | None = None) -> _Page | None:
+    """The next ``batch_size`` archived events after ``after``, as row changes; None at the end.
+
+    With ``known``, the users and identities rows earlier pages hold already are left out
+    (they would change nothing), and this page's are remembered: pages are built and written
+    in log order, and a page that fails to write ends the run (its tables are dropped)."""
     rows = await connection.fetch(
         "SELECT partition, entry_ms, entry_seq, body FROM event_archive "
         "WHERE (partition, entry_ms, entry_seq) > ($1, $2, $3) "
@@ -181,28 +227,40 @@ async def _read_page(connection: asyncpg.Connection, after: Position, batch_size
     )
     if not rows:
         return None
-    events = [decode_body(row["body"]) for row in rows]
+    events: list[AnyEvent] = []
+    for start in range(0, len(rows), YIELD_EVERY):
+        events.extend(decode_body(row["body"]) for row in rows[start:start + YIELD_EVERY])
+        await asyncio.sleep(0)
     changes = RowChanges(keyring=await durable_keyring(events, connection, master, unwrapped),
                          archiving=False)
-    for row, event in zip(rows, events, strict=True):
-        changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])), event)
+    for start in range(0, len(rows), YIELD_EVERY):
+        for row, event in zip(rows[start:start + YIELD_EVERY],
+                              events[start:start + YIELD_EVERY], strict=True):
+            changes.add(row["partition"], entry_id_of((row["entry_ms"], row["entry_seq"])),
+                        event)
+        await asyncio.sleep(0)
     last = rows[-1]
+    if known is not None:
+        known.leave_out_unchanged(changes)
+        known.committed(changes, (last["entry_ms"], last["entry_seq"]))
     return _Page(changes, (last["partition"], last["entry_ms"], last["entry_seq"]), len(rows))
 
 
 async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_size: int,
                          progress: Progress | None, master: MasterKeys | None,
                          reader: asyncpg.Connection | None = None,
-                         unwrapped: UnwrappedKeys | None = None) -> tuple[Position, int]:
+                         unwrapped: UnwrappedKeys | None = None,
+                         known: KnownRows | None = None) -> tuple[Position, int]:
     """Apply archived events after ``after`` to the rebuild tables; returns the new position.
 
     With a ``reader`` connection, the next page is read and turned into rows on it while
     ``connection`` writes the current one."""
     source = reader or connection
     applied = 0
-    page = await _read_page(source, after, batch_size, master, unwrapped)
+    page = await _read_page(source, after, batch_size, master, unwrapped, known)
     while page is not None:
-        ahead = (asyncio.create_task(_read_page(source, page.last, batch_size, master, unwrapped))
+        ahead = (asyncio.create_task(_read_page(source, page.last, batch_size, master,
+                                              unwrapped, known))
                  if reader is not None else None)
         try:
             async with connection.transaction():
@@ -218,7 +276,7 @@ async def _apply_archive(connection: asyncpg.Connection, after: Position, batch_
         applied += page.count
         if progress is not None:
             progress.advance(page.count)
-        page = await (ahead or _read_page(source, after, batch_size, master, unwrapped))
+        page = await (ahead or _read_page(source, after, batch_size, master, unwrapped, known))
     return after, applied
 
 
@@ -237,6 +295,14 @@ async def replay(
     Sealed content opens with the keys left in ``user_keys`` (``master`` unwraps them); the
     content of forgotten users comes back erased.
     """
+    with _fewer_collections():
+        return await _replay(database_url, redis, keys, dry_run=dry_run, batch_size=batch_size,
+                             before_swap=before_swap, master=master)
+
+
+async def _replay(database_url: str, redis: Redis, keys: Keys, *, dry_run: bool,
+                  batch_size: int, before_swap: Callable[[], object] | None,
+                  master: MasterKeys | None) -> ReplayReport:
     started = time.monotonic()
     report = ReplayReport()
     connection = await asyncpg.connect(database_url)
@@ -251,25 +317,28 @@ async def replay(
         # Keys unwrapped (and their AES-GCM objects made) once for the run; each page still
         # asks user_keys (decision 0010).
         unwrapped = ReplayKeys(master) if master is not None else None
+        # Users and identities rows already written this run (the rebuild tables are this
+        # run's alone): a later page's row for them is left out.
+        known = KnownRows(limit=KNOWN_ROWS_LIMIT)
         progress = Progress(report.archived_events)
+        reader = await asyncpg.connect(database_url)
         try:
-            deferred = await _create_rebuild_tables(
-                connection, erasures=report.events_by_type.get("UserForgotten", 0) > 0)
-            reader = await asyncpg.connect(database_url)
             try:
+                deferred = await _create_rebuild_tables(
+                    connection, erasures=report.events_by_type.get("UserForgotten", 0) > 0)
                 position, report.applied = await _apply_archive(
-                    connection, (-1, 0, 0), batch_size, progress, master, reader, unwrapped)
+                    connection, (-1, 0, 0), batch_size, progress, master, reader, unwrapped, known)
             finally:
-                await reader.close()
+                progress.close()
+            await _finish_rebuild_tables((connection, reader), deferred)
         finally:
-            progress.close()
-        await _finish_rebuild_tables(connection, deferred)
+            await reader.close()
         if before_swap is not None:
             before_swap()
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK_KEY)
             position, caught_up = await _apply_archive(connection, position, batch_size, None,
-                                                       master, unwrapped=unwrapped)
+                                                       master, unwrapped=unwrapped, known=known)
             report.applied += caught_up
             report.applied += await _apply_tail(connection, redis, keys, master, unwrapped)
             for name in LIVE:

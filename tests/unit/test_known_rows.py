@@ -92,6 +92,13 @@ def test_past_its_limit_it_starts_over() -> None:
     assert known.users == {"u-1"}
 
 
+def test_a_larger_limit_holds_more_before_starting_over() -> None:
+    known = KnownRows(limit=LIMIT * 2)
+    known.users.update(f"x-{n}" for n in range(LIMIT))
+    known.committed(_batch(_received(1)), (AT, 0))
+    assert len(known.users) == LIMIT + 1
+
+
 def test_leaving_out_changes_nothing_else_in_the_batch() -> None:
     known = KnownRows()
     known.trust_at((0, 0))
