@@ -6,6 +6,8 @@ Targets, each one uvicorn worker with the options of ``mecove api``, each loaded
 * **ingress** — ``python -m app.cli api``: signature, msgspec parse, one Lua step per delivery
   (dedupe + XADD + ZADD), 200 once the event is in the log;
 * **bare** — a Litestar endpoint that only reads the body (the ceiling of the stack);
+* **raw ASGI** (info) — a raw ASGI app, no framework, that reads the body and answers 200: the
+  floor of the server itself, the best any Python app under this uvicorn can reach;
 * **peers** — what other teams would write, each one process (per core): FastAPI + arq
   ``enqueue_job`` (``bench/servers/fastapi_arq.py``); Fastify + BullMQ and Express + BullMQ
   ``queue.add`` on Node (``bench/servers/node_bullmq/``); one job per message, wamid as job id.
@@ -13,13 +15,14 @@ Targets, each one uvicorn worker with the options of ``mecove api``, each loaded
 A peer whose environment cannot be built (no ``node``, no registry...) is skipped with the
 reason printed, and its figures say "not measured: <why>"; ``--no-peer`` skips them all.
 
-Rounds interleave the targets (bare, ingress, peers, bare, ...). The summary takes the round
+Rounds interleave the targets (raw ASGI, bare, ingress, peers, raw ASGI, ...); ``--targets``
+picks some of them. The summary takes the round
 with the best ingress run and that same round's baselines, so each ratio compares servers
 measured under the same machine conditions; every run is printed. CPU time per request of
 each server process is printed too: unlike req/s it hardly moves when other work shares the
 machine.
 
-``python -m bench.ingress --seconds 10``
+``python -m bench.ingress --seconds 10 [--targets raw bare ingress fastify]``
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from bench.processes import (
     clean_env,
     cpu_seconds,
     mecove_command,
+    raw_asgi_command,
     start_py_spy,
     wait_for_http,
     work_directory,
@@ -64,6 +68,7 @@ from bench.standalone import run_standalone
 
 INGRESS = "ingress"
 BARE = "bare Litestar"
+RAW = "raw ASGI"
 PEER = "FastAPI+arq"
 FASTIFY = "Fastify+BullMQ"
 EXPRESS = "Express+BullMQ"
@@ -71,6 +76,15 @@ PEER_SCRIPT = Path(__file__).resolve().parent / "servers" / "fastapi_arq.py"
 NODE_SCRIPTS = {FASTIFY: "fastify_server.js", EXPRESS: "express_server.js"}
 BULLMQ_QUEUE = "webhooks"
 FIRST_GUESS_RPS = 4_000  # sizes the warm-up bodies before anything is measured
+# --targets names, in the order each round runs them.
+TARGET_NAMES = {
+    "raw": RAW,
+    "bare": BARE,
+    "ingress": INGRESS,
+    "fastapi": PEER,
+    "fastify": FASTIFY,
+    "express": EXPRESS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +97,7 @@ class IngressOptions:
     peer: bool = True  # False: no peer at all (no virtualenv, no npm)
     express: bool = True  # the Express+BullMQ peer (same handler and install as Fastify)
     py_spy: Path | None = None  # profile one extra ingress run into this file
+    targets: tuple[str, ...] = tuple(TARGET_NAMES.values())  # those to run, if they can
     admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
 
@@ -143,6 +158,8 @@ class _Bench:
         if target == BARE:
             argv = bare_litestar_command(port)
             return await self.processes.start("bare", argv, clean_env({})), ""
+        if target == RAW:
+            return await self.processes.start("raw", raw_asgi_command(port), clean_env({})), ""
         if target in NODE_SCRIPTS:
             return await self.start_node(target, port)
         assert self.peer_python is not None
@@ -204,7 +221,10 @@ class _Bench:
                 connections=self.options.connections,
             )
             service.ensure_running()
-            expected = max(guess, warmup.requests_per_s)
+            # Twice the warm-up rate: a warm-up runs cold (Node's JIT) and a quieter machine
+            # runs faster than the best so far; bodies that run out repeat, which BullMQ's
+            # jobId dedupe answers with less work (a flattering CPU per request).
+            expected = max(guess, 2 * warmup.requests_per_s)
             measured_file = await asyncio.to_thread(
                 self.bodies_file,
                 "measured",
@@ -323,6 +343,7 @@ def figures_from(runs: Sequence[Run], peer_notes: Mapping[str, str]) -> list[Fig
                 note="" if peer else peer_notes.get(name, "not measured: no ingress run"),
             )
         )
+    figures += _raw_asgi_figures(runs, ingress)
     ingress_runs = [r for r in runs if r.target == INGRESS]
     failures = sum(r.load.non2xx + r.load.socket_errors for r in ingress_runs)
     figures.append(
@@ -390,6 +411,47 @@ def figures_from(runs: Sequence[Run], peer_notes: Mapping[str, str]) -> list[Fig
     return figures
 
 
+def _raw_asgi_figures(runs: Sequence[Run], ingress: Run | None) -> list[Figure]:
+    """Info: the server's own floor (raw ASGI under the same uvicorn) against Fastify+BullMQ,
+    and what the ingress costs above that floor. Req/s from the round of the best ingress run
+    (else the best raw run); CPU per request the lowest of each target's runs."""
+    raw_runs = [r for r in runs if r.target == RAW]
+    if not raw_runs:
+        return []
+    round_ = ingress.round if ingress else best_runs(raw_runs)[RAW].round
+    raw, fastify = same_round(runs, RAW, round_), same_round(runs, FASTIFY, round_)
+    cpu_raw = min(r.cpu_us_per_request for r in raw_runs)
+    figures = []
+    if raw and fastify:
+        figures.append(
+            Figure(
+                f"{RAW} req/s vs {FASTIFY} (per core, info)",
+                raw.load.requests_per_s,
+                "req/s",
+                fastify.load.requests_per_s,
+                FASTIFY,
+            )
+        )
+    fastify_cpu = [r.cpu_us_per_request for r in runs if r.target == FASTIFY]
+    if fastify_cpu:
+        figures.append(
+            Figure(
+                f"{RAW} CPU per request vs {FASTIFY} (info)",
+                cpu_raw,
+                "us",
+                min(fastify_cpu),
+                FASTIFY,
+            )
+        )
+    for target in (BARE, INGRESS):
+        cpu = [r.cpu_us_per_request for r in runs if r.target == target]
+        if cpu:
+            figures.append(
+                Figure(f"{target} CPU per request vs {RAW} (info)", min(cpu), "us", cpu_raw, RAW)
+            )
+    return figures
+
+
 async def available_peers(
     options: IngressOptions,
 ) -> tuple[Path | None, NodePeer | None, dict[str, str]]:
@@ -397,18 +459,24 @@ async def available_peers(
     printed now with the full reason, and shown as "not measured: <why>" in the table."""
     if not options.peer:
         return None, None, {name: "not measured: --no-peer" for name, _, _ in PEER_FIGURES}
-    notes: dict[str, str] = {}
+    notes = {
+        name: "not measured: not in --targets"
+        for name, _, _ in PEER_FIGURES
+        if name not in options.targets
+    }
     if not options.express:
-        notes[EXPRESS] = "not measured: skipped at this size"
+        notes.setdefault(EXPRESS, "not measured: skipped at this size")
     peer_python: Path | None = None
     node_peer: NodePeer | None = None
     try:
-        peer_python = await ensure_peer_python()
+        if PEER not in notes:
+            peer_python = await ensure_peer_python()
     except PeerUnavailable as exc:
         notes[PEER] = f"not measured: {str(exc).splitlines()[0]}"
         print(f"{PEER}: not measured: {exc}")
     try:
-        node_peer = await ensure_node_peer()
+        if FASTIFY not in notes or EXPRESS not in notes:
+            node_peer = await ensure_node_peer()
     except PeerUnavailable as exc:
         reason = f"not measured: {str(exc).splitlines()[0]}"
         notes[FASTIFY] = reason
@@ -425,9 +493,10 @@ async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
     )
     print(f"load generator: {load_generator_name()}")
     peer_python, node_peer, peer_notes = await available_peers(options)
-    targets = [BARE, INGRESS] + ([PEER] if peer_python else [])
+    available = {RAW, BARE, INGRESS} | ({PEER} if peer_python else set())
     if node_peer is not None:
-        targets += [FASTIFY] + ([EXPRESS] if options.express else [])
+        available |= {FASTIFY} | ({EXPRESS} if options.express else set())
+    targets = [t for t in TARGET_NAMES.values() if t in available and t in options.targets]
     runs: list[Run] = []
     with work_directory("ingress") as work_dir:
         async with ScratchSpace(options.admin_database_url, options.redis_url, "in") as scratch:
@@ -447,7 +516,7 @@ async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
                         run = await bench.measure(target, round_)
                         runs.append(run)
                         print(run_row(run), flush=True)
-                if options.py_spy is not None:
+                if options.py_spy is not None and INGRESS in targets:
                     print(f"profiling one more ingress run with py-spy -> {options.py_spy}")
                     await bench.measure(INGRESS, 0, profile=options.py_spy.resolve())
     return figures_from(runs, peer_notes)
@@ -480,6 +549,13 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
         help="skip the Express+BullMQ peer (Fastify+BullMQ still runs)",
     )
     parser.add_argument(
+        "--targets",
+        nargs="+",
+        choices=tuple(TARGET_NAMES),
+        default=list(TARGET_NAMES),
+        help="the targets to run (default: all; a peer that cannot be built is skipped)",
+    )
+    parser.add_argument(
         "--py-spy",
         type=Path,
         default=None,
@@ -504,6 +580,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> In
         peer=args.peer,
         express=args.express,
         py_spy=args.py_spy,
+        targets=tuple(TARGET_NAMES[name] for name in args.targets),
         admin_database_url=admin_url,
         redis_url=redis_url,
     )

@@ -98,11 +98,19 @@ def mecove_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", *args]
 
 
+def _baseline_command(module: str, port: int) -> list[str]:
+    options = msgspec.json.encode(UVICORN_OPTIONS).decode()
+    return [sys.executable, "-m", module, "--port", str(port), "--uvicorn-options", options]
+
+
 def bare_litestar_command(port: int) -> list[str]:
     """The bare Litestar baseline on ``port``, under ``mecove api``'s exact uvicorn options."""
-    options = msgspec.json.encode(UVICORN_OPTIONS).decode()
-    return [sys.executable, "-m", "bench.servers.bare_litestar", "--port", str(port),
-            "--uvicorn-options", options]
+    return _baseline_command("bench.servers.bare_litestar", port)
+
+
+def raw_asgi_command(port: int) -> list[str]:
+    """The raw ASGI app (no framework) on ``port``, under ``mecove api``'s uvicorn options."""
+    return _baseline_command("bench.servers.raw_asgi", port)
 
 
 class ProcessSet(ClosedOnExit):

@@ -1,4 +1,5 @@
-"""Instructions per signed webhook of a whole server under callgrind: ingress vs bare Litestar.
+"""Instructions per signed webhook of a whole server under callgrind: ingress vs bare Litestar
+(and, as info, a raw ASGI app without framework: the floor of the server itself).
 
 On a loaded machine CPU seconds per request move more than a change to the ingress does;
 instructions do not. Each target runs under ``valgrind --tool=callgrind`` with the options of
@@ -7,7 +8,7 @@ counters are zeroed (``callgrind_control -z``), ``--requests`` more are sent by 
 connections, and the counters dumped (``callgrind_control -d``). User-space instructions only:
 the kernel's share (socket reads and writes) is not counted, for either target::
 
-    python -m bench.server_instructions --requests 1000
+    python -m bench.server_instructions --requests 1000 [--targets raw bare ingress]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
 from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, SignedBody, signed_bodies
-from bench.processes import bare_litestar_command, clean_env
+from bench.processes import bare_litestar_command, clean_env, raw_asgi_command
 from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, delete_matching
 
 CONNECTIONS = 32
@@ -48,6 +49,8 @@ def _command(
             }
         )
         return [python, "-m", "app.cli", "api", "--host", "127.0.0.1"], env
+    if target == "raw":
+        return raw_asgi_command(port), clean_env({})
     return bare_litestar_command(port), clean_env({})
 
 
@@ -151,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1_000)
     parser.add_argument("--senders", type=int, default=500)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--targets", nargs="+", choices=("bare", "ingress"),
-                        default=["bare", "ingress"])
+    parser.add_argument("--targets", nargs="+", choices=("raw", "bare", "ingress"),
+                        default=["raw", "bare", "ingress"])
     parser.add_argument("--keep", type=Path, default=None,
                         help="a folder to keep the callgrind dumps in (for callgrind_annotate)")
     parser.add_argument(
@@ -168,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             target: asyncio.run(instructions_per_request(target, args, folder))
             for target in args.targets
         }
+    if "raw" in counts:
+        print(f"raw ASGI:      {counts['raw']:,} instructions per request (info: no framework)")
     if "bare" in counts:
         print(f"bare Litestar: {counts['bare']:,} instructions per request")
     if "ingress" in counts:

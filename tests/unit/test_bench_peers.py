@@ -13,6 +13,7 @@ from bench.ingress import (
     FASTIFY,
     INGRESS,
     PEER,
+    RAW,
     IngressOptions,
     Run,
     available_peers,
@@ -62,3 +63,22 @@ def test_fastify_ratio_and_cpu_come_from_its_runs() -> None:
     assert fastify.met is False
     cpu = figures["ingress CPU per request vs Fastify+BullMQ (info)"]
     assert (cpu.value, cpu.baseline) == (pytest.approx(100.0), pytest.approx(100.0))
+
+
+def test_raw_asgi_is_info_against_fastify_and_under_bare_and_ingress() -> None:
+    runs = [_run(RAW, 20_000), _run(BARE, 8_000), _run(INGRESS, 4_000), _run(FASTIFY, 5_000)]
+    figures = {f.name: f for f in figures_from(runs, {})}
+    raw = figures["raw ASGI req/s vs Fastify+BullMQ (per core, info)"]
+    assert raw.ratio == pytest.approx(4.0)
+    assert raw.target is None
+    assert figures["ingress CPU per request vs raw ASGI (info)"].target is None
+    assert figures["ingress CPU per request vs bare Litestar"].target is not None
+
+
+async def test_targets_not_picked_are_noted_and_not_built() -> None:
+    options = IngressOptions(targets=(RAW, BARE, INGRESS))
+    figures = {f.name: f for f in figures_from([_run(RAW, 9_000)], {})}
+    assert "raw ASGI req/s vs Fastify+BullMQ (per core, info)" not in figures
+    python, node, notes = await available_peers(options)
+    assert (python, node) == (None, None)
+    assert set(notes) == {PEER, FASTIFY, EXPRESS}
