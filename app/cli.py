@@ -13,7 +13,8 @@ The operator's commands, given no ``DATABASE_URL`` / ``REDIS_URL``, use those pu
 The modules behind ``api``, ``consume``, ``dev`` and ``simulate`` are imported by their command
 only: they pull in Litestar, uvicorn, Piccolo and the consumers, which would triple the start-up
 time of ``mecove --help`` and of every other command (and ``dev``/``simulate`` need the optional
-``mecove[dev]`` dependencies).
+``mecove[dev]`` dependencies). Piccolo's migrations (``app.platform.migrations``) are imported
+by ``migrate`` and ``up`` only: ~13 MB that ``mecove api`` and ``consume`` would otherwise hold.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from app.devtools.dev_instance import running_dev
 from app.devtools.simulate.simulate_options import SimulateOptions, add_simulate_arguments
 from app.error_lines import error_line
 from app.operations import commands as operations_commands
-from app.platform.database import run_migrations
 from app.platform.logs import configure_logging
 from app.platform.settings import (
     Settings,
@@ -94,6 +94,8 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
+    from app.platform.migrations import run_migrations  # lazy: Piccolo, see the docstring
+
     _run(run_migrations(_settings().database_url))
     return 0
 
@@ -153,6 +155,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings()
     _refuse_unsigned_webhooks(settings)
     require_master_key(settings)
+    from app.platform.migrations import run_migrations  # lazy: Piccolo, see the docstring
+
     _run(run_migrations(settings.database_url))
     return supervise(service_commands(args.host, args.groups), settings)
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from redis.asyncio import Redis
 
-from app.platform.database import run_migrations
+from app.platform.migrations import run_migrations
 from bench.closed_on_exit import ClosedOnExit
 
 DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -198,7 +198,7 @@ def servers() -> TestServers:
 @pytest.fixture(scope="session")
 async def template_database(servers: TestServers) -> AsyncIterator[str]:
     """A migrated database that every test's database is copied from."""
-    from app.platform.database import run_migrations
+    from app.platform.migrations import run_migrations
 
     name = f"mecove_tpl_{os.getpid()}"
     await _administer(servers, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')

@@ -29,7 +29,7 @@ from app.devtools.dev_instance import DataFolderBusy, DevInstance
 from app.devtools.dev_master_key import dev_master_key
 from app.devtools.embedded.embedded_servers import EmbeddedServers
 from app.devtools.embedded.server_process import ServerStartError
-from app.platform.database import run_migrations
+from app.platform.migrations import run_migrations
 from app.platform.settings import Settings
 from app.platform.sql_identifier import quote_identifier
 from app.supervisor import supervise

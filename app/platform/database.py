@@ -1,10 +1,9 @@
-"""PostgreSQL: the connection pool of a process, and migrations (Piccolo)."""
+"""PostgreSQL: the connection pool of a process (migrations: ``migrations``, imported apart so
+that a process which only opens the pool does not load Piccolo)."""
 
 from __future__ import annotations
 
 import asyncpg
-
-from schema.piccolo_conf import DB
 
 
 async def open_database(
@@ -17,15 +16,3 @@ async def open_database(
     assert pool is not None
     return pool
 
-
-async def run_migrations(database_url: str) -> None:
-    """Apply every Piccolo migration of the ``mecove`` app that has not run yet."""
-    import os
-
-    from piccolo.apps.migrations.commands.forwards import run_forwards
-
-    os.environ.setdefault("PICCOLO_CONF", "schema.piccolo_conf")  # how Piccolo finds our app
-    DB.config = {"dsn": database_url}
-    result = await run_forwards(app_name="mecove")
-    if not result.success:
-        raise RuntimeError(f"migrations failed: {result.message}")

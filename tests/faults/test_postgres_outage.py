@@ -16,8 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
-from app.platform.database import run_migrations
 from app.platform.eventlog.keys import Keys
+from app.platform.migrations import run_migrations
 from app.platform.settings import Settings
 from tests.conftest import database_url_for
 from tests.faults.fault_table import FaultRow, FaultTable
