@@ -21,6 +21,7 @@ from app.platform.identities import IdentityLinks
 from app.platform.logs import configure_logging
 from app.platform.sender_appends import SenderAppends
 from app.platform.settings import Settings, load_settings, require_signed_webhooks
+from app.platform.start_up_objects import start_up_objects_frozen
 from app.wiring.clients import open_clients
 
 log = logging.getLogger("mecove.ingress")
@@ -63,7 +64,9 @@ def create_app(settings: Settings) -> IngressApp:
             app.state.identity_links = IdentityLinks(clients.redis, settings.key_prefix,
                                                      clients.event_log.writes)
             app.state.appends = SenderAppends(app.state.identity_links, clients.event_log)
-            yield
+            with start_up_objects_frozen() as frozen:  # out of every full collection's walk
+                log.debug("start-up objects frozen", extra={"fields": {"objects": frozen}})
+                yield
 
     handlers: list[type] = [WhatsAppWebhookController, HealthController]
     if settings.debug:

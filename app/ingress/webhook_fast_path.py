@@ -6,6 +6,11 @@ one hot endpoint, so ``IngressApp`` answers them here: read the body (at most
 ``MAX_BODY_BYTES``, else 413), then ``answer_delivery`` — the same function the Litestar route
 calls — and write its status and JSON body. Every other request, and the OpenAPI document of
 this one, stays Litestar's.
+
+Litestar adds Pydantic's plugins to every app when pydantic is importable (it is installed
+for Piccolo and the Groq client). No route of the ingress takes or returns a Pydantic model,
+and importing pydantic and its core costs the api process ~9 MB of its 100 MB budget, so
+``IngressApp`` keeps Litestar's msgspec plugin only.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import logging
 from typing import Any
 
 from litestar import Litestar
+from litestar.plugins import PluginProtocol
+from litestar.plugins.core import MsgspecDIPlugin
 from litestar.types import Receive, Scope, Send
 
 from app.ingress.webhook_routes import MAX_BODY_BYTES, OK_BODY, WEBHOOK_PATH, answer_delivery
@@ -29,6 +36,11 @@ _INTERNAL = b'{"ok":false,"error":"internal error"}'
 
 class IngressApp(Litestar):
     """The ingress's Litestar application, with deliveries answered by ``_receive_delivery``."""
+
+    @staticmethod
+    def _get_default_plugins(plugins: list[PluginProtocol]) -> list[PluginProtocol]:
+        """Litestar's defaults less Pydantic's (see the module docstring)."""
+        return [*plugins, MsgspecDIPlugin()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] == "http" and scope["method"] == "POST" \

@@ -1,4 +1,5 @@
-"""PostgreSQL: the connection pool of a process (migrations: ``app.platform.migrations``)."""
+"""PostgreSQL: the connection pool of a process (migrations: ``migrations``, imported apart so
+that a process which only opens the pool does not load Piccolo)."""
 
 from __future__ import annotations
 
@@ -14,3 +15,4 @@ async def open_database(
     )
     assert pool is not None
     return pool
+
