@@ -40,6 +40,7 @@ __all__ = [
     "has_plaintext_content",
     "new_data_key",
     "open_event",
+    "open_sealed",
     "open_value",
     "seal_event",
     "seal_value",
@@ -194,13 +195,14 @@ def open_value(value: str, keyring: Keyring, field: str) -> str | None:
     """A sealed value's plaintext; None when its key is gone; plaintext passes through."""
     if not value.startswith(SEALED_MARK):
         return value
-    opened = _open_bytes(value, keyring, field)
+    opened = open_sealed(value, keyring, field)
     return None if opened is None else opened.decode()
 
 
-def _open_bytes(value: str, keyring: Keyring, field: str) -> bytes | None:
+def open_sealed(value: str, keyring: Keyring, field: str) -> bytes | None:
     """The plaintext bytes of a value known to carry ``SEALED_MARK``; None without its key.
-    Parsed in place, base64 without the ``base64`` module's wrapper (equally lenient)."""
+    Parsed in place, base64 without the ``base64`` module's wrapper (equally lenient): a
+    caller that builds rows opens each field with this, no opened copy of the event made."""
     key_id = _key_id_of(value)
     key = keyring.get(key_id)
     if key is None:
@@ -261,7 +263,7 @@ def open_event(event: Event, keyring: Keyring, *, payload_as_raw_json: bool = Fa
         value = getattr(event, name)
         if not (isinstance(value, str) and value.startswith(SEALED_MARK)):
             continue  # plaintext (written before sealing) or None: left as it is
-        opened = _open_bytes(value, keyring, name)
+        opened = open_sealed(value, keyring, name)
         if changes is None:
             changes = {}
         if opened is None:
