@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -66,8 +66,11 @@ def _payload_json(value: object, keyring: Keyring) -> str | None:
 STATUS_RANKS = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
+_MILLIS = tuple(timedelta(milliseconds=n) for n in range(1_000))
+
+
 def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return datetime.fromtimestamp(ms / 1000, UTC)  # tz positional: a fifth cheaper
 
 
 @dataclass(slots=True)
@@ -90,8 +93,8 @@ class RowChanges:
     # Opens sealed content for the rows; the archive keeps it sealed. Absent key = erased.
     keyring: Keyring = field(default_factory=dict)
     archiving: bool = True  # False: leave ``archive`` empty (replay reads the archive)
-    # seconds -> datetime: Meta's timestamps repeat within a batch (``_client_time``)
-    client_times: dict[int, datetime] = field(default_factory=dict, repr=False)
+    # seconds since the epoch -> datetime, made once per batch (``_second``)
+    seconds: dict[int, datetime] = field(default_factory=dict, repr=False)
 
     def add(self, partition: int, entry_id: str, event: AnyEvent,
             body: bytes | None = None) -> None:
@@ -131,10 +134,12 @@ class RowChanges:
         # ReplyFailed and SummaryRequested change no table; they are archived like the rest.
 
     def _add_message(self, event: MessageReceived) -> None:
-        received = ms_to_datetime(event.received_at)
+        received = self._time_at(event.received_at)
         self.users.setdefault(event.user_id, received)
-        self._add_identities(event, received,
-                             _optional_text(event.username, self.keyring, "username"))
+        username = event.username
+        if username is not None:
+            username = _optional_text(username, self.keyring, "username")
+        self._add_identities(event, received, username)
         if event.recovered_from is not None:
             self.recovered[event.recovered_from] = event.message_id
         if event.message_id in self.messages:
@@ -144,19 +149,25 @@ class RowChanges:
             event.user_id,
             event.identity_id,
             received,
-            None if client is None else self._client_time(client),
+            None if client is None else self._second(client),
             event.content_type,
             _required_text(event.text, self.keyring, "text"),
             _payload_json(event.raw_payload, self.keyring),
             event.source_message_id,
         )
 
-    def _client_time(self, seconds: int) -> datetime:
-        """Meta's timestamp (seconds) as a datetime, made once per second of a batch."""
-        at = self.client_times.get(seconds)
+    def _second(self, seconds: int) -> datetime:
+        """A second since the epoch as a datetime, made once per batch: a batch's messages
+        share their seconds (Meta's timestamps, and at a high rate the received times)."""
+        at = self.seconds.get(seconds)
         if at is None:
-            at = self.client_times[seconds] = datetime.fromtimestamp(seconds, tz=UTC)
+            at = self.seconds[seconds] = datetime.fromtimestamp(seconds, UTC)
         return at
+
+    def _time_at(self, ms: int) -> datetime:
+        """``ms_to_datetime(ms)``, equal, at half its cost when the second is made already."""
+        seconds, millis = divmod(ms, 1000)
+        return self._second(seconds) + _MILLIS[millis]
 
     def _add_summary(self, event: SummaryCreated) -> None:
         if event.summary_id in self.summaries:
@@ -187,6 +198,8 @@ class RowChanges:
         for key, identity_id in named.items():
             is_bsuid = not key.startswith("+")
             first = self.identities.get(identity_id)
+            if first is not None and not is_bsuid:
+                continue  # a phone identity's first row is its row
             self.identities[identity_id] = (
                 first[0] if first else event.user_id,
                 event.channel,
