@@ -48,11 +48,12 @@ class KnownRows:
     def leave_out_unchanged(self, changes: RowChanges) -> None:
         """Take out of ``changes`` the users and identities rows that would change nothing
         (those are known already, so ``committed`` needs them no more)."""
-        for user_id in [u for u in changes.users if u in self.users]:
-            del changes.users[user_id]
-        for identity_id in [i for i, row in changes.identities.items()
-                            if self._same_identity(i, row)]:
-            del changes.identities[identity_id]
+        known = self.users
+        if known:
+            changes.users = {u: at for u, at in changes.users.items() if u not in known}
+        if self.identities:
+            changes.identities = {i: row for i, row in changes.identities.items()
+                                  if not self._same_identity(i, row)}
 
     def _same_identity(self, identity_id: str, row: tuple) -> bool:  # type: ignore[type-arg]
         known = self.identities.get(identity_id)

@@ -162,7 +162,12 @@ _decoder = msgspec.json.Decoder(AnyEvent)
 
 def event_type_name(event: Event) -> str:
     """The event's tag, e.g. ``"MessageReceived"``."""
-    return type(event).__struct_config__.tag  # type: ignore[return-value]
+    return event_type_name_of(type(event))
+
+
+def event_type_name_of(kind: type[Event]) -> str:
+    """An event type's tag, e.g. ``"MessageReceived"``."""
+    return kind.__struct_config__.tag  # type: ignore[return-value]
 
 
 def encode_body(event: Event) -> bytes:

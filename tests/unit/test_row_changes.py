@@ -298,3 +298,29 @@ def test_a_sealed_message_gives_the_row_of_its_plaintext_and_archives_it_sealed(
     erased = RowChanges()
     erased.add(0, "1-0", sealed)
     assert erased.messages["m-1"][5:7] == (ERASED, None)
+
+
+def test_sealed_replies_summaries_and_usernames_give_the_rows_of_their_plaintext() -> None:
+    key, _ = new_data_key()
+    plain = [_reply(), _summary(),
+             msgspec.structs.replace(_received(), channel_user_key="US.1", phone=None,
+                                     bsuid="US.1", username="jane_doe")]
+    opened, expected, erased = RowChanges(keyring={key.key_id: key}), RowChanges(), RowChanges()
+    for n, event in enumerate(plain):
+        opened.add(0, f"{n}-0", seal_event(event, key))
+        erased.add(0, f"{n}-0", seal_event(event, key))
+        expected.add(0, f"{n}-0", event)
+    assert (opened.replies, opened.summaries, opened.identities, opened.messages) == (
+        expected.replies, expected.summaries, expected.identities, expected.messages)
+    assert erased.replies["m-1"][1] == ERASED
+    assert (erased.summaries["s-1"][5], erased.summaries["s-1"][9]) == (None, None)
+    assert [row[6] for row in erased.identities.values()] == [None]
+
+
+@pytest.mark.parametrize("ms", [0, 1, 999, 1_000, 1_001, AT, AT + 877, 4_102_444_800_999])
+def test_times_made_from_the_batch_s_seconds_equal_ms_to_datetime(ms: int) -> None:
+    changes = RowChanges()
+    changes.add(0, "1-0", msgspec.structs.replace(_received(), received_at=ms - 1))
+    changes.add(0, "2-0", msgspec.structs.replace(_received(2), received_at=ms))
+    created = changes.messages["m-2"][2]
+    assert created == ms_to_datetime(ms) and created.tzinfo is UTC
