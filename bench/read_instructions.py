@@ -45,6 +45,9 @@ from bench.server_instructions import _callgrind_control, _dumped_total
 
 GROUP = "read-bench"
 APPEND_BATCH = 5_000
+# The reader's socket timeout is the block plus 5 s: under callgrind a reply of 5,000 entries
+# takes longer than that to read, and a timed-out read is adopted again (counted twice).
+BLOCK_MS = 60_000
 
 
 class CountingHandler:
@@ -93,7 +96,7 @@ async def drain(redis_url: str, prefix: str, batch_size: int) -> int:
         runtime = OrderedRuntime(
             linger_ms=0, redis=redis, redis_url=redis_url, keys=keys, handler=handler,
             consumer_name="bench", policy=RetryPolicy(max_attempts=3, base_delay_ms=1000),
-            batch_size=batch_size, block_ms=100)
+            batch_size=batch_size, block_ms=BLOCK_MS)
         handler.runtime = runtime
         await runtime.run()
         return handler.seen
@@ -142,7 +145,7 @@ async def measure(args: argparse.Namespace) -> None:
             events = received_events(scratch.tag + label[0], 0, count, args.users)
             await append_sealed(args.redis_url, Keys(prefixes[label], 1), events, APPEND_BATCH)
         with TemporaryDirectory(prefix="read-instructions-") as folder:
-            out = Path(folder) / "read.callgrind"
+            out = (args.keep or Path(folder)) / "read.callgrind"
             argv = [sys.executable, "-m", "bench.read_instructions", "--child",
                     "--redis-url", args.redis_url, "--batch-size", str(args.batch_size),
                     "--warm-prefix", prefixes["warm"], "--prefix", prefixes["measured"]]
@@ -188,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--no-valgrind", action="store_true",
                         help="print the measured drain's CPU time only")
+    parser.add_argument("--keep", type=Path,
+                        help="write callgrind's files to this folder (callgrind_annotate)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--warm-prefix", help=argparse.SUPPRESS)
