@@ -141,16 +141,21 @@ def open_redis(redis_url: str, *, max_connections: int = 64,
 
 
 def open_blocking_reader(redis_url: str, *, block_ms: int, cluster: bool = False) -> RedisClient:
-    """A client for one blocking XREADGROUP loop.
+    """A client for one blocking XREADGROUP loop, whose XREADGROUP replies come unparsed.
 
     Blocking reads get their own connection: sharing a pooled connection with other
     commands stalls them for the whole block (see redis-py's asyncio issues). On a cluster
     the reader is a ``RedisCluster`` of its own, which sends the read to the master owning
     the stream and re-routes it after ``MOVED`` or a failover.
+
+    ``xreadgroup`` returns the reply as hiredis made it (``entries.reply_entries`` reads it):
+    redis-py's parse builds a tuple and a dict per entry that the runtime turned into its
+    own shape anyway (decision 0022).
     """
     socket_timeout = block_ms / 1000 + 5
+    reader: RedisClient
     if cluster:
-        return RedisCluster.from_url(
+        reader = RedisCluster.from_url(
             redis_url,
             max_connections=4,
             socket_connect_timeout=2,
@@ -158,13 +163,20 @@ def open_blocking_reader(redis_url: str, *, block_ms: int, cluster: bool = False
             socket_keepalive=True,
             retry=_cluster_retry(),
         )
-    return Redis.from_url(
-        redis_url,
-        single_connection_client=True,
-        socket_connect_timeout=2,
-        socket_timeout=socket_timeout,
-        socket_keepalive=True,
-    )
+    else:
+        reader = Redis.from_url(
+            redis_url,
+            single_connection_client=True,
+            socket_connect_timeout=2,
+            socket_timeout=socket_timeout,
+            socket_keepalive=True,
+        )
+    reader.set_response_callback("XREADGROUP", _unparsed)
+    return reader
+
+
+def _unparsed(reply: Any, **_options: Any) -> Any:
+    return reply
 
 
 _PLAIN_CLIENT_PARAMETERS = frozenset(inspect.signature(Redis.__init__).parameters)

@@ -572,3 +572,53 @@ async def test_a_stop_requested_mid_batch_lets_the_batch_finish_and_reads_nothin
     assert await _pending(redis, key_prefix) == 0
     unread = await redis.xreadgroup(GROUP, "probe", {stream: ">"})
     assert [fields[b"id"] for _id, fields in unread[0][1]] == [b"event-3", b"event-4", b"event-5"]
+
+
+# -- entries as read ------------------------------------------------------------------------
+
+
+async def _append_odd_entries(redis: Redis, key_prefix: str) -> None:
+    """Between two plain events: one of an unknown schema version, one whose body does not
+    decode, one with its fields in another order, an operator retry for this group and one
+    for another group."""
+    stream = Keys(key_prefix, 1).stream(0)
+    await _append(redis, key_prefix, 1)
+    await redis.xadd(stream, {"type": "SummaryRequested", "v": "99", "id": "x", "at": "0",
+                              "body": "{}"})
+    await redis.xadd(stream, {"type": "Garbage", "v": "1", "id": "y", "at": "0",
+                              "body": "not json"})
+    reordered = encode_event(SummaryRequested(event_id="event-reordered", occurred_at=1,
+                                              user_id="u1"))
+    await redis.xadd(stream, dict(reversed(reordered.items())))  # type: ignore[arg-type]
+    for event_id, group in (("event-retried", GROUP), ("event-other-group", "replier")):
+        fields = encode_event(SummaryRequested(event_id=event_id, occurred_at=1, user_id="u1"))
+        await redis.xadd(stream, {**fields, b"only_group": group.encode(),  # type: ignore[arg-type]
+                                  b"retry_of": b"1-1"})
+    await _append(redis, key_prefix, 1, start=1)
+
+
+@pytest.mark.parametrize("runtime_class", [OrderedRuntime, SharedRuntime])
+async def test_odd_entries_read_are_settled_as_claimed_ones_are_and_the_rest_flow_in_order(
+    servers: TestServers, redis: Redis, key_prefix: str,
+    runtime_class: type[ConsumerRuntime[Any]],
+) -> None:
+    retried: list[tuple[str, bool]] = []
+
+    def outcome(delivery: Delivery) -> None:
+        retried.append((delivery.event.event_id, delivery.operator_retry))
+
+    handler = (LeasedStubHandler("only", {}, outcome) if runtime_class is OrderedRuntime
+               else StubHandler(outcome))
+    await ensure_group(redis, Keys(key_prefix, 1).stream(0), GROUP)
+    await _append_odd_entries(redis, key_prefix)
+    runtime = _runtime(runtime_class, servers, redis, key_prefix, handler)
+    async with _running(runtime):
+        await _until(lambda: len(handler.handled) >= 4)
+        await _until_all_acked(redis, key_prefix)
+    assert retried == [("event-0", False), ("event-reordered", False), ("event-retried", True),
+                       ("event-1", False)]
+    version, body = await _dead_letters(redis, key_prefix)
+    assert version[b"error"].startswith(b"undecodable: schema version 99 is not supported")
+    assert body[b"error"].startswith(b"undecodable: body does not decode")
+    assert (body[b"event_type"], body[b"event_body"], body[b"attempts"]) == (
+        b"Garbage", b"not json", b"1")

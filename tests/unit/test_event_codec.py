@@ -14,6 +14,9 @@ from app.platform.eventlog.entries import (
     entry_id_of,
     entry_position,
     entry_values,
+    fields_of,
+    reply_entries,
+    standard_body,
 )
 from schema.events import (
     EVENT_TYPES,
@@ -249,3 +252,43 @@ def test_a_username_user_is_answered_at_the_bsuid() -> None:
     message = EVENTS[5]
     assert isinstance(message, MessageReceived)
     assert (message.sender_phone, message.sender_bsuid) == (None, "US.13491208655302741918")
+
+
+# -- entries as an unparsed XREADGROUP reply holds them ------------------------------------
+
+
+def _pairs(fields: dict[bytes, bytes]) -> list[bytes]:
+    return [item for pair in fields.items() for item in pair]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_an_entry_as_the_append_script_writes_it_gives_its_body_at_once(event: object) -> None:
+    fields = encode_event(event)  # type: ignore[arg-type]
+    assert standard_body(_pairs(fields)) == fields[b"body"]
+    assert fields_of(_pairs(fields)) == fields
+
+
+@pytest.mark.parametrize("change", [
+    lambda f: {**f, b"v": b"99"},  # another schema version
+    lambda f: {**f, b"v": b"01"},  # the same version spelled otherwise
+    lambda f: dict(reversed(f.items())),  # another order
+    lambda f: {**f, b"only_group": b"replier", b"retry_of": b"1-1"},  # an operator retry
+    lambda f: {k: v for k, v in f.items() if k != b"at"},  # a field missing
+    lambda f: {(b"kind" if k == b"type" else k): v for k, v in f.items()},  # renamed
+])
+def test_any_other_entry_goes_the_general_way(change: object) -> None:
+    fields = change(encode_event(EVENTS[0]))  # type: ignore[operator]
+    assert standard_body(_pairs(fields)) is None
+
+
+def test_a_trimmed_entry_has_no_fields() -> None:
+    assert fields_of(None) is None
+
+
+def test_reply_entries_reads_resp3_and_resp2_replies_in_order() -> None:
+    entries = [[b"1-1", [b"type", b"A"]], [b"1-2", [b"type", b"B"]]]
+    later = [[b"1-3", [b"type", b"C"]]]
+    assert reply_entries({b"s": entries}) == entries
+    assert reply_entries([[b"s", entries]]) == entries
+    assert reply_entries({b"s": entries, b"t": later}) == entries + later
+    assert reply_entries(None) == reply_entries({}) == reply_entries([]) == []

@@ -6,13 +6,14 @@ Python codec and the Lua that appends an entry are both built here from ``ENTRY_
 no other module, Python or Lua, spells a field name.
 
 Also here: the two fields a retried dead letter adds, reading Redis replies that may be
-bytes or str (``as_text``) and the position of an entry id (``'<ms>-<seq>'`` ->
-``(ms, seq)``), which orders entries.
+bytes or str (``as_text``), the position of an entry id (``'<ms>-<seq>'`` ->
+``(ms, seq)``), which orders entries, and reading an XREADGROUP reply as it comes off the
+wire (``reply_entries``, ``standard_body``, ``fields_of``; decision 0022).
 """
 
 from __future__ import annotations
 
-from typing import overload
+from typing import Any, overload
 
 import msgspec
 
@@ -39,6 +40,9 @@ __all__ = [
     "entry_position",
     "entry_texts",
     "entry_values",
+    "fields_of",
+    "reply_entries",
+    "standard_body",
 ]
 
 TYPE, VERSION, EVENT_ID, OCCURRED_AT, BODY = b"type", b"v", b"id", b"at", b"body"
@@ -120,6 +124,47 @@ def decode_event(fields: dict[bytes, bytes]) -> AnyEvent:
         return decode_body(body)
     except msgspec.DecodeError as exc:
         raise UndecodableEvent(f"body does not decode: {exc}") from exc
+
+
+RawEntry = list[Any]
+"""One entry of an unparsed stream reply: ``[id, [name, value, name, value, ...]]`` (the field
+list is None for an entry trimmed while pending)."""
+
+
+def reply_entries(reply: Any) -> list[RawEntry]:
+    """The entries of an unparsed XREAD/XREADGROUP reply, stream after stream, each stream's
+    in log order: a RESP3 map (stream -> entries) or a RESP2 list of [stream, entries]."""
+    if not reply:
+        return []
+    per_stream = reply.values() if isinstance(reply, dict) else [got for _, got in reply]
+    if len(per_stream) == 1:
+        return list(per_stream)[0]  # type: ignore[no-any-return]
+    return [entry for got in per_stream for entry in got]
+
+
+_STANDARD_NAMES = list(ENTRY_FIELDS)
+_STANDARD_LENGTH = 2 * len(ENTRY_FIELDS)
+_BODY_INDEX = 2 * ENTRY_FIELDS.index(BODY) + 1
+_VERSION_INDEX = 2 * ENTRY_FIELDS.index(VERSION) + 1
+
+
+def standard_body(pairs: list[bytes]) -> bytes | None:
+    """The body of an entry's field list (``[name, value, ...]``) when it holds exactly the
+    event's fields in ``ENTRY_FIELDS`` order, as the append script writes them, at this code's
+    schema version; None for any other entry (a retried dead letter, a malformed one), which
+    goes through ``fields_of`` and ``decode_event``."""
+    if (len(pairs) == _STANDARD_LENGTH and pairs[_VERSION_INDEX] == _VERSION_VALUE
+            and pairs[::2] == _STANDARD_NAMES):
+        return pairs[_BODY_INDEX]
+    return None
+
+
+def fields_of(pairs: list[bytes] | None) -> dict[bytes, bytes] | None:
+    """An entry's field list (``[name, value, ...]``) as a dict; None stays None (trimmed)."""
+    if pairs is None:
+        return None
+    names = iter(pairs)
+    return dict(zip(names, names, strict=True))
 
 
 @overload

@@ -1,7 +1,8 @@
 """What both consumer-group runtimes share: read, decode, handle, ack, dead-letter, shut down.
 
 * New entries come from XREADGROUP, in batches, on a dedicated blocking connection per
-  partition.
+  partition, whose replies come unparsed: an entry holding just the event's fields becomes a
+  ``Delivery`` in one step, with no dict of its fields (``_read_deliveries``, decision 0022).
 * An entry without fields (trimmed) or a retry meant for another group is acknowledged; one
   that does not decode is dead-lettered at once; the rest reach the handler as ``Delivery``.
 * While a batch is handled a heartbeat keeps its entries claimed, so no peer reclaims them.
@@ -22,16 +23,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+import msgspec
 from redis.asyncio import Redis, RedisCluster
 
 from app.platform.clock import now_ms
 from app.platform.eventlog.entries import (
     BODY,
     ONLY_GROUP,
+    RawEntry,
     UndecodableEvent,
     as_text,
     dead_letter_copy,
     decode_event,
+    fields_of,
+    reply_entries,
+    standard_body,
 )
 from app.platform.eventlog.keys import Keys
 from app.platform.metrics import DEAD_LETTERED, FAILED, HANDLER_SECONDS, PROCESSED
@@ -43,6 +49,7 @@ from app.platform.runtime.consumer_group import (
 )
 from app.platform.runtime.handler import Delivery, GroupHandler
 from app.platform.runtime.retry_policy import RetryPolicy
+from schema.events import decode_body
 
 log = logging.getLogger("mecove.consumer")
 
@@ -153,8 +160,9 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
                                                   "error": type(exc).__name__}})
                     await self._sleep(1.0)
                     continue
-                for _stream, entries in response or ():
-                    await self._accept(partition, [(e[0], e[1], 1) for e in entries])
+                entries = reply_entries(response)
+                if entries:
+                    await self._accept(partition, first_deliveries(entries))
         finally:
             try:
                 await self._settle_accepted()
@@ -198,27 +206,60 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
 
     async def _deliveries(self, partition: int, entries: list[Entry]) -> list[Delivery]:
         """Decode entries for the handler; settle at once those it must never see."""
-        stream = self.keys.stream(partition)
         deliveries: list[Delivery] = []
-        for n, (raw_id, fields, attempt) in enumerate(entries):
-            if n and n % DECODE_YIELD_EVERY == 0:
+        for start in range(0, len(entries), DECODE_YIELD_EVERY):
+            if start:
                 await asyncio.sleep(0)
-            entry_id = as_text(raw_id) if raw_id is not None else ""
-            if not fields:
-                await self.redis.xack(stream, self.group, entry_id)
-                continue
-            only_group = fields.get(ONLY_GROUP)
-            if only_group is not None and only_group.decode() != self.group:
-                await self.redis.xack(stream, self.group, entry_id)  # a retry for another group
-                continue
-            try:
-                event = decode_event(fields)
-            except UndecodableEvent as exc:
-                await self._dead_letter(partition, entry_id, fields, attempt, f"undecodable: {exc}")
-                continue
-            deliveries.append(Delivery(partition, entry_id, event, attempt,
-                                       only_group is not None, fields.get(BODY)))
+            for raw_id, fields, attempt in entries[start:start + DECODE_YIELD_EVERY]:
+                entry_id = as_text(raw_id) if raw_id is not None else ""
+                delivery = await self._delivery(partition, entry_id, fields, attempt)
+                if delivery is not None:
+                    deliveries.append(delivery)
         return deliveries
+
+    async def _read_deliveries(self, partition: int, entries: list[RawEntry]) -> list[Delivery]:
+        """``_deliveries`` of entries just read, as the unparsed reply holds them (first
+        delivery each): one holding just the event's fields at this schema version is decoded
+        from its body at once; any other, or a body that does not decode, goes the general way
+        (``_delivery``), which settles or dead-letters it exactly as for a claimed entry."""
+        deliveries: list[Delivery] = []
+        append = deliveries.append
+        for start in range(0, len(entries), DECODE_YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            for raw_id, pairs in entries[start:start + DECODE_YIELD_EVERY]:
+                body = standard_body(pairs) if pairs else None
+                if body is not None:
+                    try:
+                        append(Delivery(partition, raw_id.decode(), decode_body(body), 1,
+                                        False, body))
+                        continue
+                    except msgspec.DecodeError:
+                        pass  # ``_delivery`` dead-letters it, with decode_event's reason
+                delivery = await self._delivery(partition, as_text(raw_id), fields_of(pairs), 1)
+                if delivery is not None:
+                    append(delivery)
+        return deliveries
+
+    async def _delivery(self, partition: int, entry_id: str, fields: Fields | None,
+                        attempt: int) -> Delivery | None:
+        """The delivery of one entry, or None once settled here: acknowledged when trimmed or
+        a retry meant for another group, dead-lettered when it does not decode."""
+        if not fields:
+            await self.redis.xack(self.keys.stream(partition), self.group, entry_id)
+            return None
+        only_group = fields.get(ONLY_GROUP)
+        if only_group is not None and only_group.decode() != self.group:
+            # a retry for another group
+            await self.redis.xack(self.keys.stream(partition), self.group, entry_id)
+            return None
+        try:
+            event = decode_event(fields)
+        except UndecodableEvent as exc:
+            await self._dead_letter(partition, entry_id, fields, attempt, f"undecodable: {exc}")
+            return None
+        return Delivery(partition, entry_id, event, attempt, only_group is not None,
+                        fields.get(BODY))
 
     # -- handling --------------------------------------------------------------------------
 
@@ -340,6 +381,12 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
 def fields_by_entry_id(entries: list[Entry]) -> dict[str, Fields]:
     """The fields of each entry that still has them, by entry id."""
     return {as_text(i): f for i, f, _ in entries if i is not None and f}
+
+
+def first_deliveries(entries: list[RawEntry]) -> list[Entry]:
+    """Entries of an unparsed ``XREADGROUP ... >`` reply as ``Entry``, each on its first
+    delivery."""
+    return [(i, fields_of(pairs), 1) for i, pairs in entries]
 
 
 def describe_error(error: BaseException) -> str:

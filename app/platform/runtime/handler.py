@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+import msgspec
 
 from schema.events import AnyEvent
 
 __all__ = ["Delivery", "GroupHandler", "OrderedHandler"]
 
 
-@dataclass(slots=True)
-class Delivery:
-    """One event handed to a handler, with its 1-based attempt number."""
+class Delivery(msgspec.Struct, gc=False):
+    """One event handed to a handler, with its 1-based attempt number.
+
+    A Struct, made per entry read: its ``__init__`` is C, a third of a dataclass's. Not
+    tracked by the garbage collector (``gc=False``): it holds an immutable event and plain
+    values, so no cycle runs through it."""
 
     partition: int
     entry_id: str

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import RedisCluster
 
-from app.platform.eventlog.entries import as_text
+from app.platform.eventlog.entries import RawEntry, as_text, reply_entries
 from app.platform.redis_client import REDIS_ERRORS, RedisClient, open_blocking_reader
 from app.platform.runtime.consumer_runtime import (
     ConsumerRuntime,
@@ -36,13 +37,16 @@ from app.platform.runtime.consumer_runtime import (
     Fields,
     describe_error,
     fields_by_entry_id,
+    first_deliveries,
 )
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 
 log = logging.getLogger("mecove.consumer")
 
-_Decoded = tuple[list[Delivery], dict[str, Fields]]  # a batch's deliveries, its entries' fields
+# A batch's deliveries, and its entries' fields by entry id, built only when one dead-letters.
+FieldsOfBatch = Callable[[], dict[str, Fields]]
+_Decoded = tuple[list[Delivery], FieldsOfBatch]
 # A read of fewer entries than this lingers for more (``linger_ms``); FEW_ROWS-sized batches
 # are the ones whose fixed cost per batch dominates (projections/write_rows.py).
 LINGER_BELOW = 32
@@ -123,18 +127,19 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
                             extra={"fields": {"group": self.group, "error": type(exc).__name__}})
                 await self._sleep(1.0)
             return None
-        entries = _first_deliveries(response)
+        entries = reply_entries(response)
         if not entries:
             return None
         if (len(entries) < min(LINGER_BELOW, self.batch_size) and self.linger_ms
                 and not self.stop.is_set()):  # a full read means a backlog: no linger
-            entries += await self._linger(reader, partition, self.batch_size - len(entries))
-        deliveries = await self._deliveries(partition, entries)
+            entries = entries + await self._linger(reader, partition,
+                                                   self.batch_size - len(entries))
+        deliveries = await self._read_deliveries(partition, entries)
         if deliveries:
             await self.handler.prepare(deliveries)
-        return deliveries, fields_by_entry_id(entries)
+        return deliveries, lambda: fields_by_entry_id(first_deliveries(entries))
 
-    async def _linger(self, reader: RedisClient, partition: int, room: int) -> list[Entry]:
+    async def _linger(self, reader: RedisClient, partition: int, room: int) -> list[RawEntry]:
         """After a small read: wait ``linger_ms`` (less when asked to stop), then take what
         came meanwhile without blocking. A failed read returns nothing: the entries already
         read are projected now, then whatever it may have delivered is adopted (``_read_new``)."""
@@ -147,14 +152,14 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
         except REDIS_ERRORS:
             self._read_failed = True
             return []
-        return _first_deliveries(response)
+        return reply_entries(response)
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
         await self._apply(partition, await self._deliveries(partition, entries),
-                          fields_by_entry_id(entries))
+                          lambda: fields_by_entry_id(entries))
 
     async def _apply(self, partition: int, deliveries: list[Delivery],
-                     fields: dict[str, Fields]) -> None:
+                     fields: FieldsOfBatch) -> None:
         """Handle a decoded batch until each delivery is done or dead-lettered (or we stop)."""
         while deliveries and not self.stop.is_set():
             failed = await self._handle(partition, deliveries)
@@ -162,12 +167,14 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
             if deliveries:
                 await self._back_off(deliveries, failed[0][1])
 
-    async def _retryable(self, failed: list[Failure], fields: dict[str, Fields]) -> list[Delivery]:
+    async def _retryable(self, failed: list[Failure], fields: FieldsOfBatch) -> list[Delivery]:
         """Dead-letter the failures that can never pass; return the rest, to retry in place."""
         retry: list[Delivery] = []
+        by_entry_id: dict[str, Fields] | None = None
         for delivery, error in failed:
             if isinstance(error, NonRetryableError):
-                await self._give_up(delivery, error, fields.get(delivery.entry_id, {}))
+                by_entry_id = fields() if by_entry_id is None else by_entry_id
+                await self._give_up(delivery, error, by_entry_id.get(delivery.entry_id, {}))
             else:
                 retry.append(delivery)
         return retry
@@ -183,7 +190,3 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
                                       "error": describe_error(error)}})
         await self._sleep(delay)
 
-
-def _first_deliveries(response: Any) -> list[Entry]:
-    """The entries of an ``XREADGROUP ... >`` reply, each delivered for the first time."""
-    return [(e[0], e[1], 1) for _stream, got in response or () for e in got]

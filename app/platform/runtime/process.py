@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.platform.eventlog.keys import Keys
+from app.platform.runtime.collector import settle_start_up_heap
 from app.platform.runtime.consumer_runtime import ConsumerRuntime
 from app.platform.runtime.handler import GroupHandler, OrderedHandler
 from app.platform.runtime.ordered_runtime import OrderedRuntime
@@ -58,4 +59,5 @@ async def run_until_signalled(
             loop.add_signal_handler(sig, lambda: [r.request_stop() for r in runtimes])
     if on_started is not None:
         on_started()
+    settle_start_up_heap()
     await asyncio.gather(*(r.run() for r in runtimes))
