@@ -33,10 +33,11 @@ import uvloop
 
 from app.platform.eventlog.keys import Keys
 from app.platform.redis_client import connect
-from app.platform.runtime.collector import settle_start_up_heap
 from app.platform.runtime.handler import Delivery
 from app.platform.runtime.ordered_runtime import OrderedRuntime
+from app.platform.runtime.process import YOUNG_THRESHOLD
 from app.platform.runtime.retry_policy import RetryPolicy
+from app.platform.start_up_objects import start_up_objects_frozen
 from bench.numbered_messages import received_events
 from bench.processes import clean_env
 from bench.scratch_space import DEFAULT_REDIS_URL, ScratchSpace
@@ -123,17 +124,17 @@ class GcTime:
 async def child(args: argparse.Namespace) -> None:
     """Drain the warm-up stream, wait for a line, drain the measured one, report, wait."""
     await drain(args.redis_url, args.warm_prefix, args.batch_size)
-    settle_start_up_heap()  # as ``run_until_signalled`` does once a consumer has started
-    print("ready", flush=True)
-    await asyncio.to_thread(sys.stdin.readline)
-    collecting = GcTime()
-    gc.callbacks.append(collecting.on_gc)
-    started = time.process_time()
-    seen = await drain(args.redis_url, args.prefix, args.batch_size)
-    cpu_s = time.process_time() - started
-    gc.callbacks.remove(collecting.on_gc)
-    print(json.dumps({"entries": seen, "cpu_s": cpu_s, "gc_s": collecting.seconds,
-                      "collections": collecting.count}), flush=True)
+    with start_up_objects_frozen(YOUNG_THRESHOLD):  # as ``run_until_signalled`` runs them
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        collecting = GcTime()
+        gc.callbacks.append(collecting.on_gc)
+        started = time.process_time()
+        seen = await drain(args.redis_url, args.prefix, args.batch_size)
+        cpu_s = time.process_time() - started
+        gc.callbacks.remove(collecting.on_gc)
+        print(json.dumps({"entries": seen, "cpu_s": cpu_s, "gc_s": collecting.seconds,
+                          "collections": collecting.count}), flush=True)
     await asyncio.to_thread(sys.stdin.readline)
 
 

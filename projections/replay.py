@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -45,6 +44,7 @@ from app.platform.eventlog.entries import (
 from app.platform.eventlog.keys import Keys
 from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.sql_identifier import quote_identifier as q
+from app.platform.start_up_objects import start_up_objects_frozen
 from projections.known_rows import KnownRows
 from projections.projector import SWAP_LOCK_KEY
 from projections.replay_keys import ReplayKeys
@@ -76,7 +76,9 @@ YIELD_EVERY = 200
 # Users and identities ids per kind a run remembers as written (about 30 MB): past it, the
 # memory starts over and rows are written again (``ON CONFLICT`` makes that harmless).
 KNOWN_ROWS_LIMIT = 100_000
-GC_THRESHOLD = 50_000  # objects made (net) before a collection, during a run
+# During a run a young collection waits for this many net allocations (CPython's default:
+# 700): a page's rows are freed by reference counting (decision 0024).
+GC_THRESHOLD = 50_000
 
 
 @dataclass
@@ -186,22 +188,6 @@ async def _finish_rebuild_tables(connections: Sequence[asyncpg.Connection],
             f"REFERENCES {q(target + '_rebuild')} (id)")
 
 
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """The cyclic garbage collector kept out of the run's way: what start-up made is frozen
-    (never scanned again) and a collection waits for 50,000 new objects instead of 700. A
-    page's rows are freed by reference counting; left alone, the collector scanned them ~700
-    times and every object of the process 4 times per 100,000 events (~3 us an event)."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 @dataclass(frozen=True, slots=True)
 class _Page:
     """Archived events read and turned into row changes, ready to write."""
@@ -295,7 +281,7 @@ async def replay(
     Sealed content opens with the keys left in ``user_keys`` (``master`` unwraps them); the
     content of forgotten users comes back erased.
     """
-    with _fewer_collections():
+    with start_up_objects_frozen(GC_THRESHOLD):  # decision 0024
         return await _replay(database_url, redis, keys, dry_run=dry_run, batch_size=batch_size,
                              before_swap=before_swap, master=master)
 

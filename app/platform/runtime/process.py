@@ -11,15 +11,19 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.platform.eventlog.keys import Keys
-from app.platform.runtime.collector import settle_start_up_heap
 from app.platform.runtime.consumer_runtime import ConsumerRuntime
 from app.platform.runtime.handler import GroupHandler, OrderedHandler
 from app.platform.runtime.ordered_runtime import OrderedRuntime
 from app.platform.runtime.retry_policy import RetryPolicy
 from app.platform.runtime.shared_runtime import SharedRuntime
 from app.platform.settings import Settings
+from app.platform.start_up_objects import start_up_objects_frozen
 
 log = logging.getLogger("mecove.consume")
+
+# While the runtimes run, a young collection waits for this many net allocations (CPython's
+# default: 700); a batch's containers are freed by reference counting (decision 0022).
+YOUNG_THRESHOLD = 10_000
 
 
 def runtime_for(settings: Settings, redis: Redis, handler: GroupHandler) -> ConsumerRuntime[Any]:
@@ -59,5 +63,5 @@ async def run_until_signalled(
             loop.add_signal_handler(sig, lambda: [r.request_stop() for r in runtimes])
     if on_started is not None:
         on_started()
-    settle_start_up_heap()
-    await asyncio.gather(*(r.run() for r in runtimes))
+    with start_up_objects_frozen(YOUNG_THRESHOLD):  # decision 0022
+        await asyncio.gather(*(r.run() for r in runtimes))
