@@ -97,8 +97,6 @@ class Projector(OrderedHandler):
         # Per partition, the keys (id -> wrapped) issued in the batch last prepared: the next
         # batch is prepared while that one is written, before user_keys holds them.
         self._issued: dict[int, dict[str, str]] = {}
-        # Rows of the batches written since the last ``prepare``, freed there (see ``prepare``)
-        self._written: list[RowChanges] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Projector:
@@ -153,12 +151,7 @@ class Projector(OrderedHandler):
         """Build a batch's rows before its transaction (the runtime reads one batch ahead),
         so only the writing is left for it. Keys come from user_keys as it is now; ``handle``
         looks again, inside its transaction, for those not found (the batch being written may
-        store them). Any failure just leaves the batch to be built in ``handle``.
-
-        It frees the rows of the batches written before it once its key query is sent: freed
-        when ``handle`` returned, 5,000 messages' rows took ~4.5 ms of the loop, spent between
-        two transactions with PostgreSQL idle; here it overlaps the current batch's writing."""
-        written, self._written = self._written, []
+        store them). Any failure just leaves the batch to be built in ``handle``."""
         partition = deliveries[0].partition
         events = [d.event for d in deliveries]
         issued_before = self._issued.get(partition, {})
@@ -178,7 +171,6 @@ class Projector(OrderedHandler):
                         self._key_readers[partition] = reader
                     keyring = await durable_keyring(events, reader, self.master,
                                                     self._unwrapped, wanted=owners)
-                    del written
             except Exception:  # noqa: BLE001 - best effort; asyncpg also raises
                 # InternalClientError (seen with PostgreSQL down: "another operation is in
                 # progress"), none of its PostgresError/InterfaceError. ``handle`` builds it.
@@ -264,7 +256,6 @@ class Projector(OrderedHandler):
                 await write_row_changes(connection, changes)
                 await write_checkpoint(connection, partition, last)
             known.committed(changes, last)
-            self._written.append(changes)  # freed by the next ``prepare``, not on return
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
             if len(deliveries) == 1:
                 raise NonRetryableError(f"event cannot be projected: {exc}") from exc
