@@ -358,11 +358,16 @@ async def test_an_ordered_runtime_stopped_right_after_a_batch_still_acknowledges
 ) -> None:
     """A batch's XACK goes out without waiting for its reply (the next batch starts
     meanwhile); stopping settles it, so nothing handled stays pending."""
-    handler = LeasedStubHandler("only", {})
+    def stop_after_the_last(delivery: Delivery) -> BaseException | None:
+        if delivery.event.event_id == "event-5":
+            runtime.request_stop()  # the loop ends right after this batch's XACK is sent
+        return None
+
+    handler = LeasedStubHandler("only", {}, stop_after_the_last)
     runtime = _runtime(OrderedRuntime, servers, redis, key_prefix, handler, batch_size=3)
     await _append(redis, key_prefix, 6)
-    async with _running(runtime):
-        await _until(lambda: len(handler.handled) == 6)
+    await asyncio.wait_for(runtime.run(), timeout=10)
+    assert len(handler.handled) == 6
     assert await _pending(redis, key_prefix) == 0
 
 
