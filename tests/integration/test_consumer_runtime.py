@@ -353,6 +353,24 @@ async def test_an_ordered_runtime_retries_a_failed_batch_in_place_before_reading
     await _assert_nothing_dead_lettered_nor_scheduled(handler, redis, key_prefix)
 
 
+async def test_an_ordered_runtime_stopped_right_after_a_batch_still_acknowledges_it(
+    servers: TestServers, redis: Redis, key_prefix: str
+) -> None:
+    """A batch's XACK goes out without waiting for its reply (the next batch starts
+    meanwhile); stopping settles it, so nothing handled stays pending."""
+    def stop_after_the_last(delivery: Delivery) -> BaseException | None:
+        if delivery.event.event_id == "event-5":
+            runtime.request_stop()  # the loop ends right after this batch's XACK is sent
+        return None
+
+    handler = LeasedStubHandler("only", {}, stop_after_the_last)
+    runtime = _runtime(OrderedRuntime, servers, redis, key_prefix, handler, batch_size=3)
+    await _append(redis, key_prefix, 6)
+    await asyncio.wait_for(runtime.run(), timeout=10)
+    assert len(handler.handled) == 6
+    assert await _pending(redis, key_prefix) == 0
+
+
 async def test_an_ordered_runtime_dead_letters_only_the_non_retryable_entry_of_a_batch(
     servers: TestServers, redis: Redis, key_prefix: str
 ) -> None:

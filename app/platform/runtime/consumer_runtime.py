@@ -276,12 +276,16 @@ class ConsumerRuntime(ABC, Generic[HandlerT]):
         HANDLER_SECONDS.labels(self.group).observe(time.perf_counter() - started)
         done = [d.entry_id for d, o in zip(deliveries, outcomes, strict=True) if o is None]
         if done:
-            await self.redis.xack(self.keys.stream(partition), self.group, *done)
+            await self._acknowledge(partition, done)
             PROCESSED.labels(self.group).inc(len(done))
         failed = [(d, o) for d, o in zip(deliveries, outcomes, strict=True) if o is not None]
         if failed:
             FAILED.labels(self.group).inc(len(failed))
         return failed
+
+    async def _acknowledge(self, partition: int, entry_ids: list[str]) -> None:
+        """XACK the entries the handler finished."""
+        await self.redis.xack(self.keys.stream(partition), self.group, *entry_ids)
 
     async def _keep_claimed(self, deliveries: list[Delivery]) -> None:
         """While a batch is being handled, reset its entries' idle time (XCLAIM JUSTID, which

@@ -59,6 +59,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
         super().__init__(**kwargs)
         self.linger_ms = max(linger_ms, 0)
         self._read_failed = False  # a read raised: adopt what it may have delivered first
+        self._acking: dict[int, asyncio.Task[object]] = {}  # per partition, its last XACK
 
     async def _consume_partition(self, partition: int) -> None:
         if not await self.handler.acquire_partition(partition, self.stop):
@@ -71,6 +72,7 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
 
     async def _adopt_all_pending(self, partition: int) -> None:
         """Take every pending entry of the group, oldest first, and apply it."""
+        await self._acked(partition)  # nothing pending that is being acknowledged
         stream = self.keys.stream(partition)
         start = "-"
         while not self.stop.is_set():
@@ -111,6 +113,10 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
                     pass
                 except Exception:  # noqa: BLE001 - must not hide why the loop ended
                     log.warning("read-ahead failed while stopping", exc_info=True)
+            try:
+                await self._acked(partition)
+            except REDIS_ERRORS:
+                pass  # those entries stay pending: the next holder adopts them, past its checkpoint
             await reader.aclose()
 
     async def _read_decoded(self, reader: RedisClient, partition: int) -> _Decoded | None:
@@ -153,6 +159,22 @@ class OrderedRuntime(ConsumerRuntime[OrderedHandler]):
             self._read_failed = True
             return []
         return reply_entries(response)
+
+    async def _acknowledge(self, partition: int, entry_ids: list[str]) -> None:
+        """Send the XACK and go on without its reply: the handler committed the batch (with
+        its checkpoint, so an entry acknowledged late, or never, is skipped when adopted
+        again), and the next batch's transaction starts meanwhile instead of after a round
+        trip of ~4 ms for 5,000 ids with PostgreSQL idle. One XACK in flight per partition; its
+        failure is raised here, at the next batch's."""
+        await self._acked(partition)
+        self._acking[partition] = asyncio.create_task(
+            self.redis.xack(self.keys.stream(partition), self.group, *entry_ids))
+
+    async def _acked(self, partition: int) -> None:
+        """Wait for the partition's XACK in flight, if any; raises its Redis error."""
+        acking = self._acking.pop(partition, None)
+        if acking is not None:
+            await acking
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
         await self._apply(partition, await self._deliveries(partition, entries),
