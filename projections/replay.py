@@ -46,7 +46,7 @@ from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.sql_identifier import quote_identifier as q
 from app.platform.start_up_objects import start_up_objects_frozen
 from projections.known_rows import KnownRows
-from projections.projector import SWAP_LOCK_KEY
+from projections.projector import SWAP_LOCK_KEY, YIELD_EVERY
 from projections.replay_keys import ReplayKeys
 from projections.row_changes import RowChanges
 from projections.write_rows import TableSet, prepare_staging, write_row_changes
@@ -69,10 +69,9 @@ FOREIGN_KEYS = (
 
 Position = tuple[int, int, int]  # partition, entry ms, entry seq
 
-# A page is decoded and turned into rows this many events at a time, yielding to the event loop
-# between: the page being written sends each statement as soon as its reply comes, so
-# PostgreSQL works on page N while Python builds N+1 (as the projector does, decision 0018).
-YIELD_EVERY = 200
+# A page is decoded and turned into rows ``YIELD_EVERY`` events at a time (the projector's),
+# yielding to the event loop between: the page being written sends each statement as soon as
+# its reply comes, so PostgreSQL works on page N while Python builds N+1 (decision 0018).
 # Users and identities ids per kind a run remembers as written (about 30 MB): past it, the
 # memory starts over and rows are written again (``ON CONFLICT`` makes that harmless).
 KNOWN_ROWS_LIMIT = 100_000

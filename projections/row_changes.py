@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from app.platform.eventlog.content_crypto import ERASED, SEALED_MARK, Keyring, open_sealed
+from app.platform.eventlog.content_crypto import (
+    ERASED,
+    SEALED_MARK,
+    Keyring,
+    open_sealed,
+    open_value,
+)
 from app.platform.eventlog.entries import entry_position
 from schema.events import (
     EVENT_TYPES,
@@ -33,18 +39,13 @@ _TAGS = {kind: event_type_name_of(kind) for kind in EVENT_TYPES}
 
 def _required_text(value: str, keyring: Keyring, field: str) -> str:
     """A required text field as its row holds it: opened, ``ERASED`` once its key is gone."""
-    if not value.startswith(SEALED_MARK):
-        return value  # written before sealing
-    opened = open_sealed(value, keyring, field)
-    return ERASED if opened is None else opened.decode()
+    opened = open_value(value, keyring, field)
+    return ERASED if opened is None else opened
 
 
 def _optional_text(value: str | None, keyring: Keyring, field: str) -> str | None:
     """An optional text field as its row holds it: opened, None once its key is gone."""
-    if value is None or not value.startswith(SEALED_MARK):
-        return value
-    opened = open_sealed(value, keyring, field)
-    return None if opened is None else opened.decode()
+    return None if value is None else open_value(value, keyring, field)
 
 
 def _payload_json(value: object, keyring: Keyring) -> str | None:
