@@ -4,6 +4,7 @@ test fails with the stacks of its pending asyncio tasks, and the run stops after
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -43,8 +44,11 @@ def test_a_hung_test_fails_with_its_tasks_stacks_and_ends_the_run(tmp_path: Path
     assert "1 failed in" in out and "passed" not in out  # test_after never ran
 
 
-def test_the_suite_has_a_time_limit_and_a_last_resort_exit_after_it() -> None:
+def test_the_suite_has_a_time_limit_and_a_last_resort_exit_after_every_test_s_limit() -> None:
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
         "ini_options"]
-    assert 0 < int(options["timeout"]) < float(options["faulthandler_timeout"])
+    marked = [int(limit) for path in (ROOT / "tests").rglob("test_*.py")
+              for limit in re.findall(r"mark\.timeout\((\d+)\)", path.read_text())]
+    assert marked  # the soak tests' own limit
+    assert 0 < max([int(options["timeout"]), *marked]) < float(options["faulthandler_timeout"])
     assert options["faulthandler_exit_on_timeout"] is True
