@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from app.platform.eventlog.content_crypto import MasterKeys
 from app.platform.settings import Settings
+from tests.time_limit import pytest_runtest_makereport  # noqa: F401 - a hook
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -42,8 +42,10 @@ def settings(settings: Settings, cluster: PrivateCluster) -> Settings:
 
 @pytest.fixture
 async def redis(cluster: PrivateCluster, key_prefix: str) -> AsyncIterator[RedisCluster]:
-    """A cluster client; every key under this test's prefix is deleted afterwards."""
-    client = RedisCluster.from_url(cluster.url)
+    """A cluster client; every key under this test's prefix is deleted afterwards. Its
+    timeouts are the service's (``open_redis``): a node that stops answering fails the
+    command instead of hanging the test."""
+    client = RedisCluster.from_url(cluster.url, socket_connect_timeout=2, socket_timeout=10)
     yield client
     try:
         async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000):

@@ -354,10 +354,23 @@ async def test_an_ordered_runtime_retries_a_failed_batch_in_place_before_reading
 
 
 async def test_an_ordered_runtime_stopped_right_after_a_batch_still_acknowledges_it(
-    servers: TestServers, redis: Redis, key_prefix: str
+    servers: TestServers, redis: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch's XACK goes out without waiting for its reply (the next batch starts
-    meanwhile); stopping settles it, so nothing handled stays pending."""
+    meanwhile); stopping settles it before ``run`` returns, so nothing handled stays pending
+    when the process exits right after (SIGTERM; decision 0026). Every XACK is slowed down,
+    so the last one is still in flight when the loop ends: ``run`` must wait for it."""
+    applied: list[int] = []  # per XACK that Redis has applied, how many ids it acknowledged
+    xack = redis.xack
+
+    async def slow_xack(name: str, group: str, *ids: str) -> int:
+        await asyncio.sleep(0.5)
+        count = int(await xack(name, group, *ids))
+        applied.append(count)
+        return count
+
+    monkeypatch.setattr(redis, "xack", slow_xack)
+
     def stop_after_the_last(delivery: Delivery) -> BaseException | None:
         if delivery.event.event_id == "event-5":
             runtime.request_stop()  # the loop ends right after this batch's XACK is sent
@@ -367,7 +380,9 @@ async def test_an_ordered_runtime_stopped_right_after_a_batch_still_acknowledges
     runtime = _runtime(OrderedRuntime, servers, redis, key_prefix, handler, batch_size=3)
     await _append(redis, key_prefix, 6)
     await asyncio.wait_for(runtime.run(), timeout=10)
+    settled_by_run = list(applied)  # read before any await: an XACK left in flight lands later
     assert len(handler.handled) == 6
+    assert settled_by_run == [3, 3]
     assert await _pending(redis, key_prefix) == 0
 
 
