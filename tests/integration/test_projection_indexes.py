@@ -1,14 +1,18 @@
 """The projection tables keep only the indexes a query reads (decision 0030): the queries the
-product runs on ``messages`` still find theirs, and ``user_keys`` probes compare bytewise."""
+product runs on ``messages`` still find theirs, ``user_keys`` probes compare bytewise, and
+issued keys go in once whichever way they are written."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 
 from app.devtools.webhook_bodies import delivery, encode, text_message
 from app.ingress.parse_webhook import events_from_texts, parse_webhook
 from projections.row_changes import RowChanges
-from projections.write_rows import prepare_staging, write_row_changes
+from projections.write_rows import FEW_ROWS, TableSet, prepare_staging, write_row_changes
 from schema.events import ReplySent
 from schema.ids import event_id_for
 
@@ -80,5 +84,34 @@ async def test_user_keys_are_probed_bytewise_by_text_arrays(database_url: str) -
         async with connection.transaction():
             await connection.execute("SET LOCAL enable_seqscan = off")
             assert "user_keys_pkey" in await _plan(connection, query, ["k-a"])
+    finally:
+        await connection.close()
+
+
+def _keys(first: int, count: int) -> RowChanges:
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    changes = RowChanges()
+    changes.user_keys = {f"key-{n}": (str(uuid.uuid4()), f"wrapped-{n}", at)
+                         for n in range(first, first + count)}
+    return changes
+
+
+async def test_issued_keys_go_in_once_by_copy_or_by_few_rows(database_url: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await prepare_staging(connection)
+        # Many (COPY straight in), again (a redelivery: COPY refused, staging path), with
+        # new ones among them, then a few (one array statement).
+        for first, count in ((0, FEW_ROWS + 8), (0, FEW_ROWS + 8), (20, FEW_ROWS + 8), (100, 3)):
+            async with connection.transaction():
+                await write_row_changes(connection, _keys(first, count))
+        rows = await connection.fetch("SELECT key_id, wrapped_key FROM user_keys")
+        expected = {f"key-{n}" for n in (*range(20 + FEW_ROWS + 8), 100, 101, 102)}
+        assert {r["key_id"] for r in rows} == expected
+        assert all(r["wrapped_key"] == "wrapped-" + r["key_id"][4:] for r in rows)
+        async with connection.transaction():  # replay's tables: no user_keys written
+            await write_row_changes(connection, _keys(200, FEW_ROWS + 8),
+                                    TableSet(archive=None, user_keys=None))
+        assert await connection.fetchval("SELECT count(*) FROM user_keys") == len(expected)
     finally:
         await connection.close()
