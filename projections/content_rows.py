@@ -1,7 +1,8 @@
 """Content keys and erasures -> PostgreSQL, inside the projector's (or replay's) transaction.
 
 ``UserKeyIssued`` stores a user's wrapped key in ``user_keys`` (its durable home; only the live
-projection writes it, so replay never brings a destroyed key back). ``UserForgotten`` deletes
+projection writes it, so replay never brings a destroyed key back): ``write_row_changes``
+copies those rows in before this module's erasures run. ``UserForgotten`` deletes
 the keys it names and erases the content of the user's rows made up to that moment: message
 and reply texts become ``ERASED``, raw payloads, summary texts, input hashes and usernames
 NULL; counts and timestamps stay. ``mecove forget`` runs the same erasure directly.
@@ -15,20 +16,14 @@ import asyncpg
 
 from app.platform.eventlog.content_crypto import ERASED
 from app.platform.sql_identifier import quote_identifier as q
-from projections.row_changes import RowChanges, columns
+from projections.row_changes import RowChanges
 
 
 async def write_content_changes(connection: asyncpg.Connection, changes: RowChanges, *,
                                 messages: str, summaries: str, identities: str,
                                 user_keys: str | None) -> None:
-    """Store issued keys (when ``user_keys`` is given), then apply each erasure in order."""
-    if changes.user_keys and user_keys is not None:
-        await connection.execute(
-            f"INSERT INTO {q(user_keys)} (key_id, user_id, wrapped_key, created_at) "  # noqa: S608
-            "SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[]) "
-            "ON CONFLICT (key_id) DO NOTHING",
-            *columns(changes.user_keys),
-        )
+    """Apply each erasure in order: delete its keys from ``user_keys`` (when given; the
+    issued keys are stored before, by ``write_row_changes``), erase the user's rows."""
     for user_id, (key_ids, forgotten_at) in changes.forgotten.items():
         if user_keys is not None:
             await connection.execute(

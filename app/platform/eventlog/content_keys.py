@@ -234,13 +234,13 @@ async def durable_keyring(events: Iterable[Event], database: asyncpg.Connection 
         return ring
     held = unwrapped.held(asked)
     # One row of arrays (no record per key): the kept keys user_keys still holds, and the
-    # others it holds with their wrapped keys.
+    # others it holds with their wrapped keys. ``= ANY`` probes, the kept ones reading the
+    # primary key alone: half the backend CPU of a join with ``unnest`` (decision 0030).
     kept, other_ids, other_wrapped = await database.fetchrow(
-        "SELECT coalesce(array_agg(a.key_id) FILTER (WHERE a.held), '{}'), "
-        "coalesce(array_agg(a.key_id) FILTER (WHERE NOT a.held), '{}'), "
-        "coalesce(array_agg(u.wrapped_key) FILTER (WHERE NOT a.held), '{}') "
-        "FROM unnest($1::text[], $2::bool[]) AS a (key_id, held) "
-        "JOIN user_keys AS u ON u.key_id = a.key_id", asked, [k in held for k in asked])
+        "SELECT ARRAY(SELECT key_id FROM user_keys WHERE key_id = ANY($1::text[])), "
+        "coalesce(array_agg(u.key_id), '{}'), coalesce(array_agg(u.wrapped_key), '{}') "
+        "FROM user_keys AS u WHERE u.key_id = ANY($2::text[])",
+        [k for k in asked if k in held], [k for k in asked if k not in held])
     opening_key = unwrapped.opening_key
     for key_id in kept:
         ring[key_id] = opening_key(key_id, held[key_id])
