@@ -6,6 +6,12 @@ of every ``submit`` made before the loop's next turn, runs ``run`` once on all o
 ``max_callers`` callers per run), and gives each caller the slice of answers for its own
 items. A failure of the run is every caller's failure, so each still answers on its own terms
 (e.g. 503 so Meta redelivers).
+
+With ``max_running`` set, at most that many runs are in flight: callers that arrive while
+they are wait, and join one run started as soon as one ends (decision 0028). Fewer, larger
+runs: each run's own cost (a script call's packing, write, read and reply) is shared by more
+callers, at the price of at most one run's wait at saturation; with nothing in flight a run
+starts on the next turn, as without the limit.
 """
 
 from __future__ import annotations
