@@ -103,14 +103,15 @@ def _written_at_once(connection: AbstractConnection, packed: bytes) -> bool:
     connection is open, no health check is due, and its transport holds nothing unsent (so
     ``drain`` would return at once). redis-py's path otherwise: with a ``socket_timeout`` it
     wraps ``drain`` in ``asyncio.wait_for``, a task per call even when nothing waits."""
-    writer = connection._writer  # noqa: SLF001 - what send_packed_command writes to
+    # getattr: redis-py's own names; a version without them takes redis-py's path.
+    writer = getattr(connection, "_writer", None)  # what send_packed_command writes to
     if writer is None or not connection.is_connected:
         return False
     transport = writer.transport
     if transport.is_closing() or transport.get_write_buffer_size():
         return False
-    if connection.health_check_interval \
-            and asyncio.get_running_loop().time() > connection.next_health_check:
+    if getattr(connection, "health_check_interval", 1) and asyncio.get_running_loop().time() \
+            > getattr(connection, "next_health_check", float("-inf")):
         return False
     try:
         writer.write(packed)
