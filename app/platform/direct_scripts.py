@@ -19,6 +19,7 @@ otherwise be read by the next call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -66,7 +67,8 @@ class DirectScripts:
         connection = (self._idle.pop() if self._idle
                       else await _connecting(pool.get_connection()))
         try:
-            await connection.send_packed_command([packed], check_health=True)
+            if not _written_at_once(connection, packed):
+                await connection.send_packed_command([packed], check_health=True)
             reply = await connection.read_response()
         except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
             await self._give_back(connection)
@@ -94,6 +96,28 @@ class DirectScripts:
         idle, self._idle = self._idle, []
         for connection in idle:
             await self._client.connection_pool.release(connection)
+
+
+def _written_at_once(connection: AbstractConnection, packed: bytes) -> bool:
+    """Write ``packed`` as ``send_packed_command`` would, when that needs no waiting: the
+    connection is open, no health check is due, and its transport holds nothing unsent (so
+    ``drain`` would return at once). redis-py's path otherwise: with a ``socket_timeout`` it
+    wraps ``drain`` in ``asyncio.wait_for``, a task per call even when nothing waits."""
+    # getattr: redis-py's own names; a version without them takes redis-py's path.
+    writer = getattr(connection, "_writer", None)  # what send_packed_command writes to
+    if writer is None or not connection.is_connected:
+        return False
+    transport = writer.transport
+    if transport.is_closing() or transport.get_write_buffer_size():
+        return False
+    if getattr(connection, "health_check_interval", 1) and asyncio.get_running_loop().time() \
+            > getattr(connection, "next_health_check", float("-inf")):
+        return False
+    try:
+        writer.write(packed)
+    except RuntimeError:  # uvloop: a transport closed meanwhile; redis-py's path raises
+        return False
+    return True
 
 
 async def _connecting(call: Awaitable[Any]) -> Any:

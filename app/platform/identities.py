@@ -165,6 +165,8 @@ class IdentityLinks:
         self._resolve = redis.register_script(RESOLVE_IDENTITIES_LUA)
         self._batches: SameTurnBatches[Sender, Resolution] = SameTurnBatches(self._resolve_now)
         self._known: dict[tuple[str | None, str | None], Resolution] = {}
+        self._inputs: dict[tuple[str | None, str | None],
+                           tuple[tuple[str, str], tuple[str, str, str]]] = {}
 
     async def resolve(self, senders: Sequence[Sender]) -> list[Resolution]:
         """One Resolution per sender, in order; raises RedisError when Redis is unreachable."""
@@ -175,11 +177,24 @@ class IdentityLinks:
         return self._known.get((sender.bsuid, sender.phone))
 
     def add_inputs(self, sender: Sender, keys: list[str], args: list[str | int]) -> None:
-        """Add the keys and arguments ``RESOLVE_SENDER_LUA`` reads for ``sender``."""
-        keys += [self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
-                 self.keys.phone(sender.phone) if sender.phone else self.keys.unused()]
-        args += ["1" if sender.bsuid else "0", "1" if sender.phone else "0",
-                 first_user_id(sender)]
+        """Add the keys and arguments ``RESOLVE_SENDER_LUA`` reads for ``sender``.
+
+        Kept per sender (bounded as the resolutions are): the first user id is a UUIDv5 (a
+        SHA-1) and the keys two formatted strings, the same for every message of a sender."""
+        known = (sender.bsuid, sender.phone)
+        inputs = self._inputs.get(known)
+        if inputs is None:
+            inputs = (
+                (self.keys.bsuid(sender.bsuid) if sender.bsuid else self.keys.unused(),
+                 self.keys.phone(sender.phone) if sender.phone else self.keys.unused()),
+                ("1" if sender.bsuid else "0", "1" if sender.phone else "0",
+                 first_user_id(sender)),
+            )
+            if len(self._inputs) >= KNOWN_SENDERS_KEPT:
+                del self._inputs[next(iter(self._inputs))]  # the oldest kept
+            self._inputs[known] = inputs
+        keys += inputs[0]
+        args += inputs[1]
 
     def resolution_from(self, sender: Sender, reply: Sequence[bytes | str | int]) -> Resolution:
         """A ``RESOLVE_SENDER_LUA`` answer {user id, phone state, links created} -> the

@@ -6,6 +6,12 @@ of every ``submit`` made before the loop's next turn, runs ``run`` once on all o
 ``max_callers`` callers per run), and gives each caller the slice of answers for its own
 items. A failure of the run is every caller's failure, so each still answers on its own terms
 (e.g. 503 so Meta redelivers).
+
+With ``max_running`` set, at most that many runs are in flight: callers that arrive while
+they are wait, and join one run started as soon as one ends (decision 0028). Fewer, larger
+runs: each run's own cost (a script call's packing, write, read and reply) is shared by more
+callers, at the price of at most one run's wait at saturation; with nothing in flight a run
+starts on the next turn, as without the limit.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ class SameTurnBatches(Generic[Item, Answer]):
     ``run`` must return one answer per item, in order."""
 
     def __init__(self, run: Callable[[list[Item]], Awaitable[list[Answer]]], *,
-                 max_callers: int = 64) -> None:
+                 max_callers: int = 64, max_running: int | None = None) -> None:
         self._run = run
         self._max_callers = max_callers
+        self._max_running = max_running
         self._waiting: list[tuple[list[Item], asyncio.Future[list[Answer]]]] = []
         self._scheduled = False
         self._running: set[asyncio.Future[None]] = set()
@@ -47,6 +54,9 @@ class SameTurnBatches(Generic[Item, Answer]):
 
     def _start(self) -> None:
         self._scheduled = False
+        if not self._waiting or (self._max_running is not None
+                                 and len(self._running) >= self._max_running):
+            return  # ``_finished`` starts the waiting callers' run when one ends
         batch = self._waiting[:self._max_callers]
         self._waiting = self._waiting[self._max_callers:]
         if self._waiting:
@@ -54,7 +64,12 @@ class SameTurnBatches(Generic[Item, Answer]):
             asyncio.get_running_loop().call_soon(self._start)
         task = asyncio.ensure_future(self._answer(batch))
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        self._running.discard(task)
+        if self._waiting and not self._scheduled:
+            self._start()
 
     async def _answer(self, batch: list[tuple[list[Item], asyncio.Future[list[Answer]]]]
                       ) -> None:

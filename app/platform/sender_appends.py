@@ -124,7 +124,7 @@ class SenderAppends:
         self.one_script = not isinstance(event_log.redis, RedisCluster)
         self._resolve_and_append = event_log.redis.register_script(RESOLVE_AND_APPEND_LUA)
         self._batches: SameTurnBatches[_Guessed, _Answer] = SameTurnBatches(
-            self._append_now, max_callers=MAX_COALESCED
+            self._append_now, max_callers=MAX_COALESCED, max_running=1
         )
 
     async def append_texts(self, senders: Sequence[Sender], build: BuildEvents) -> list[str | None]:

@@ -155,3 +155,30 @@ async def test_durable_writes_call_scripts_directly_only_without_replicas(
         f"{key_prefix}:k".encode(), b"a", b"b"]
     assert sent == ["direct"]
     await writes.aclose()
+
+
+async def test_a_call_is_written_at_once_unless_a_health_check_is_due(
+    client: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write skips redis-py's ``send_packed_command`` (and its ``wait_for`` task) only
+    when that would not wait or ping; a due health check still goes through it."""
+    direct = DirectScripts(client)
+    echo = client.register_script(ECHO)
+    keys = [f"{key_prefix}:k"]
+    assert await direct.run(echo, keys, ["1", "a"]) == [keys[0].encode(), b"1", b"a"]
+    connection = direct._idle[-1]
+    sent: list[object] = []
+    original = type(connection).send_packed_command
+
+    async def recording(self: object, command: object, check_health: bool = True) -> None:
+        sent.append(command)
+        await original(self, command, check_health)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(connection), "send_packed_command", recording)
+    assert await direct.run(echo, keys, ["2", "b"]) == [keys[0].encode(), b"2", b"b"]
+    assert sent == []  # written at once
+    connection.next_health_check = -1.0  # a ping is due: redis-py's path sends it first
+    assert await direct.run(echo, keys, ["3", "c"]) == [keys[0].encode(), b"3", b"c"]
+    assert len(sent) == 2  # the script call, then the health check's PING it sent first
+    assert b"EVALSHA" in sent[0][0] and sent[1] == [b"*1\r\n$4\r\nPING\r\n"]  # type: ignore[index]
+    await direct.aclose()

@@ -60,3 +60,48 @@ async def test_every_item_is_run_exactly_once(count: int) -> None:
     batches = SameTurnBatches(recorder.run, max_callers=3)
     await asyncio.gather(*(batches.submit([n]) for n in range(count)))
     assert sorted(i for run in recorder.runs for i in run) == list(range(count))
+
+
+async def test_with_one_run_at_a_time_callers_wait_and_share_the_next_run() -> None:
+    started: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def run(items: list[int]) -> list[int]:
+        started.append(items)
+        await release.wait()
+        return [item * 10 for item in items]
+
+    batches = SameTurnBatches(run, max_running=1)
+    first = asyncio.ensure_future(batches.submit([1]))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(batches.submit([n])) for n in (2, 3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert started == [[1]]  # 2 and 3 wait while the first run is in flight
+    release.set()
+    assert await first == [10]
+    assert [await call for call in later] == [[20], [30]]
+    assert started == [[1], [2, 3]]
+
+
+async def test_with_one_run_at_a_time_a_failed_run_still_starts_the_next() -> None:
+    calls: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        calls.append(items)
+        await asyncio.sleep(0)
+        if items == [1]:
+            raise ConnectionError("redis down")
+        return items
+
+    batches = SameTurnBatches(run, max_running=1)
+    first = asyncio.ensure_future(batches.submit([1]))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(batches.submit([2]))
+    with pytest.raises(ConnectionError):
+        await first
+    assert await second == [2]
+    assert calls == [[1], [2]]
