@@ -32,7 +32,10 @@ class MessageReceived(Event, frozen=True, tag="MessageReceived"):
     client_timestamp: int | None  # seconds since the epoch, as Meta sends it
     received_at: int  # server ms
     tracking_score: float  # score in the user's tracking ZSET (received_at plus a tie-break)
-    raw_payload: dict[str, Any] | str | None = None  # a str once sealed (content_crypto)
+    # A str once sealed (content_crypto). The ingress builds it as ``msgspec.Raw``, the message
+    # object's JSON as received (encoded verbatim, sealed without encoding it again); read
+    # back from the log it is a dict (or the sealed str).
+    raw_payload: dict[str, Any] | str | msgspec.Raw | None = None
     # Identities of ``user_id`` decided at ingress (replay copies them, never re-decides).
     # Events written before identities existed carry none: ``channel_user_key`` says it all.
     phone: str | None = None  # E.164 with +, when Meta gave one and it belongs to this user
@@ -156,6 +159,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     UserForgotten,
 )
 
+_TAGS: dict[type[Event], str] = {
+    kind: kind.__struct_config__.tag for kind in EVENT_TYPES  # type: ignore[misc]
+}
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
 
@@ -167,7 +173,9 @@ def event_type_name(event: Event) -> str:
 
 def event_type_name_of(kind: type[Event]) -> str:
     """An event type's tag, e.g. ``"MessageReceived"``."""
-    return kind.__struct_config__.tag  # type: ignore[return-value]
+    tag = _TAGS.get(kind)
+    # ``__struct_config__`` makes a new config object at each access: read once per type.
+    return tag if tag is not None else kind.__struct_config__.tag  # type: ignore[return-value]
 
 
 def encode_body(event: Event) -> bytes:

@@ -43,7 +43,9 @@ class InboundText(msgspec.Struct, frozen=True, gc=False):
     wamid: str
     text: str
     client_timestamp: int | None
-    raw: dict[str, Any]
+    # The message object's JSON as received (``msgspec.Raw``): sealed and logged as it is,
+    # never encoded again (decision 0027). A dict is taken too (built by hand, not parsed).
+    raw: msgspec.Raw | dict[str, Any]
 
 
 class UnreadableMessage(msgspec.Struct, frozen=True, gc=False):
@@ -114,19 +116,27 @@ def _string(value: object) -> str | None:
 
 
 def as_phone(value: object) -> str | None:
+    if type(value) is str:  # what Meta sends: one cached call, stripped inside
+        return _phone_of(value)
     text = _string(value)
     return None if text is None else _phone_of(text)
 
 
 def as_bsuid(value: object) -> str | None:
+    if type(value) is str:
+        return _bsuid_of(value)
     text = _string(value)
     return None if text is None else _bsuid_of(text)
 
 
 # A delivery names its sender two or three times (``from``, the contact's ``wa_id``...), and
 # the same senders write again and again: each text is read once per process while cached.
+# Both take the text as sent, surrounding spaces included (``_string``'s strip done here).
 @lru_cache(maxsize=16_384)
 def _phone_of(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
     try:
         return normalise_e164(text)
     except InvalidPhoneNumber:
@@ -135,7 +145,8 @@ def _phone_of(text: str) -> str | None:
 
 @lru_cache(maxsize=16_384)
 def _bsuid_of(text: str) -> str | None:
-    if PARENT_BSUID_PATTERN.fullmatch(text):
+    text = text.strip()
+    if not text or PARENT_BSUID_PATTERN.fullmatch(text):
         return None
     return text if BSUID_PATTERN.fullmatch(text) else None
 
@@ -239,7 +250,7 @@ def read_message(raw: msgspec.Raw | bytes, contacts_json: str | None,
         wamid=wamid,
         text=_storable(body),
         client_timestamp=client_timestamp(message.get("timestamp")),
-        raw=message,
+        raw=raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw),
     ))
 
 
@@ -263,20 +274,29 @@ def _contacts(contacts_json: str | None) -> list[dict[str, Any]]:
 
 def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Sender | None:
     """Who wrote: ``from`` / ``from_user_id``, completed by the matching ``contacts`` entry."""
+    # Absent fields (None) are tested here rather than in a call each: this runs per message.
     raw_from = message.get("from")
-    phone = as_phone(raw_from)
-    bsuid = as_bsuid(message.get("from_user_id")) or (None if phone else as_bsuid(raw_from))
-    parent = _as_parent_bsuid(message.get("from_parent_user_id"))
-    names_itself = "from" in message or "from_user_id" in message
-    contact = _matching_contact(contacts, phone, bsuid, names_itself)
+    phone = None if raw_from is None else as_phone(raw_from)
+    raw_user_id = message.get("from_user_id")
+    bsuid = None if raw_user_id is None else as_bsuid(raw_user_id)
+    if bsuid is None and phone is None and raw_from is not None:
+        bsuid = as_bsuid(raw_from)
+    raw_parent = message.get("from_parent_user_id")
+    parent = None if raw_parent is None else _as_parent_bsuid(raw_parent)
+    names_itself = raw_from is not None or "from" in message or "from_user_id" in message
+    contact = _matching_contact(contacts, phone, bsuid, names_itself) if contacts else None
     username = None
     if contact is not None:
-        phone = phone or as_phone(contact.get("wa_id"))
-        bsuid = bsuid or as_bsuid(contact.get("user_id"))
-        parent = parent or _as_parent_bsuid(contact.get("parent_user_id"))
+        if phone is None:
+            phone = as_phone(contact.get("wa_id"))
+        if bsuid is None:
+            bsuid = as_bsuid(contact.get("user_id"))
+        if parent is None:
+            parent = _as_parent_bsuid(contact.get("parent_user_id"))
         profile = contact.get("profile")
         if isinstance(profile, dict):
-            name = _string(profile.get("username"))
+            raw_name = profile.get("username")
+            name = None if raw_name is None else _string(raw_name)
             username = name[:MAX_USERNAME_LENGTH] if name else None
     if phone is None and bsuid is None:
         return None

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from app.platform.eventlog import content_crypto
 from app.platform.eventlog.content_crypto import (
     ERASED,
     NONCE_BYTES,
@@ -151,3 +152,26 @@ def test_only_the_sealed_fields_of_an_event_are_opened() -> None:
     partly = msgspec.structs.replace(MESSAGE, text=seal_value("secret words", key, "text"))
     assert open_event(partly, {key.key_id: key}) == MESSAGE
     assert open_event(partly, {}) == msgspec.structs.replace(MESSAGE, text=ERASED)
+
+
+def test_a_raw_json_payload_is_sealed_as_received_and_opens_to_the_same_object() -> None:
+    key, _ = new_data_key()
+    as_received = b'{ "id" : "wamid.1", "text": {"body": "caf\\u00e9"} }'
+    event = msgspec.structs.replace(MESSAGE, raw_payload=msgspec.Raw(as_received))
+
+    sealed = seal_event(event, key)
+
+    assert isinstance(sealed, MessageReceived) and isinstance(sealed.raw_payload, str)
+    assert sealed.raw_payload.startswith(SEALED_MARK)
+    as_json = open_event(sealed, {key.key_id: key}, payload_as_raw_json=True)
+    assert bytes(as_json.raw_payload) == as_received  # type: ignore[attr-defined, arg-type]
+    opened = open_event(sealed, {key.key_id: key})
+    assert opened.raw_payload == {"id": "wamid.1", "text": {"body": "café"}}  # type: ignore[attr-defined]
+
+
+def test_nonces_are_never_handed_out_twice_across_draws() -> None:
+    nonces = content_crypto._RandomNonces()
+    taken = [nonces.take() for _ in range(NONCES_PER_DRAW * 2 + 5)]
+
+    assert len(set(taken)) == len(taken)
+    assert {len(nonce) for nonce in taken} == {NONCE_BYTES}

@@ -7,6 +7,7 @@ import random
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 
 from app.devtools.webhook_bodies import delivery, encode, text_message
@@ -16,6 +17,7 @@ from app.ingress.parse_webhook import (
     events_from_texts,
     parse_webhook,
 )
+from schema.events import MessageReceived, decode_body, encode_body
 from schema.ids import identity_id_for, message_id_for, user_id_for
 from tests.meta_fixtures import fixture_body, fixture_variants
 
@@ -142,7 +144,7 @@ def test_the_text_fixture_gives_its_sender_with_a_plus_and_its_body() -> None:
     assert text.wamid == "wamid.xyzxyz"
     assert text.text == "Body Text"
     assert text.client_timestamp == 1697043223
-    assert text.raw["id"] == "wamid.xyzxyz"
+    assert msgspec.json.decode(text.raw)["id"] == "wamid.xyzxyz"
 
 
 def test_echoes_of_the_business_own_text_messages_are_not_inbound_texts() -> None:
@@ -471,7 +473,23 @@ def test_the_event_carries_the_text_and_the_raw_message() -> None:
     assert event.text == "hello there"
     assert event.content_type == "text"
     assert event.client_timestamp == 1_700_000_042
-    assert event.raw_payload == message
+    assert isinstance(event.raw_payload, msgspec.Raw)
+    assert msgspec.json.decode(event.raw_payload) == message
+
+
+def test_the_raw_message_is_the_json_as_received_and_logs_as_the_same_object() -> None:
+    message_json = b'{ "from" : "919130099484", "id": "wamid.spaced", "type": "text",\n' \
+                   b' "text": {"body": "caf\\u00e9"}, "timestamp": "1700000042" }'
+    body = (b'{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{'
+            b'"messages":[' + message_json + b']}}]}]}')
+
+    (text,) = parse_webhook(body).texts
+    (event,) = events_from_texts([text], RECEIVED_AT)
+
+    assert bytes(text.raw) == message_json  # not encoded again: sealed as it came
+    logged = decode_body(encode_body(event))
+    assert isinstance(logged, MessageReceived)
+    assert logged.raw_payload == json.loads(message_json)
 
 
 def test_no_texts_give_noevents_from_texts() -> None:

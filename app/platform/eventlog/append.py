@@ -264,14 +264,10 @@ class EventLog:
         """``add_message_inputs`` with the user's key in hand (no coroutine per message)."""
         sealed = event if key is None else seal_event(event, key)
         assert isinstance(sealed, MessageReceived)
-        keys += [
-            self.keys.dedupe(partition, sealed.channel, sealed.channel_user_key,
-                             sealed.source_message_id),
-            self.conversation.tracking(partition, sealed.user_id),
-            self.conversation.recent(partition, sealed.user_id),
-            self.conversation.turn(partition, sealed.message_id),
-            self._content_key(sealed.user_id, partition),
-        ]
+        keys.append(self.keys.dedupe(partition, sealed.channel, sealed.channel_user_key,
+                                     sealed.source_message_id))
+        keys += self.conversation.of_message(partition, sealed.user_id, sealed.message_id)
+        keys.append(self._content_key(sealed.user_id, partition))
         values += [
             *entry_texts(sealed),
             repr(sealed.tracking_score),

@@ -30,3 +30,9 @@ class ConversationKeys:
     def turn(self, partition: int, message_id: str) -> str:
         """Hash of one message's text (``t``) and reply (``r``)."""
         return self.keys.key(partition, f"turn:{message_id}")
+
+    def of_message(self, partition: int, user_id: str, message_id: str) -> tuple[str, str, str]:
+        """``tracking``, ``recent`` and ``turn`` of one received message, the partition's tag
+        looked up once (the ingress names all three per message)."""
+        tag = self.keys.tag(partition)
+        return f"{tag}:messages:{user_id}", f"{tag}:recent:{user_id}", f"{tag}:turn:{message_id}"
