@@ -27,10 +27,10 @@ from app.platform.checkpoints import (
 from app.platform.eventlog.content_crypto import DataKey, MasterKeys, key_owners
 from app.platform.eventlog.content_keys import durable_keyring, master_keys_for, own_keys
 from app.platform.eventlog.entries import Position, entry_position
+from app.platform.eventlog.unwrapped_keys import UnwrappedKeys
 from app.platform.runtime.handler import Delivery, OrderedHandler
 from app.platform.runtime.retry_policy import NonRetryableError
 from app.platform.settings import Settings
-from projections.batch_keys import BatchKeys
 from projections.known_rows import KnownRows
 from projections.row_changes import RowChanges
 from projections.write_rows import FEW_ROWS, prepare_staging, write_row_changes
@@ -87,7 +87,7 @@ class Projector(OrderedHandler):
         self.key_prefix = key_prefix
         self.master = master  # opens sealed content for the rows (content_crypto)
         # Keys unwrapped by earlier batches; each batch still asks user_keys (decision 0010).
-        self._unwrapped = BatchKeys(master) if master is not None else None
+        self._unwrapped = UnwrappedKeys(master) if master is not None else None
         self._connections: dict[int, asyncpg.Connection] = {}
         self._known: dict[int, KnownRows] = {}  # rows this process's batches wrote, by partition
         # Batches read ahead, their rows built while the batch before them was written, and
@@ -154,8 +154,6 @@ class Projector(OrderedHandler):
         store them). Any failure just leaves the batch to be built in ``handle``."""
         partition = deliveries[0].partition
         events = [d.event for d in deliveries]
-        if self._unwrapped is not None:
-            self._unwrapped.next_batch()
         issued_before = self._issued.get(partition, {})
         owners = key_owners(events) if self.master is not None else {}
         self._issued[partition] = {e.key_id: e.wrapped_key for e in events
