@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import gc
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -39,10 +38,9 @@ from app.platform.runtime.process import YOUNG_THRESHOLD
 from app.platform.runtime.retry_policy import RetryPolicy
 from app.platform.start_up_objects import start_up_objects_frozen
 from bench.numbered_messages import received_events
-from bench.processes import clean_env
 from bench.scratch_space import DEFAULT_REDIS_URL, ScratchSpace
 from bench.sealed_log import append_sealed
-from bench.server_instructions import _callgrind_control, _dumped_total
+from bench.server_instructions import add_child_options, counted_child
 
 GROUP = "read-bench"
 APPEND_BATCH = 5_000
@@ -150,36 +148,14 @@ async def measure(args: argparse.Namespace) -> None:
             argv = [sys.executable, "-m", "bench.read_instructions", "--child",
                     "--redis-url", args.redis_url, "--batch-size", str(args.batch_size),
                     "--warm-prefix", prefixes["warm"], "--prefix", prefixes["measured"]]
-            if not args.no_valgrind:
-                argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv]
-            process = await asyncio.create_subprocess_exec(
-                *argv, env=clean_env({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=None if args.no_valgrind else subprocess.DEVNULL)
-            assert process.stdin is not None and process.stdout is not None
-            try:
-                if (await process.stdout.readline()).strip() != b"ready":
-                    raise RuntimeError("the child did not get ready")
-                if not args.no_valgrind:
-                    await _callgrind_control("-z", process.pid)
-                process.stdin.write(b"go\n")
-                await process.stdin.drain()
-                report = json.loads(await process.stdout.readline())
-                if not args.no_valgrind:
-                    await _callgrind_control("-d", process.pid)
-                process.stdin.write(b"end\n")
-                await process.stdin.drain()
-                await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+            report, instructions = await counted_child(argv, None if args.no_valgrind else out)
             entries = report["entries"]
             line = (f"{entries:,} entries (batch {args.batch_size}): "
                     f"{1e6 * report['cpu_s'] / entries:.2f} us CPU per entry, of it "
                     f"{1e6 * report['gc_s'] / entries:.2f} us in {report['collections']:,} "
                     f"garbage collections")
             if not args.no_valgrind:
-                line += f", {_dumped_total(out) // entries:,} instructions per entry"
+                line += f", {instructions // entries:,} instructions per entry"
             print(line)
 
 
@@ -190,12 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warm-up", type=int, default=2_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=5_000)
-    parser.add_argument("--no-valgrind", action="store_true",
-                        help="print the measured drain's CPU time only")
-    parser.add_argument("--keep", type=Path,
-                        help="write callgrind's files to this folder (callgrind_annotate)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    add_child_options(parser, "measured drain")
     parser.add_argument("--warm-prefix", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     uvloop.run(child(args) if args.child else measure(args))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -95,6 +96,48 @@ async def _callgrind_control(option: str, pid: int) -> None:
     )
     if await control.wait() != 0:
         raise RuntimeError(f"callgrind_control {option} failed")
+
+
+def add_child_options(parser: argparse.ArgumentParser, measured: str) -> None:
+    """The options of a bench run through ``counted_child``: ``--no-valgrind``, ``--keep``
+    and the child's own (hidden) ``--child`` and ``--prefix``."""
+    parser.add_argument("--no-valgrind", action="store_true",
+                        help=f"print the CPU time of the {measured} only")
+    parser.add_argument("--keep", type=Path,
+                        help="write callgrind's files to this folder (callgrind_annotate)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+
+
+async def counted_child(argv: list[str], out: Path | None) -> tuple[dict[str, object], int]:
+    """Run a bench child (``argv``) that prints ``ready``, waits for a line, does the measured
+    work, prints its report (one JSON line) and waits for a line again; under callgrind
+    (``out``: its file; None: not under valgrind) with the counters zeroed at the ``go`` and
+    dumped after the report. Returns the report and the instructions counted (0 without)."""
+    if out is not None:
+        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                f"--log-file={out}.log", *argv]
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=clean_env({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        if (await process.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("the child did not get ready")
+        if out is not None:
+            await _callgrind_control("-z", process.pid)
+        process.stdin.write(b"go\n")
+        await process.stdin.drain()
+        report = json.loads(await process.stdout.readline())
+        if out is not None:
+            await _callgrind_control("-d", process.pid)
+        process.stdin.write(b"end\n")
+        await process.stdin.drain()
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return report, (_dumped_total(out) if out is not None else 0)
 
 
 def _dumped_total(out: Path) -> int:

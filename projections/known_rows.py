@@ -51,17 +51,13 @@ class KnownRows:
         known = self.users
         if known:
             changes.users = {u: at for u, at in changes.users.items() if u not in known}
-        if self.identities:
-            changes.identities = {i: row for i, row in changes.identities.items()
-                                  if not self._same_identity(i, row)}
-
-    def _same_identity(self, identity_id: str, row: tuple) -> bool:  # type: ignore[type-arg]
-        known = self.identities.get(identity_id)
-        if known is None:
-            return False
-        parent, username = row[5], row[6]
-        return ((parent is None or parent == known[0])
-                and (username is None or username == known[1]))
+        identities = self.identities
+        if identities:
+            get = identities.get  # inlined ``_same_identity``: once per identity of a batch
+            changes.identities = {
+                i: row for i, row in changes.identities.items()
+                if (was := get(i)) is None or (row[5] is not None and row[5] != was[0])
+                or (row[6] is not None and row[6] != was[1])}
 
     def committed(self, changes: RowChanges, checkpoint: Position) -> None:
         """Remember the rows of a batch committed at ``checkpoint``."""

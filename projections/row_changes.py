@@ -102,58 +102,71 @@ class RowChanges:
         """Fold one event into the changes (later events of a batch win where they overlap).
 
         ``body`` is the event's body as logged, archived as it is; None: encoded afresh."""
-        if type(event) is UserKeyIssued:  # never archived: the key's home is user_keys
+        kind = type(event)
+        if kind is UserKeyIssued:  # never archived: the key's home is user_keys
             self.user_keys[event.key_id] = (event.user_id, event.wrapped_key,
                                             ms_to_datetime(event.occurred_at))
             return
         if self.archiving:
             ms, seq = entry_position(entry_id)
             self.archive.append((
-                event.event_id, partition, ms, seq, _TAGS[type(event)], SCHEMA_VERSION,
+                event.event_id, partition, ms, seq, _TAGS[kind], SCHEMA_VERSION,
                 event.occurred_at, encode_body(event) if body is None else body,
             ))
         # Sealed fields are opened one by one as the rows take them: no opened copy of the event
-        if type(event) is MessageReceived:
+        if kind is MessageReceived:
             self._add_message(event)
-        elif type(event) is ReplySent:
+        elif kind is ReplySent:
             self.replies[event.message_id] = (
                 ms_to_datetime(event.replied_at),
                 _required_text(event.reply_text, self.keyring, "reply_text"),
                 event.outbound_message_id)
-        elif type(event) is DeliveryStatusReceived:
+        elif kind is DeliveryStatusReceived:
             self._add_status(event)
-        elif type(event) is SummaryCreated:
+        elif kind is SummaryCreated:
             self._add_summary(event)
-        elif type(event) is MessageUnreadable:
+        elif kind is MessageUnreadable:
             self.unreadable[event.event_id] = (
                 ms_to_datetime(event.received_at), event.reason,
                 event.raw_message.replace("\x00", "\ufffd"),
                 event.raw_contacts.replace("\x00", "\ufffd") if event.raw_contacts else None,
             )
-        elif type(event) is UserForgotten:
+        elif kind is UserForgotten:
             self.forgotten[event.user_id] = (event.key_ids, ms_to_datetime(event.forgotten_at))
         # ReplyFailed and SummaryRequested change no table; they are archived like the rest.
 
     def _add_message(self, event: MessageReceived) -> None:
+        keyring = self.keyring
         received = self._time_at(event.received_at)
         self.users.setdefault(event.user_id, received)
-        username = event.username
-        if username is not None:
-            username = _optional_text(username, self.keyring, "username")
-        self._add_identities(event, received, username)
+        if (event.bsuid is None and (event.phone is None or event.phone == event.channel_user_key)
+                and event.channel_user_key.startswith("+")):
+            # One phone identity, the event's own (most messages): its first row is its row,
+            # and a phone identity's row holds no username (none opened).
+            if event.identity_id not in self.identities:
+                self.identities[event.identity_id] = (
+                    event.user_id, event.channel, event.channel_user_key, received, "phone",
+                    None, None)
+        else:
+            username = event.username
+            if username is not None:
+                username = open_value(username, keyring, "username")
+            self._add_identities(event, received, username)
         if event.recovered_from is not None:
             self.recovered[event.recovered_from] = event.message_id
         if event.message_id in self.messages:
             return  # the first row of a message wins: nothing more to open
         client = event.client_timestamp
+        text = open_value(event.text, keyring, "text")
+        payload = event.raw_payload
         self.messages[event.message_id] = (
             event.user_id,
             event.identity_id,
             received,
             None if client is None else self._second(client),
             event.content_type,
-            _required_text(event.text, self.keyring, "text"),
-            _payload_json(event.raw_payload, self.keyring),
+            ERASED if text is None else text,
+            None if payload is None else _payload_json(payload, keyring),
             event.source_message_id,
         )
 
