@@ -139,19 +139,7 @@ class RowChanges:
         keyring = self.keyring
         received = self._time_at(event.received_at)
         self.users.setdefault(event.user_id, received)
-        if (event.bsuid is None and (event.phone is None or event.phone == event.channel_user_key)
-                and event.channel_user_key.startswith("+")):
-            # One phone identity, the event's own (most messages): its first row is its row,
-            # and a phone identity's row holds no username (none opened).
-            if event.identity_id not in self.identities:
-                self.identities[event.identity_id] = (
-                    event.user_id, event.channel, event.channel_user_key, received, "phone",
-                    None, None)
-        else:
-            username = event.username
-            if username is not None:
-                username = open_value(username, keyring, "username")
-            self._add_identities(event, received, username)
+        self._add_identities(event, received)
         if event.recovered_from is not None:
             self.recovered[event.recovered_from] = event.message_id
         if event.message_id in self.messages:
@@ -200,8 +188,24 @@ class RowChanges:
             event.error,
         )
 
-    def _add_identities(self, event: MessageReceived, received: datetime,
-                        username: str | None) -> None:
+    def _add_identities(self, event: MessageReceived, received: datetime) -> None:
+        """Every identity the event names for its user (``_add_named_identities``). Most
+        messages name one phone identity, their own: its first row is its row, taken without
+        the loop, and no username is opened (a phone identity's row holds none)."""
+        if (event.bsuid is None and (event.phone is None or event.phone == event.channel_user_key)
+                and event.channel_user_key.startswith("+")):
+            if event.identity_id not in self.identities:
+                self.identities[event.identity_id] = (
+                    event.user_id, event.channel, event.channel_user_key, received, "phone",
+                    None, None)
+            return
+        username = event.username
+        if username is not None:
+            username = open_value(username, self.keyring, "username")
+        self._add_named_identities(event, received, username)
+
+    def _add_named_identities(self, event: MessageReceived, received: datetime,
+                              username: str | None) -> None:
         """Every identity the event names for its user; the first row of each id wins, but
         the username (``username``: the event's, opened) and parent BSUID of a BSUID identity
         are the latest ones given."""

@@ -328,13 +328,13 @@ def test_times_made_from_the_batch_s_seconds_equal_ms_to_datetime(ms: int) -> No
 
 def test_a_phone_only_message_s_identity_row_is_that_of_the_general_fold() -> None:
     """The shortcut for a message naming only its own phone gives the row the general loop
-    gives (``_add_identities``), the first sighting winning, with no username opened."""
+    gives (``_add_named_identities``), the first sighting winning, with no username opened."""
     fast, general = RowChanges(), RowChanges()
     for n, at in ((1, AT + 5), (2, AT)):
         event = msgspec.structs.replace(_received(n), received_at=at, phone="+919130099484",
                                         username="\x1esealed:1:no-such-key:AAAA")
         fast.add(0, f"{n}-0", event)
-        general._add_identities(event, general._time_at(at), None)  # noqa: SLF001
+        general._add_named_identities(event, general._time_at(at), None)  # noqa: SLF001
     assert fast.identities == general.identities
     assert fast.identities["i-1"] == ("u-1", "whatsapp", "+919130099484",
                                       ms_to_datetime(AT + 5), "phone", None, None)

@@ -14,6 +14,9 @@ from app.platform.eventlog.keys import Keys
 
 __all__ = ["ConversationKeys"]
 
+# What follows the partition's tag in each key (``of_message`` names all three at once).
+_TRACKING, _RECENT, _TURN = "messages", "recent", "turn"
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationKeys:
@@ -21,18 +24,19 @@ class ConversationKeys:
 
     def tracking(self, partition: int, user_id: str) -> str:
         """ZSET of the user's messages of the tracking window: score = server ms, member = id."""
-        return self.keys.key(partition, f"messages:{user_id}")
+        return self.keys.key(partition, f"{_TRACKING}:{user_id}")
 
     def recent(self, partition: int, user_id: str) -> str:
         """List of the user's latest message ids, oldest first."""
-        return self.keys.key(partition, f"recent:{user_id}")
+        return self.keys.key(partition, f"{_RECENT}:{user_id}")
 
     def turn(self, partition: int, message_id: str) -> str:
         """Hash of one message's text (``t``) and reply (``r``)."""
-        return self.keys.key(partition, f"turn:{message_id}")
+        return self.keys.key(partition, f"{_TURN}:{message_id}")
 
     def of_message(self, partition: int, user_id: str, message_id: str) -> tuple[str, str, str]:
         """``tracking``, ``recent`` and ``turn`` of one received message, the partition's tag
         looked up once (the ingress names all three per message)."""
         tag = self.keys.tag(partition)
-        return f"{tag}:messages:{user_id}", f"{tag}:recent:{user_id}", f"{tag}:turn:{message_id}"
+        return (f"{tag}:{_TRACKING}:{user_id}", f"{tag}:{_RECENT}:{user_id}",
+                f"{tag}:{_TURN}:{message_id}")
