@@ -17,7 +17,9 @@ Every message of a latency run has its own sender, so the sender ties the record
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +30,7 @@ from bench.figures import percentile
 from bench.numbered_messages import sender_for
 from schema.events import MessageReceived, ReplySent
 
-__all__ = ["STAGES", "FakeRecord", "MessageTimes", "stage_table", "times_by_sender"]
+__all__ = ["STAGES", "FakeRecord", "MessageTimes", "stage_table", "tail_table", "times_by_sender"]
 
 # The stages in pipeline order, by name: each is a field of MessageTimes.
 STAGES = ("answered", "logged", "typing", "llm_asked", "llm_answered", "sent", "recorded")
@@ -137,4 +139,43 @@ def stage_table(times: Iterable[MessageTimes]) -> str:
             f"{percentile(steps, 0.99):>9.1f}"
         )
         previous = stage
+    return "\n".join(lines)
+
+
+def tail_table(times: Iterable[MessageTimes], fraction: float = 0.01) -> str:
+    """Where the slowest ``fraction`` of the sent messages (by webhook → send) spent their
+    time: per step, its p50 and max among them and how many of them it was the longest step
+    of; then when they were posted (seconds after the first webhook), to tell one stall that
+    held a burst of messages from a tail spread over the run."""
+    rows = [r for r in times if r.sent is not None]
+    if not rows:
+        return "tail: no message was sent"
+    first = min(r.posted for r in rows)
+    rows.sort(key=lambda r: r.sent - r.posted)  # type: ignore[operator]
+    tail = rows[len(rows) - max(1, math.ceil(fraction * len(rows))):]
+    steps: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    longest: Counter[str] = Counter()
+    for row in tail:
+        previous, biggest = "posted", ("", -math.inf)
+        for stage in STAGES:
+            now, before = getattr(row, stage), getattr(row, previous)
+            if now is not None and before is not None:
+                step = (now - before) * 1000
+                steps[stage].append(step)
+                biggest = max(biggest, (stage, step), key=lambda item: item[1])
+            previous = stage if now is not None else previous
+        longest[biggest[0]] += 1
+    total = sorted((r.sent - r.posted) * 1000 for r in tail)  # type: ignore[operator]
+    lines = [f"slowest {len(tail)} of {len(rows)} (webhook->send {total[0]:.1f}-{total[-1]:.1f}"
+             f" ms), by step:",
+             f"{'step to':<14}{'p50':>8}{'max':>9}{'longest in':>12}"]
+    for stage in STAGES:
+        values = sorted(steps[stage])
+        lines.append(f"{stage:<14}{percentile(values, 0.5):>8.1f}{percentile(values, 1.0):>9.1f}"
+                     f"{longest[stage]:>12}")
+    posted = sorted(r.posted - first for r in tail)
+    windows = Counter(math.floor(t * 10) / 10 for t in posted)
+    busiest = ", ".join(f"{t:.1f}s: {n}" for t, n in windows.most_common(5))
+    lines.append(f"posted at {posted[0]:.1f}-{posted[-1]:.1f}s; {len(windows)} distinct "
+                 f"100 ms windows; most: {busiest}")
     return "\n".join(lines)
