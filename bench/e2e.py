@@ -121,6 +121,7 @@ class LatencyRun:
     stages: str  # the stage table (``bench.e2e_stages``)
     projector_batches: tuple[int, int]  # batches and events projector-1 handled meanwhile
     replier_batches: tuple[int, int]  # batches and entries all repliers handled meanwhile
+    window: tuple[float, float]  # wall clock from the first measured webhook to the last send
 
     @property
     def missing(self) -> int:
@@ -405,6 +406,8 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
     latencies = sorted((first_send[p.to] - p.at) * 1000 for p in posted if p.to in first_send)
     responses = sorted(p.response_s * 1000 for p in posted)
     graph_records = [FakeRecord(r.body, r.received_at, r.status) for r in records]
+    sends = [r.received_at for r in records if r.status == 200]
+    window = (min((p.at for p in posted), default=0.0), max(sends, default=0.0))
     times = times_by_sender(
         ((p.to, p.wamid, p.at, p.at + p.response_s) for p in posted if p.status == 200),
         entries, graph_records, llm_records).values()
@@ -426,6 +429,7 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
                                                          strict=True)),
                          sum(a[1] - b[1] for a, b in zip(replier_after, replier_before,
                                                          strict=True))),
+        window=window,
     )
 
 
@@ -504,6 +508,8 @@ def print_latency(run: LatencyRun) -> None:
     print(f"  repliers: {batches} batches, {entries} entries ({entries / max(batches, 1):.1f} "
           f"per batch, {entries / max(run.posted, 1):.1f} per webhook)")
     print("  stages (ms):\n    " + run.stages.replace("\n", "\n    "))
+    print(f"round {run.round} measured window: {run.window[0]:.3f}-{run.window[1]:.3f} "
+          "(wall clock; for bench.gc_stops)")
 
 
 async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
