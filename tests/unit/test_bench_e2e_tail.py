@@ -22,9 +22,11 @@ def test_the_slowest_messages_are_attributed_to_their_longest_step() -> None:
     table = tail_table([*quick, *slow], fraction=0.01)
     lines = table.splitlines()
     assert lines[0].startswith("slowest 2 of 200 (webhook->send 65.0-85.0 ms)")
-    typing = next(line for line in lines if line.startswith("typing"))
     # from "logged" (1 ms before "answered"); nearest-rank p50 of two is the lower one
-    assert typing.split() == ["typing", "61.0", "81.0", "2"]
+    queue = next(line for line in lines if line.startswith("replier queue"))
+    assert queue.split() == ["replier", "queue", "61.0", "81.0", "2"]
+    to_send = next(line for line in lines if line.startswith("to send"))
+    assert to_send.split() == ["to", "send", "3.0", "3.0", "0"]
     assert "1 distinct 100 ms windows" in lines[-1]
 
 
