@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,7 +45,7 @@ from app.devtools.ports import free_port
 from app.platform.eventlog.append import EventLog
 from app.platform.eventlog.entries import TYPE, as_text
 from app.platform.eventlog.keys import Keys
-from bench.e2e_stages import FakeRecord, stage_table, times_by_sender
+from bench.e2e_stages import FakeRecord, stage_table, tail_table, times_by_sender
 from bench.figures import Check, Figure, Target, percentile
 from bench.numbered_messages import (
     APP_SECRET,
@@ -119,6 +121,7 @@ class LatencyRun:
     stages: str  # the stage table (``bench.e2e_stages``)
     projector_batches: tuple[int, int]  # batches and events projector-1 handled meanwhile
     replier_batches: tuple[int, int]  # batches and entries all repliers handled meanwhile
+    window: tuple[float, float]  # wall clock from the first measured webhook to the last send
 
     @property
     def missing(self) -> int:
@@ -286,6 +289,20 @@ async def wait_for_replies(
         await asyncio.sleep(0.05)
 
 
+@contextmanager
+def no_full_collections() -> Iterator[None]:
+    """No automatic full garbage collection in the load generator while it posts and waits:
+    its bodies, tasks and answers made each one a 50+ ms stop (CPU) in the measured window,
+    after which the webhooks it had held went out as a burst. One runs after."""
+    young, middle, full = gc.get_threshold()
+    gc.set_threshold(young, middle, 2**31 - 1)
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, middle, full)
+        gc.collect()
+
+
 async def post_at_rate(url: str, bodies: Sequence[SignedBody], rate: float) -> list[Posted]:
     """Open loop: body i goes out at start + i / rate, whatever earlier answers are doing."""
     parts = urlsplit(url)
@@ -342,26 +359,28 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
         url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         warmup = bench.take_bodies(round(options.rate * options.warmup_seconds))
         measured = bench.take_bodies(round(options.rate * options.seconds))
-        warm_posted = await post_at_rate(url, warmup, options.rate)
-        warm_accepted = sum(200 <= p.status < 300 for p in warm_posted)
-        await wait_for_replies(redis, stream, warm_accepted, options.stall_timeout_s,
-                               services)  # measure from an idle, warmed-up pipeline
-        await bench.forget_llm_requests()
-        bench.rss = {}
-        sampler = asyncio.create_task(bench.sample_rss(services, stop_sampling))
-        profile = options.py_spy_latency.resolve() \
-            if options.py_spy_latency and round_ == 1 else None
-        replier = next(s for s in services if s.name.startswith("replier"))
-        spy = await start_py_spy(bench.processes, replier, profile) if profile else None
-        batches_before = await handled_batches(metrics_port, "projector")
-        replier_before = [await handled_batches(p, "replier") for p in replier_ports]
-        cpu_before = {s.name: cpu_seconds(s.pid) or 0.0 for s in [*services, *bench.fakes]}
-        started = time.perf_counter()
-        posted = await post_at_rate(url, measured, options.rate)
-        sending_s = time.perf_counter() - started
-        accepted = sum(200 <= p.status < 300 for p in [*warm_posted, *posted])
-        await wait_for_replies(redis, stream, accepted, options.stall_timeout_s,
-                               services)
+        gc.collect()  # the bodies just built, before the generator stops full collections
+        with no_full_collections():
+            warm_posted = await post_at_rate(url, warmup, options.rate)
+            warm_accepted = sum(200 <= p.status < 300 for p in warm_posted)
+            await wait_for_replies(redis, stream, warm_accepted, options.stall_timeout_s,
+                                   services)  # measure from an idle, warmed-up pipeline
+            await bench.forget_llm_requests()
+            bench.rss = {}
+            sampler = asyncio.create_task(bench.sample_rss(services, stop_sampling))
+            profile = options.py_spy_latency.resolve() \
+                if options.py_spy_latency and round_ == 1 else None
+            replier = next(s for s in services if s.name.startswith("replier"))
+            spy = await start_py_spy(bench.processes, replier, profile) if profile else None
+            batches_before = await handled_batches(metrics_port, "projector")
+            replier_before = [await handled_batches(p, "replier") for p in replier_ports]
+            cpu_before = {s.name: cpu_seconds(s.pid) or 0.0 for s in [*services, *bench.fakes]}
+            started = time.perf_counter()
+            posted = await post_at_rate(url, measured, options.rate)
+            sending_s = time.perf_counter() - started
+            accepted = sum(200 <= p.status < 300 for p in [*warm_posted, *posted])
+            await wait_for_replies(redis, stream, accepted, options.stall_timeout_s,
+                                   services)
         if spy is not None:
             await bench.processes.stop(spy, sig=signal.SIGINT)
         cpu_ms = {s.name: ((cpu_seconds(s.pid) or 0.0) - cpu_before[s.name]) * 1000
@@ -387,9 +406,12 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
     latencies = sorted((first_send[p.to] - p.at) * 1000 for p in posted if p.to in first_send)
     responses = sorted(p.response_s * 1000 for p in posted)
     graph_records = [FakeRecord(r.body, r.received_at, r.status) for r in records]
-    stages = stage_table(times_by_sender(
+    sends = [r.received_at for r in records if r.status == 200]
+    window = (min((p.at for p in posted), default=0.0), max(sends, default=0.0))
+    times = times_by_sender(
         ((p.to, p.wamid, p.at, p.at + p.response_s) for p in posted if p.status == 200),
-        entries, graph_records, llm_records).values())
+        entries, graph_records, llm_records).values()
+    stages = stage_table(times) + "\n" + tail_table(times)
     return LatencyRun(
         round=round_,
         posted=len(posted),
@@ -407,6 +429,7 @@ async def measure_latency(bench: _Bench, round_: int) -> LatencyRun:
                                                          strict=True)),
                          sum(a[1] - b[1] for a, b in zip(replier_after, replier_before,
                                                          strict=True))),
+        window=window,
     )
 
 
@@ -485,6 +508,8 @@ def print_latency(run: LatencyRun) -> None:
     print(f"  repliers: {batches} batches, {entries} entries ({entries / max(batches, 1):.1f} "
           f"per batch, {entries / max(run.posted, 1):.1f} per webhook)")
     print("  stages (ms):\n    " + run.stages.replace("\n", "\n    "))
+    print(f"round {run.round} measured window: {run.window[0]:.3f}-{run.window[1]:.3f} "
+          "(wall clock; for bench.gc_stops)")
 
 
 async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
@@ -499,11 +524,12 @@ async def run_e2e_bench(options: E2eOptions) -> list[Figure]:
             async with ProcessSet(work_dir / "logs") as processes:
                 graph = await processes.start(
                     "fake-graph", [sys.executable, "-m", "tests.fakes.graph_api", "--port", "0",
-                                   "--expected-token", GRAPH_TOKEN],
+                                   "--expected-token", GRAPH_TOKEN, "--no-full-collections"],
                     clean_env({}), stdout_pipe=True)
                 groq = await processes.start(
                     "fake-groq", [sys.executable, "-m", "tests.fakes.groq_api", "--port", "0",
-                                  "--reply-text", "Thanks! We'll get back to you shortly."],
+                                  "--reply-text", "Thanks! We'll get back to you shortly.",
+                                  "--no-full-collections"],
                     clean_env({}), stdout_pipe=True)
                 bench = _Bench(options, scratch, processes, await read_listening_line(graph),
                                await read_listening_line(groq), fakes=[graph, groq])

@@ -17,7 +17,9 @@ Every message of a latency run has its own sender, so the sender ties the record
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +30,8 @@ from bench.figures import percentile
 from bench.numbered_messages import sender_for
 from schema.events import MessageReceived, ReplySent
 
-__all__ = ["STAGES", "FakeRecord", "MessageTimes", "stage_table", "times_by_sender"]
+__all__ = ["STAGES", "TAIL_STEPS", "FakeRecord", "MessageTimes", "stage_table", "tail_table",
+           "times_by_sender"]
 
 # The stages in pipeline order, by name: each is a field of MessageTimes.
 STAGES = ("answered", "logged", "typing", "llm_asked", "llm_answered", "sent", "recorded")
@@ -137,4 +140,51 @@ def stage_table(times: Iterable[MessageTimes]) -> str:
             f"{percentile(steps, 0.99):>9.1f}"
         )
         previous = stage
+    return "\n".join(lines)
+
+
+# The steps webhook -> send splits into, for the slowest messages (``tail_table``): to the
+# log; the replier's queue, up to its first call out (the LLM request and the "typing…" read
+# mark go out side by side); its first call to the LLM's answer; the LLM's answer to the send
+# (waiting for the read mark's answer, the pace and claim, the send itself).
+TAIL_STEPS = ("to the log", "replier queue", "to LLM answer", "to send")
+
+
+def _tail_steps(row: MessageTimes) -> tuple[float, float, float, float] | None:
+    """The ``TAIL_STEPS`` of one sent message in ms (they add up to webhook -> send)."""
+    if None in (row.logged, row.llm_asked, row.llm_answered, row.sent):
+        return None
+    assert row.logged is not None and row.llm_asked is not None
+    assert row.llm_answered is not None and row.sent is not None
+    start = min(row.llm_asked, row.typing) if row.typing is not None else row.llm_asked
+    return ((row.logged - row.posted) * 1000, (start - row.logged) * 1000,
+            (row.llm_answered - start) * 1000, (row.sent - row.llm_answered) * 1000)
+
+
+def tail_table(times: Iterable[MessageTimes], fraction: float = 0.01) -> str:
+    """Where the slowest ``fraction`` of the sent messages (by webhook → send) spent their
+    time: per ``TAIL_STEPS`` step, its p50 and max among them and how many of them it was the
+    longest step of; then when they were posted (seconds after the first webhook), to tell one
+    stall that held a burst of messages from a tail spread over the run."""
+    rows = [(r, steps) for r in times if (steps := _tail_steps(r)) is not None]
+    if not rows:
+        return "tail: no message was sent"
+    first = min(r.posted for r, _ in rows)
+    rows.sort(key=lambda item: sum(item[1]))
+    tail = rows[len(rows) - max(1, math.ceil(fraction * len(rows))):]
+    longest = Counter(TAIL_STEPS[max(range(len(TAIL_STEPS)), key=lambda i: steps[i])]
+                      for _, steps in tail)
+    total = [sum(steps) for _, steps in tail]
+    lines = [f"slowest {len(tail)} of {len(rows)} (webhook->send {total[0]:.1f}-{total[-1]:.1f}"
+             f" ms), by step:",
+             f"{'step':<16}{'p50':>8}{'max':>9}{'longest in':>12}"]
+    for index, name in enumerate(TAIL_STEPS):
+        values = sorted(steps[index] for _, steps in tail)
+        lines.append(f"{name:<16}{percentile(values, 0.5):>8.1f}{percentile(values, 1.0):>9.1f}"
+                     f"{longest[name]:>12}")
+    posted = sorted(r.posted - first for r, _ in tail)
+    windows = Counter(math.floor(t * 10) / 10 for t in posted)
+    busiest = ", ".join(f"{t:.1f}s: {n}" for t, n in windows.most_common(5))
+    lines.append(f"posted at {posted[0]:.1f}-{posted[-1]:.1f}s; {len(windows)} distinct "
+                 f"100 ms windows; most: {busiest}")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ API's wire format).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 CONTROL_PREFIX = "/_fake/"
+# A generation's collection threshold no count reaches: no automatic full collection.
+NEVER = 2**31 - 1
 
 # Answered with HTTP 200 when a fake is told to send a malformed body: readable in a log,
 # guaranteed not to parse as JSON.
@@ -287,6 +290,8 @@ class FakeHttpServer(LocalHttpServer):
     """Seconds to wait before each API answer (a scripted ``latency_s`` overrides it)."""
     malformed_json = Switch[bool](False, bool, cleared=True)
     """Answer successes with HTTP 200 and a body that is not JSON."""
+    collect_on_forget = False
+    """``forget`` ends with a full garbage collection (``--no-full-collections``)."""
 
     def __init__(
         self,
@@ -371,9 +376,12 @@ class FakeHttpServer(LocalHttpServer):
             self._clear_extra()
 
     def forget(self) -> None:
-        """Drop the recorded requests."""
+        """Drop the recorded requests (then collect garbage in full when
+        ``collect_on_forget``)."""
         with self._lock:
             self._records.clear()
+        if self.collect_on_forget:
+            gc.collect()
 
     def reset(self) -> None:
         self.clear()
@@ -640,6 +648,10 @@ def standalone_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="0 = a free port (default)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    parser.add_argument("--no-full-collections", action="store_true",
+                        help="no automatic full (generation 2) garbage collection; each "
+                             "POST /_fake/forget runs one (for benchmarks: the recorded "
+                             "requests make each full collection a stop of 20-120 ms)")
     return parser
 
 
@@ -656,7 +668,12 @@ def serve_command_line(
     """
     options = vars(parser.parse_args(argv))
     latency = options.pop("latency")
+    no_full_collections = options.pop("no_full_collections")
     fake = fake_class(options.pop("host"), options.pop("port"), **options)
     fake.latency_s = latency
+    if no_full_collections:
+        young, middle, _full = gc.get_threshold()
+        gc.set_threshold(young, middle, NEVER)
+        fake.collect_on_forget = True
     serve_standalone(fake)
     return 0
