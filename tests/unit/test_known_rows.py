@@ -108,22 +108,3 @@ def test_leaving_out_changes_nothing_else_in_the_batch() -> None:
     archive = msgspec.json.encode(changes.archive)
     known.leave_out_unchanged(changes)
     assert msgspec.json.encode(changes.archive) == archive
-
-
-def test_a_batch_released_after_writing_is_remembered_as_before() -> None:
-    """The projector frees a batch's rows while its COMMIT is in flight, then remembers the
-    batch: what ``committed`` reads must survive the release, the written rows must not."""
-    forgotten = UserForgotten(event_id="e-f", occurred_at=AT, user_id="u-2", key_ids=[],
-                              forgotten_at=AT)
-    kept, released = KnownRows(), KnownRows()
-    changes = _batch(_received(1, bsuid="US.1", username="ada"), _received(2, user="u-2"))
-    same = _batch(_received(1, bsuid="US.1", username="ada"), _received(2, user="u-2"))
-    kept.committed(same, (AT, 1))
-    changes.release_written()
-    assert not (changes.messages or changes.archive or changes.keyring or changes.seconds)
-    released.committed(changes, (AT, 1))
-    assert (released.users, released.identities) == (kept.users, kept.identities)
-    erasure = _batch(_received(3), forgotten)
-    erasure.release_written()
-    released.committed(erasure, (AT, 2))
-    assert not released.identities  # the erasure still makes it forget identities
