@@ -135,20 +135,6 @@ class RowChanges:
             self.forgotten[event.user_id] = (event.key_ids, ms_to_datetime(event.forgotten_at))
         # ReplyFailed and SummaryRequested change no table; they are archived like the rest.
 
-    def release_written(self) -> None:
-        """Free the rows once written, keeping what ``KnownRows.committed`` reads (users,
-        identities, forgotten): the projector calls it while its COMMIT is in flight."""
-        self.messages.clear()
-        self.replies.clear()
-        self.unreadable.clear()
-        self.recovered.clear()
-        self.statuses.clear()
-        self.summaries.clear()
-        self.archive.clear()
-        self.user_keys.clear()
-        self.keyring = {}  # dropped, not cleared: the caller may hold the same dict
-        self.seconds.clear()
-
     def _add_message(self, event: MessageReceived) -> None:
         keyring = self.keyring
         received = self._time_at(event.received_at)
