@@ -269,7 +269,10 @@ def _contacts(contacts_json: str | None) -> list[dict[str, Any]]:
         return []
     if not isinstance(contacts, list):
         return []
-    return [c for c in contacts if isinstance(c, dict)]
+    for contact in contacts:  # nearly always all objects: the list as decoded, no copy
+        if not isinstance(contact, dict):
+            return [c for c in contacts if isinstance(c, dict)]
+    return contacts
 
 
 def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Sender | None:

@@ -528,3 +528,13 @@ def test_an_event_built_from_a_text_holds_each_value_in_its_named_field() -> Non
         "raw_payload": text.raw, "phone": "+15550001111", "bsuid": None,
         "parent_bsuid": None, "username": text.sender.username, "recovered_from": None,
     }
+
+
+def test_a_contact_that_is_not_an_object_is_skipped_beside_the_senders() -> None:
+    body = delivery(text_message("+15550001111", "hi", "wamid.B", 1_700_000_001),
+                    usernames={"+15550001111": "ann"})
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [1, "x", *value["contacts"]]
+    (text,) = parse_webhook(encode(body)).texts
+    assert text.sender.phone == "+15550001111"
+    assert text.sender.username == "ann"
