@@ -245,12 +245,12 @@ def read_message(raw: msgspec.Raw | bytes, contacts_json: str | None,
     if not isinstance(body, str):
         parsed.unreadable.append(_unreadable("text without a body", raw, contacts_json))
         return
-    parsed.texts.append(InboundText(
-        sender=sender,
-        wamid=wamid,
-        text=_storable(body),
-        client_timestamp=client_timestamp(message.get("timestamp")),
-        raw=raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw),
+    parsed.texts.append(InboundText(  # by position (see events_from_texts): per message
+        sender,
+        wamid,
+        _storable(body),
+        client_timestamp(message.get("timestamp")),
+        raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw),
     ))
 
 
@@ -269,7 +269,10 @@ def _contacts(contacts_json: str | None) -> list[dict[str, Any]]:
         return []
     if not isinstance(contacts, list):
         return []
-    return [c for c in contacts if isinstance(c, dict)]
+    for contact in contacts:  # nearly always all objects: the list as decoded, no copy
+        if not isinstance(contact, dict):
+            return [c for c in contacts if isinstance(c, dict)]
+    return contacts
 
 
 def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Sender | None:
@@ -286,13 +289,13 @@ def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Sender |
     names_itself = raw_from is not None or "from" in message or "from_user_id" in message
     contact = _matching_contact(contacts, phone, bsuid, names_itself) if contacts else None
     username = None
-    if contact is not None:
-        if phone is None:
-            phone = as_phone(contact.get("wa_id"))
-        if bsuid is None:
-            bsuid = as_bsuid(contact.get("user_id"))
-        if parent is None:
-            parent = _as_parent_bsuid(contact.get("parent_user_id"))
+    if contact is not None:  # absent fields (None) tested inline, as above
+        if phone is None and (raw := contact.get("wa_id")) is not None:
+            phone = as_phone(raw)
+        if bsuid is None and (raw := contact.get("user_id")) is not None:
+            bsuid = as_bsuid(raw)
+        if parent is None and (raw := contact.get("parent_user_id")) is not None:
+            parent = _as_parent_bsuid(raw)
         profile = contact.get("profile")
         if isinstance(profile, dict):
             raw_name = profile.get("username")
@@ -300,15 +303,17 @@ def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Sender |
             username = name[:MAX_USERNAME_LENGTH] if name else None
     if phone is None and bsuid is None:
         return None
-    return Sender(phone=phone, bsuid=bsuid, parent_bsuid=parent, username=username)
+    return Sender(phone, bsuid, parent, username)  # by position: per message
 
 
 def _matching_contact(contacts: list[dict[str, Any]], phone: str | None,
                       bsuid: str | None, names_itself: bool) -> dict[str, Any] | None:
-    for contact in contacts:
-        if bsuid is not None and as_bsuid(contact.get("user_id")) == bsuid:
+    for contact in contacts:  # absent fields (None) tested inline: per message
+        if bsuid is not None and (raw := contact.get("user_id")) is not None \
+                and as_bsuid(raw) == bsuid:
             return contact
-        if phone is not None and as_phone(contact.get("wa_id")) == phone:
+        if phone is not None and (raw := contact.get("wa_id")) is not None \
+                and as_phone(raw) == phone:
             return contact
     # A message that names no sender at all, beside a single contact: that contact wrote it.
     if len(contacts) == 1 and not names_itself:
@@ -363,27 +368,39 @@ def events_from_texts(texts: list[InboundText], received_at_ms: int,
         assert key is not None  # a sender always has a phone or a BSUID
         identity_id = identity_id_for(CHANNEL, key)
         message_id = message_id_for(identity_id, inbound.wamid)
+        sender = inbound.sender
+        # Positional, in ``MESSAGE_FIELDS`` order: msgspec matches keyword arguments name by
+        # name, and 18 of them cost ~3 µs against ~0.5 µs (timeit) per message.
         events.append(MessageReceived(
-            event_id=event_id_for("MessageReceived", message_id),
-            occurred_at=received_at_ms,
-            user_id=resolved.user_id,
-            identity_id=identity_id,
-            message_id=message_id,
-            channel=CHANNEL,
-            channel_user_key=key,
-            source_message_id=inbound.wamid,
-            content_type="text",
-            text=inbound.text,
-            client_timestamp=inbound.client_timestamp,
-            received_at=received_at_ms,
-            tracking_score=received_at_ms + index * TIE_BREAK,
-            raw_payload=inbound.raw,
-            phone=resolved.phone,
-            bsuid=resolved.bsuid,
-            parent_bsuid=inbound.sender.parent_bsuid,
-            username=inbound.sender.username,
+            event_id_for("MessageReceived", message_id),  # event_id
+            received_at_ms,  # occurred_at
+            resolved.user_id,  # user_id
+            identity_id,  # identity_id
+            message_id,  # message_id
+            CHANNEL,  # channel
+            key,  # channel_user_key
+            inbound.wamid,  # source_message_id
+            "text",  # content_type
+            inbound.text,  # text
+            inbound.client_timestamp,  # client_timestamp
+            received_at_ms,  # received_at
+            received_at_ms + index * TIE_BREAK,  # tracking_score
+            inbound.raw,  # raw_payload
+            resolved.phone,  # phone
+            resolved.bsuid,  # bsuid
+            sender.parent_bsuid,  # parent_bsuid
+            sender.username,  # username
         ))
     return events
+
+
+# The fields ``events_from_texts`` passes by position, in order (a test pins them to the
+# schema's, so a field moved in ``MessageReceived`` fails the build, not the log).
+MESSAGE_FIELDS = (
+    "event_id", "occurred_at", "user_id", "identity_id", "message_id", "channel",
+    "channel_user_key", "source_message_id", "content_type", "text", "client_timestamp",
+    "received_at", "tracking_score", "raw_payload", "phone", "bsuid", "parent_bsuid", "username",
+)
 
 
 def unreadable_event(message: UnreadableMessage, received_at_ms: int) -> MessageUnreadable:

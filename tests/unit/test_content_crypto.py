@@ -13,6 +13,7 @@ import pytest
 
 from app.platform.eventlog import content_crypto
 from app.platform.eventlog.content_crypto import (
+    CONTENT_FIELDS,
     ERASED,
     NONCE_BYTES,
     NONCES_PER_DRAW,
@@ -24,6 +25,7 @@ from app.platform.eventlog.content_crypto import (
     open_event,
     open_value,
     seal_event,
+    seal_message,
     seal_value,
     sealed_key_id,
 )
@@ -175,3 +177,22 @@ def test_nonces_are_never_handed_out_twice_across_draws() -> None:
 
     assert len(set(taken)) == len(taken)
     assert {len(nonce) for nonce in taken} == {NONCE_BYTES}
+
+
+@pytest.mark.parametrize("payload", [MESSAGE.raw_payload, msgspec.Raw(b'{"a": 1}'), None])
+@pytest.mark.parametrize("username", ["ann", None])
+def test_a_message_sealed_by_name_seals_what_seal_event_seals(
+    payload: object, username: str | None
+) -> None:
+    assert CONTENT_FIELDS[MessageReceived] == ("text", "raw_payload", "username")
+    key, _ = new_data_key()
+    message = msgspec.structs.replace(MESSAGE, raw_payload=payload, username=username)
+    by_name = seal_message(message, key)
+    by_loop = seal_event(message, key)
+    assert isinstance(by_loop, MessageReceived)
+    for name in CONTENT_FIELDS[MessageReceived]:  # nonces differ: compare what is sealed
+        assert (getattr(by_name, name) is None) == (getattr(by_loop, name) is None)
+        assert sealed_key_id(getattr(by_name, name)) == sealed_key_id(getattr(by_loop, name))
+    keyring = {key.key_id: key}
+    assert open_event(by_name, keyring) == open_event(by_loop, keyring)
+    assert seal_message(by_name, key) == by_name  # sealed already: left as it is

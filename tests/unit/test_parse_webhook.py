@@ -12,13 +12,14 @@ import pytest
 
 from app.devtools.webhook_bodies import delivery, encode, text_message
 from app.ingress.parse_webhook import (
+    MESSAGE_FIELDS,
     TIE_BREAK,
     MalformedWebhook,
     events_from_texts,
     parse_webhook,
 )
 from schema.events import MessageReceived, decode_body, encode_body
-from schema.ids import identity_id_for, message_id_for, user_id_for
+from schema.ids import NAMESPACE, identity_id_for, message_id_for, user_id_for
 from tests.meta_fixtures import fixture_body, fixture_variants
 
 SENDER = "919130099484"
@@ -499,3 +500,41 @@ def test_no_texts_give_noevents_from_texts() -> None:
 def test_json_nested_ten_thousand_deep_is_malformed_not_a_crash() -> None:
     with pytest.raises(MalformedWebhook):
         parse_webhook(b"[" * 10_000 + b"]" * 10_000)
+
+
+def test_the_fields_events_are_built_with_by_position_are_the_schemas_in_order() -> None:
+    # events_from_texts passes MessageReceived's fields by position; a field added or moved
+    # in the schema must fail here, not put a value in the wrong field of the log.
+    fields = MessageReceived.__struct_fields__
+    assert fields[:len(MESSAGE_FIELDS)] == MESSAGE_FIELDS
+    assert fields[len(MESSAGE_FIELDS):] == ("recovered_from",)
+
+
+def test_an_event_built_from_a_text_holds_each_value_in_its_named_field() -> None:
+    body = encode(delivery(text_message("+15550001111", "hello there", "wamid.A", 1_700_000_001),
+                           names={"+15550001111": "Ann"}))
+    (text,) = parse_webhook(body).texts
+    (event,) = events_from_texts([text], RECEIVED_AT)
+
+    identity_id = identity_id_for("whatsapp", "+15550001111")
+    message_id = message_id_for(identity_id, "wamid.A")
+    assert msgspec.structs.asdict(event) == {
+        "event_id": str(uuid.uuid5(NAMESPACE, f"event:MessageReceived:{message_id}")),
+        "occurred_at": RECEIVED_AT, "user_id": user_id_for(identity_id),
+        "identity_id": identity_id, "message_id": message_id, "channel": "whatsapp",
+        "channel_user_key": "+15550001111", "source_message_id": "wamid.A",
+        "content_type": "text", "text": "hello there", "client_timestamp": 1_700_000_001,
+        "received_at": RECEIVED_AT, "tracking_score": float(RECEIVED_AT),
+        "raw_payload": text.raw, "phone": "+15550001111", "bsuid": None,
+        "parent_bsuid": None, "username": text.sender.username, "recovered_from": None,
+    }
+
+
+def test_a_contact_that_is_not_an_object_is_skipped_beside_the_senders() -> None:
+    body = delivery(text_message("+15550001111", "hi", "wamid.B", 1_700_000_001),
+                    usernames={"+15550001111": "ann"})
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"] = [1, "x", *value["contacts"]]
+    (text,) = parse_webhook(encode(body)).texts
+    assert text.sender.phone == "+15550001111"
+    assert text.sender.username == "ann"

@@ -30,6 +30,7 @@ from app.platform.eventlog.content_crypto import (
     DataKey,
     erase_content,
     seal_event,
+    seal_message,
 )
 from app.platform.eventlog.content_keys import (
     KEY_IS_CURRENT_LUA,
@@ -262,20 +263,21 @@ class EventLog:
     def add_sealed_inputs(self, event: MessageReceived, key: DataKey | None, partition: int,
                           keys: list[str], values: list[str | int]) -> None:
         """``add_message_inputs`` with the user's key in hand (no coroutine per message)."""
-        sealed = event if key is None else seal_event(event, key)
-        assert isinstance(sealed, MessageReceived)
+        sealed = event if key is None else seal_message(event, key)
+        user_id = sealed.user_id
+        message_id = sealed.message_id
         keys.append(self.keys.dedupe(partition, sealed.channel, sealed.channel_user_key,
                                      sealed.source_message_id))
-        keys += self.conversation.of_message(partition, sealed.user_id, sealed.message_id)
-        keys.append(self._content_key(sealed.user_id, partition))
-        values += [
-            *entry_texts(sealed),
+        keys += self.conversation.of_message(partition, user_id, message_id)
+        keys.append(self._content_key(user_id, partition))
+        values += entry_texts(sealed)
+        values += (
             repr(sealed.tracking_score),
-            sealed.message_id,
+            message_id,
             sealed.text,
             sealed.received_at,
             "" if key is None else key.key_id,
-        ]
+        )
 
     def _content_key(self, user_id: str, partition: int) -> str:
         return self.content.key_hash(user_id, partition) if self.content is not None else (

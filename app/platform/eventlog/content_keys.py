@@ -93,7 +93,7 @@ class ContentKeys:
         caller knows it already)."""
         if partition is None:
             partition = self.keys.partition_of(user_id)
-        return self.keys.key(partition, f"contentkey:{user_id}")
+        return f"{self.keys.tag(partition)}:contentkey:{user_id}"  # ``keys.key``, one string
 
     def cached_for_writing(self, user_id: str) -> DataKey | None:
         """The user's key as ``for_writing`` last gave it, without awaiting (None: ask it)."""

@@ -17,7 +17,15 @@ from typing import Any, overload
 
 import msgspec
 
-from schema.events import SCHEMA_VERSION, AnyEvent, Event, decode_body, encode_body, event_type_name
+from schema.events import (
+    SCHEMA_VERSION,
+    AnyEvent,
+    Event,
+    decode_body,
+    encode_body,
+    event_type_name,
+    event_type_name_of,
+)
 
 __all__ = [
     "BODY",
@@ -93,7 +101,7 @@ def entry_texts(event: Event) -> list[str]:
     """``entry_values`` as str, for packed script arguments (``lua.packed_args``), which carry
     no bytes. The body is msgspec's JSON, always UTF-8: the entry holds the same bytes."""
     return [  # TYPE, VERSION, EVENT_ID, OCCURRED_AT, BODY
-        event_type_name(event),
+        event_type_name_of(type(event)),  # per message: one call, not two
         _VERSION_TEXT,
         event.event_id,
         str(event.occurred_at),

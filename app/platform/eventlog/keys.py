@@ -55,7 +55,8 @@ class Keys:
         return [self.stream(p) for p in range(self.partitions)]
 
     def dedupe(self, partition: int, channel: str, user_key: str, wamid: str) -> str:
-        return self.key(partition, f"dedupe:{channel}:{user_key}:{wamid}")
+        # ``key``'s name built as one string, not two: the ingress names one per message.
+        return f"{self.tag(partition)}:dedupe:{channel}:{user_key}:{wamid}"
 
     def dead_letters(self, partition: int) -> str:
         return self.key(partition, "dlq")
