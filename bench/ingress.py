@@ -41,6 +41,7 @@ from app.cli import UVICORN_OPTIONS
 from app.devtools.ports import free_port
 from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.keys import Keys
+from bench.cpu_placement import CpuPlacement
 from bench.figures import Check, Figure, Target
 from bench.load_generators import LoadResult, load_generator_name, run_load
 from bench.numbered_messages import APP_SECRET, WEBHOOK_PATH, signed_bodies, write_bodies_file
@@ -100,6 +101,7 @@ class IngressOptions:
     targets: tuple[str, ...] = tuple(TARGET_NAMES.values())  # those to run, if they can
     admin_database_url: str = DEFAULT_ADMIN_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
+    pin: bool = True  # each server on a core of its own (bench/cpu_placement.py)
 
 
 @dataclass(slots=True)
@@ -124,8 +126,15 @@ class _Bench:
     database_url: str
     peer_python: Path | None
     node_peer: NodePeer | None
+    placement: CpuPlacement
     next_body: int = 0
     best_rps: dict[str, float] = field(default_factory=dict)
+
+    async def start_server(self, name: str, argv: Sequence[str],
+                           env: Mapping[str, str]) -> Service:
+        """A server under test, on the core ``placement`` keeps for servers."""
+        return await self.processes.start(name, argv, env,
+                                          preexec_fn=self.placement.server_preexec())
 
     def bodies_file(self, name: str, count: int) -> Path:
         path = self.work_dir / f"{name}.bodies"
@@ -151,15 +160,15 @@ class _Bench:
                     "WHATSAPP_APP_SECRET": APP_SECRET,
                 }
             )
-            service = await self.processes.start(
+            service = await self.start_server(
                 "ingress", mecove_command("api", "--host", "127.0.0.1"), env
             )
             return service, Keys(prefix, 1).stream(0)
         if target == BARE:
             argv = bare_litestar_command(port)
-            return await self.processes.start("bare", argv, clean_env({})), ""
+            return await self.start_server("bare", argv, clean_env({})), ""
         if target == RAW:
-            return await self.processes.start("raw", raw_asgi_command(port), clean_env({})), ""
+            return await self.start_server("raw", raw_asgi_command(port), clean_env({})), ""
         if target in NODE_SCRIPTS:
             return await self.start_node(target, port)
         assert self.peer_python is not None
@@ -180,7 +189,7 @@ class _Bench:
             "--uvicorn-options",
             options,
         ]
-        return await self.processes.start("peer", argv, clean_env({})), f"{queue}:queue"
+        return await self.start_server("peer", argv, clean_env({})), f"{queue}:queue"
 
     async def start_node(self, target: str, port: int) -> tuple[Service, str]:
         """A Node peer, one process; its BullMQ keys live under a scratch prefix."""
@@ -201,7 +210,7 @@ class _Bench:
             APP_SECRET,
         ]
         env = clean_env({"NODE_PATH": str(self.node_peer.modules), "NODE_ENV": "production"})
-        service = await self.processes.start(target.split("+")[0].lower(), argv, env)
+        service = await self.start_server(target.split("+")[0].lower(), argv, env)
         return service, f"{prefix}:{BULLMQ_QUEUE}:wait"
 
     async def measure(self, target: str, round_: int, *, profile: Path | None = None) -> Run:
@@ -492,6 +501,7 @@ async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
         f"{options.connections} connections, {options.rounds} round(s)"
     )
     print(f"load generator: {load_generator_name()}")
+    placement = CpuPlacement(options.pin)
     peer_python, node_peer, peer_notes = await available_peers(options)
     available = {RAW, BARE, INGRESS} | ({PEER} if peer_python else set())
     if node_peer is not None:
@@ -509,17 +519,37 @@ async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
                     await scratch.fresh_database("ingress"),
                     peer_python,
                     node_peer,
+                    placement,
                 )
-                print(RUN_HEADER)
-                for round_ in range(1, options.rounds + 1):
-                    for target in targets:
-                        run = await bench.measure(target, round_)
-                        runs.append(run)
-                        print(run_row(run), flush=True)
-                if options.py_spy is not None and INGRESS in targets:
-                    print(f"profiling one more ingress run with py-spy -> {options.py_spy}")
-                    await bench.measure(INGRESS, 0, profile=options.py_spy.resolve())
+                placement.start(await local_redis_pid(options.redis_url))
+                try:
+                    print(f"cores: {placement.describe()}")
+                    print(RUN_HEADER)
+                    for round_ in range(1, options.rounds + 1):
+                        for target in targets:
+                            run = await bench.measure(target, round_)
+                            runs.append(run)
+                            print(run_row(run), flush=True)
+                    if options.py_spy is not None and INGRESS in targets:
+                        print(f"profiling one more ingress run with py-spy -> {options.py_spy}")
+                        await bench.measure(INGRESS, 0, profile=options.py_spy.resolve())
+                finally:
+                    placement.restore()
     return figures_from(runs, peer_notes)
+
+
+async def local_redis_pid(redis_url: str) -> int | None:
+    """The pid of the Redis at ``redis_url`` when it runs on this machine, else None."""
+    redis = Redis.from_url(redis_url)
+    try:
+        info = await redis.info("server")
+    finally:
+        await redis.aclose()
+    host = redis.connection_pool.connection_kwargs.get("host", "")
+    if host not in ("127.0.0.1", "localhost", "::1") and not str(host).startswith("127."):
+        return None
+    pid = info.get("process_id")
+    return pid if isinstance(pid, int) else None
 
 
 def add_no_peer_argument(parser: argparse.ArgumentParser) -> None:
@@ -556,6 +586,13 @@ def add_arguments(parser: argparse.ArgumentParser, smoke: bool = False) -> None:
         help="the targets to run (default: all; a peer that cannot be built is skipped)",
     )
     parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the scheduler place the servers, wrk and Redis (default: each server on a "
+        "core of its own, wrk and a local Redis on the others; bench/cpu_placement.py)",
+    )
+    parser.add_argument(
         "--py-spy",
         type=Path,
         default=None,
@@ -583,6 +620,7 @@ def options_from(args: argparse.Namespace, admin_url: str, redis_url: str) -> In
         targets=tuple(TARGET_NAMES[name] for name in args.targets),
         admin_database_url=admin_url,
         redis_url=redis_url,
+        pin=args.pin,
     )
 
 

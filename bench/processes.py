@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,11 +132,13 @@ class ProcessSet(ClosedOnExit):
         env: Mapping[str, str],
         *,
         stdout_pipe: bool = False,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> Service:
         """Start ``argv`` in the log directory (so no ``.env`` of the checkout is read).
 
         Each start gets its own log file (``name.log``, then ``name.2.log``...), so what a
-        benchmark reads in a log is always this process's.
+        benchmark reads in a log is always this process's. ``preexec_fn`` runs in the child
+        before ``argv`` (``CpuPlacement.server_preexec``).
         """
         count = self._starts[name] = self._starts.get(name, 0) + 1
         log_path = self.log_dir / (f"{name}.log" if count == 1 else f"{name}.{count}.log")
@@ -149,6 +151,7 @@ class ProcessSet(ClosedOnExit):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if stdout_pipe else log,
                 stderr=log,
+                preexec_fn=preexec_fn,
             )
         finally:
             log.close()
