@@ -91,8 +91,11 @@ local function append_message(stream_key, dedupe_ttl_s, tracking_window_ms, cont
   redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf',
     '(' .. (received_at_ms - tracking_window_ms))
   redis.call('PEXPIRE', tracking_key, tracking_window_ms * 2)
-  redis.call('RPUSH', recent_key, message_id)
-  redis.call('LTRIM', recent_key, -recent_kept, -1)
+  -- Trimmed only when longer than kept (RPUSH answers the length): the same list, one
+  -- command less for a user with fewer messages than that (decision 0031).
+  if redis.call('RPUSH', recent_key, message_id) > recent_kept then
+    redis.call('LTRIM', recent_key, -recent_kept, -1)
+  end
   redis.call('EXPIRE', recent_key, context_ttl_s)
   redis.call('HSET', turn_key, 't', text)
   redis.call('EXPIRE', turn_key, context_ttl_s)
