@@ -6,7 +6,10 @@ settings), ``--senders`` senders cycled, ``--batch`` messages per call, every se
 and keyed beforehand (so each call is the one-script path of a known sender). The calls are
 recorded, not run, then replayed one at a time (one call in flight, as the ingress does,
 decision 0028) for each variant below; before each run the keys the calls write are deleted
-and the stream emptied, so every run starts from the same state.
+and the stream emptied, so every run starts from the same state, each user's recent list full
+(its steady state; ``--new-users``: empty). ``--callgrind`` runs that Redis under valgrind and
+counts its instructions per message instead of its CPU time (deterministic but for Lua's
+garbage collector: about 2 % from run to run).
 
 Per variant: Redis CPU per message from ``INFO cpu`` (used_cpu_user + sys, the whole server:
 parsing the command included) and from ``INFO commandstats`` (evalsha usec: the script alone).
@@ -38,7 +41,7 @@ from redis.asyncio import Redis
 
 from app.devtools.ports import free_port
 from app.ingress.parse_webhook import events_from_texts
-from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.append import RECENT_KEPT, EventLog
 from app.platform.eventlog.entries import ENTRY_FIELDS
 from app.platform.identities import IdentityLinks, Resolution
 from app.platform.sender_appends import RESOLVE_AND_APPEND_LUA, SenderAppends
@@ -171,14 +174,22 @@ async def _info_cpu(redis: Redis) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
-async def _reset(redis: Redis, calls: list[Call]) -> None:
-    """Delete what the calls wrote (but the links and content keys), empty the stream."""
+async def _reset(redis: Redis, calls: list[Call], recent_full: bool) -> None:
+    """Delete what the calls wrote (but the links and content keys), empty the stream; with
+    ``recent_full`` each user's recent list starts full (``RECENT_KEPT`` ids), as a user's
+    with a day's history: every message then trims it."""
     written = {k for call in calls for k in call.keys
                if any(part in k for part in (":dedupe:", ":messages:", ":recent:", ":turn:"))}
     names = sorted(written)
     for start in range(0, len(names), 1000):
         await redis.delete(*names[start:start + 1000])
     await redis.xtrim(calls[0].keys[0], maxlen=0)
+    if recent_full:
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                if ":recent:" in name:
+                    pipe.rpush(name, *(f"earlier-{i}" for i in range(RECENT_KEPT)))
+            await pipe.execute()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,10 +218,11 @@ class Callgrind:
 
 
 async def run_variant(redis: Redis, source: str, calls: list[Call], bare: bool = False,
-                      callgrind: Callgrind | None = None) -> tuple[float, float]:
+                      callgrind: Callgrind | None = None,
+                      recent_full: bool = True) -> tuple[float, float]:
     """Redis CPU us per message (INFO cpu), or instructions per message under ``callgrind``,
     and evalsha usec per message (commandstats)."""
-    await _reset(redis, calls)
+    await _reset(redis, calls, recent_full)
     sha = await redis.script_load(source)
     await redis.config_resetstat()  # our private Redis only
     before = await _info_cpu(redis)
@@ -252,8 +264,8 @@ async def measure(port: int, options: argparse.Namespace, callgrind: Callgrind |
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in made}
         for _ in range(options.rounds):
             for name, source in made.items():
-                results[name].append(await run_variant(redis, source, calls,
-                                                       callgrind=callgrind))
+                results[name].append(await run_variant(
+                    redis, source, calls, callgrind=callgrind, recent_full=not options.new_users))
             if not options.only:
                 results.setdefault("bare XADD", []).append(
                     await run_variant(redis, BARE_XADD_LUA, calls, True, callgrind))
@@ -283,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", action="append", help="run only this variant (repeatable)")
+    parser.add_argument("--new-users", action="store_true",
+                        help="start each run with empty recent lists (default: full ones)")
     parser.add_argument("--callgrind", action="store_true",
                         help="count Redis's instructions (valgrind) instead of its CPU time")
     options = parser.parse_args(argv)

@@ -58,10 +58,7 @@ RESOLVE_AND_APPEND_LUA = script(
     APPEND_MESSAGE_STEP_LUA,
     """
 local stream_key = next_key()
-local dedupe_ttl_s = tonumber(next_arg())
-local tracking_window_ms = tonumber(next_arg())
-local context_ttl_s = tonumber(next_arg())
-local recent_kept = tonumber(next_arg())
+local settings = next_append_settings()
 local count = tonumber(next_arg())
 unpack_args()
 local resolutions = {}
@@ -82,8 +79,7 @@ end
 local entry_ids = {}
 for i = 1, count do
   if as_guessed then
-    entry_ids[i] = append_message(stream_key, dedupe_ttl_s, tracking_window_ms,
-                                  context_ttl_s, recent_kept)
+    entry_ids[i] = append_message(stream_key, settings)
   else
     entry_ids[i] = '"""
     + GUESSED_WRONG
