@@ -168,3 +168,33 @@ async def test_a_content_key_destroyed_before_a_call_reseals_every_message_of_it
     assert [e.text for e in received][-2:] == ["one", "two"]
     new_key = content.cached_for_writing(user)
     assert old_key is not None and new_key is not None and new_key.key_id != old_key.key_id
+
+
+async def test_the_tracking_set_keeps_the_messages_of_the_window_before_the_latest(
+    appends: SenderAppends, redis: Redis, settings: Settings
+) -> None:
+    sender = Sender(phone=PHONE, bsuid=None)
+    window = settings.tracking_window_ms
+    start = 1_700_000_000_000
+
+    async def append_at(received_at: int, wamid: str) -> None:
+        text = _text(sender, wamid, wamid)
+
+        def build(resolutions: list[Resolution]) -> list[MessageReceived]:
+            return events_from_texts([text], received_at, resolutions)
+
+        await appends.append_texts([sender], build)
+
+    await append_at(start, "wamid.0")
+    user = first_user_id(sender)
+    log = appends.event_log
+    tracking = log.conversation.tracking(log.keys.partition_of(user), user)
+
+    async def tracked() -> list[float]:
+        return [score for _, score in await redis.zrange(tracking, 0, -1, withscores=True)]
+
+    await append_at(start + window, "wamid.1")  # known sender: the one-script path
+    assert await tracked() == [start, start + window]
+    await append_at(start + window + 1, "wamid.2")
+    assert await tracked() == [start + window, start + window + 1]
+    assert 0 < await redis.pttl(tracking) <= 2 * window

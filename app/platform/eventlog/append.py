@@ -79,6 +79,17 @@ local function next_append_settings()
           tracking_ttl_ms = tostring(tracking_window_ms * 2), context_ttl_s = context_ttl_s,
           recent_kept = recent_kept, recent_from = tostring(-recent_kept)}
 end
+-- The tracking trim's bound for a receipt time: formatted once per receipt time of a call
+-- (the messages of a delivery, and deliveries of the same millisecond, share it).
+local tracking_bounds = {}
+local function tracking_bound(received_at_ms, settings)
+  local bound = tracking_bounds[received_at_ms]
+  if bound == nil then
+    bound = '(' .. (received_at_ms - settings.tracking_window_ms)
+    tracking_bounds[received_at_ms] = bound
+  end
+  return bound
+end
 local function append_message(stream_key, settings)
   local dedupe_key = next_key()
   local tracking_key = next_key()
@@ -101,8 +112,7 @@ local function append_message(stream_key, settings)
   end
   local entry_id = xadd_event(stream_key, event)
   redis.call('ZADD', tracking_key, tracking_score, message_id)
-  redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf',
-    '(' .. (received_at_ms - settings.tracking_window_ms))
+  redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf', tracking_bound(received_at_ms, settings))
   redis.call('PEXPIRE', tracking_key, settings.tracking_ttl_ms)
   -- Trimmed only when longer than kept (RPUSH answers the length): the same list, one
   -- command less for a user with fewer messages than that (decision 0031).
