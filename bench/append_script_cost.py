@@ -119,6 +119,7 @@ def _bare_xadd_lua() -> str:
 
 
 BARE_XADD_LUA = _bare_xadd_lua()
+BARE_XADD = "bare XADD"  # the variant's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +267,8 @@ async def measure(port: int, options: argparse.Namespace, callgrind: Callgrind |
             for name, source in made.items():
                 results[name].append(await run_variant(
                     redis, source, calls, callgrind=callgrind, recent_full=not options.new_users))
-            if not options.only:
-                results.setdefault("bare XADD", []).append(
+            if not options.only or BARE_XADD in options.only:
+                results.setdefault(BARE_XADD, []).append(
                     await run_variant(redis, BARE_XADD_LUA, calls, True, callgrind))
         unit = "instructions/msg" if callgrind else "INFO cpu us/msg"
         print(f"{'variant':<34} {unit:>16} {'evalsha us/msg':>15} {'part (wrapped - it)':>20}")
