@@ -20,7 +20,10 @@ picks some of them. The summary takes the round
 with the best ingress run and that same round's baselines, so each ratio compares servers
 measured under the same machine conditions; every run is printed. CPU time per request of
 each server process is printed too: unlike req/s it hardly moves when other work shares the
-machine.
+machine. So is the CPU time of the Redis the bench uses (``INFO cpu``, used_cpu_user + sys,
+over the measured window), per request, when that Redis is on this machine: the ingress's
+append script against BullMQ's (info; "not measured" for a remote Redis or without ``INFO``).
+A Redis shared with other work counts that work too: point ``--redis-url`` at a private one.
 
 ``python -m bench.ingress --seconds 10 [--targets raw bare ingress fastify]``
 """
@@ -33,9 +36,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.cli import UVICORN_OPTIONS
 from app.devtools.ports import free_port
@@ -111,10 +116,41 @@ class Run:
     load: LoadResult
     cpu_s: float  # CPU time the server process used during the measured load
     check: str = ""  # what landed in Redis, e.g. "log +123 entries"
+    redis_cpu_s: float | None = None  # Redis's CPU time meanwhile (None: not measured)
 
     @property
     def cpu_us_per_request(self) -> float:
         return self.cpu_s / self.load.requests * 1e6 if self.load.requests else 0.0
+
+    @property
+    def redis_cpu_us_per_request(self) -> float | None:
+        if self.redis_cpu_s is None or not self.load.requests:
+            return None
+        return self.redis_cpu_s / self.load.requests * 1e6
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_local_redis(url: str) -> bool:
+    """Whether the Redis at ``url`` runs on this machine (its CPU is then this bench's)."""
+    parsed = urlsplit(url)
+    return parsed.scheme == "unix" or parsed.hostname in LOCAL_HOSTS
+
+
+async def redis_cpu_seconds(url: str) -> float | None:
+    """``INFO cpu`` used_cpu_user + used_cpu_sys of a local Redis; None when the Redis is
+    remote or does not answer ``INFO``."""
+    if not is_local_redis(url):
+        return None
+    redis = Redis.from_url(url)
+    try:
+        cpu = await redis.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    except (RedisError, OSError, KeyError, ValueError):
+        return None
+    finally:
+        await redis.aclose()
 
 
 @dataclass(slots=True)
@@ -246,6 +282,7 @@ class _Bench:
                 else None
             )
             cpu_before = cpu_seconds(service.pid) or 0.0
+            redis_before = await redis_cpu_seconds(self.options.redis_url)
             load = await run_load(
                 url,
                 measured_file,
@@ -253,13 +290,16 @@ class _Bench:
                 connections=self.options.connections,
             )
             cpu = (cpu_seconds(service.pid) or 0.0) - cpu_before
+            redis_after = await redis_cpu_seconds(self.options.redis_url)
+            redis_cpu = (None if redis_before is None or redis_after is None
+                         else redis_after - redis_before)
             if spy is not None:
                 await spy.process.wait()
             service.ensure_running()
             after = await self.landed(work_key)
             check = f"+{after - before} in Redis" if work_key else ""
             self.best_rps[target] = max(self.best_rps.get(target, 0.0), load.requests_per_s)
-            return Run(target, round_, load, cpu, check)
+            return Run(target, round_, load, cpu, check, redis_cpu)
         finally:
             await self.processes.stop(service)
 
@@ -417,7 +457,24 @@ def figures_from(runs: Sequence[Run], peer_notes: Mapping[str, str]) -> list[Fig
                         name,
                     )
                 )
+    figures += _redis_cpu_figures(runs)
     return figures
+
+
+def _redis_cpu_figures(runs: Sequence[Run]) -> list[Figure]:
+    """Info: Redis CPU per request of the ingress against Fastify+BullMQ's, each the lowest of
+    its target's runs; "not measured" when no run of the target has it."""
+    if not any(r.target == INGRESS for r in runs):
+        return []
+    lowest: dict[str, float | None] = {}
+    for target in (INGRESS, FASTIFY):
+        measured = [v for r in runs if r.target == target
+                    and (v := r.redis_cpu_us_per_request) is not None]
+        lowest[target] = min(measured) if measured else None
+    note = "" if lowest[INGRESS] is not None else (
+        "not measured: Redis not local, or no INFO cpu")
+    return [Figure(f"ingress Redis CPU per request vs {FASTIFY} (info)", lowest[INGRESS], "us",
+                   lowest[FASTIFY], FASTIFY, note=note)]
 
 
 def _raw_asgi_figures(runs: Sequence[Run], ingress: Run | None) -> list[Figure]:

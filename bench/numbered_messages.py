@@ -88,6 +88,25 @@ def write_bodies_file(path: Path, bodies: Iterator[SignedBody]) -> int:
     return written
 
 
+def inbound_texts(
+    tag: str, start: int, count: int, users: int | None = None
+) -> list[tuple[InboundText, int]]:
+    """The messages as the ingress parses them, each with its receipt time in ms (one
+    millisecond apart, ending now)."""
+    texts: list[tuple[InboundText, int]] = []
+    first_ms = time.time_ns() // 1_000_000 - count
+    for offset, index in enumerate(range(start, start + count)):
+        sender = sender_for(index if users is None else index % users)
+        wamid = wamid_for(tag, index)
+        text = _text_of(index)
+        received_at = first_ms + offset
+        raw = webhook_bodies.text_message(sender, text, wamid, received_at // 1000)
+        texts.append((InboundText(sender=Sender(phone="+" + sender, bsuid=None), wamid=wamid,
+                                  text=text, client_timestamp=received_at // 1000, raw=raw),
+                      received_at))
+    return texts
+
+
 def received_events(
     tag: str, start: int, count: int, users: int | None = None
 ) -> list[MessageReceived]:
@@ -96,14 +115,6 @@ def received_events(
     Built with the ingress's own ``events_from_texts``; one millisecond apart, ending now.
     """
     events: list[MessageReceived] = []
-    first_ms = time.time_ns() // 1_000_000 - count
-    for offset, index in enumerate(range(start, start + count)):
-        sender = sender_for(index if users is None else index % users)
-        wamid = wamid_for(tag, index)
-        text = _text_of(index)
-        received_at = first_ms + offset
-        raw = webhook_bodies.text_message(sender, text, wamid, received_at // 1000)
-        inbound = InboundText(sender=Sender(phone="+" + sender, bsuid=None), wamid=wamid, text=text,
-                              client_timestamp=received_at // 1000, raw=raw)
+    for inbound, received_at in inbound_texts(tag, start, count, users):
         events += events_from_texts([inbound], received_at_ms=received_at)
     return events

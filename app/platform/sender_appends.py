@@ -48,8 +48,10 @@ GUESSED_WRONG = "!guess"
 #       packed argument (lua.packed_args) holding, per message, the arguments of
 #       RESOLVE_SENDER_LUA, the guessed user id and phone state, then per message the
 #       arguments of APPEND_MESSAGE_STEP_LUA.
-# Returns {per message {user id, phone state, links created}, per message the new entry id,
-#          "" (duplicate) or STALE_KEY, or GUESSED_WRONG for all when a guess was wrong}.
+# Returns one flat array: per message its user id, phone state and links created, then per
+#         message the new entry id, "" (duplicate) or STALE_KEY, or GUESSED_WRONG for all
+#         when a guess was wrong. Flat, not a table per message: Redis turns each Lua table
+#         of a reply into RESP after probing it for six special fields (decision 0031).
 RESOLVE_AND_APPEND_LUA = script(
     ENTRY_LUA,
     KEY_IS_CURRENT_LUA,
@@ -58,13 +60,10 @@ RESOLVE_AND_APPEND_LUA = script(
     APPEND_MESSAGE_STEP_LUA,
     """
 local stream_key = next_key()
-local dedupe_ttl_s = tonumber(next_arg())
-local tracking_window_ms = tonumber(next_arg())
-local context_ttl_s = tonumber(next_arg())
-local recent_kept = tonumber(next_arg())
+local settings = next_append_settings()
 local count = tonumber(next_arg())
 unpack_args()
-local resolutions = {}
+local reply = {}
 local as_guessed = true
 -- No rewrite of the links read (confirm false): this script runs on one Redis only, whose
 -- replicas take its writes in order, so the WAIT after any later write on it covers every
@@ -74,23 +73,21 @@ for i = 1, count do
   local user, phone_state, created = resolve_sender(false)
   local guessed_user = next_arg()
   local guessed_phone_state = next_arg()
-  resolutions[i] = {user, phone_state, created}
+  reply[3 * i - 2], reply[3 * i - 1], reply[3 * i] = user, phone_state, created
   if user ~= guessed_user or phone_state ~= guessed_phone_state then
     as_guessed = false
   end
 end
-local entry_ids = {}
-for i = 1, count do
+for i = 3 * count + 1, 4 * count do
   if as_guessed then
-    entry_ids[i] = append_message(stream_key, dedupe_ttl_s, tracking_window_ms,
-                                  context_ttl_s, recent_kept)
+    reply[i] = append_message(stream_key, settings)
   else
-    entry_ids[i] = '"""
+    reply[i] = '"""
     + GUESSED_WRONG
     + """'
   end
 end
-return {resolutions, entry_ids}
+return reply
 """,
 )
 
@@ -172,10 +169,12 @@ class SenderAppends:
                 else:
                     log.add_sealed_inputs(event, key, partition, keys, values)
             args = [*log.append_settings(), len(indexes), packed_args(values)]
-            resolutions, entry_ids = await log.writes.script(
-                stream, self._resolve_and_append, keys, args)
-            for index, reply, raw_entry_id in zip(indexes, resolutions, entry_ids, strict=True):
-                resolution = self.identity_links.resolution_from(items[index].sender, reply)
+            reply = await log.writes.script(stream, self._resolve_and_append, keys, args)
+            count = len(indexes)
+            for n, (index, raw_entry_id) in enumerate(zip(indexes, reply[3 * count:],
+                                                          strict=True)):
+                resolution = self.identity_links.resolution_from(
+                    items[index].sender, reply[3 * n:3 * n + 3])
                 entry_id = as_text(raw_entry_id)
                 if entry_id == STALE_KEY and log.content is not None:
                     log.content.drop(resolution.user_id)

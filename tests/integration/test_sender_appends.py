@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.ingress.parse_webhook import InboundText, events_from_texts
-from app.platform.eventlog.append import EventLog
+from app.platform.eventlog.append import RECENT_KEPT, EventLog
 from app.platform.eventlog.content_crypto import open_event
 from app.platform.identities import IdentityLinks, Resolution, Sender, first_user_id
 from app.platform.sender_appends import SenderAppends
@@ -124,3 +124,77 @@ async def test_a_phone_linked_to_another_user_is_left_out_on_the_one_script_path
         ("first", "bsuid-user", None),
         ("second", "bsuid-user", None),
     ]
+
+
+async def test_the_recent_list_holds_every_id_up_to_its_size_then_the_latest_ones(
+    appends: SenderAppends, redis: Redis, settings: Settings
+) -> None:
+    sender = Sender(phone=PHONE, bsuid=None)
+    await _append(appends, _text(sender, "wamid.0", "hello"))
+    user = first_user_id(sender)
+    recent = appends.event_log.conversation.recent(appends.event_log.keys.partition_of(user), user)
+
+    async def ids_listed() -> list[str]:
+        return [value.decode() for value in await redis.lrange(recent, 0, -1)]
+
+    # Known sender: the one-script path, several messages of the user in one call.
+    await _append(appends, *(_text(sender, f"wamid.{i}", f"text {i}") for i in range(1, 5)))
+    few = [e.message_id for e in await _received(redis, settings, appends)]
+    assert await ids_listed() == few
+    assert 0 < await redis.ttl(recent) <= settings.context_ttl_seconds
+
+    await _append(appends, *(_text(sender, f"wamid.{i}", f"text {i}") for i in range(5, 30)))
+    everything = [e.message_id for e in await _received(redis, settings, appends)]
+    assert len(everything) == 30
+    assert await ids_listed() == everything[-RECENT_KEPT:]
+
+
+async def test_a_content_key_destroyed_before_a_call_reseals_every_message_of_its_user(
+    appends: SenderAppends, redis: Redis, settings: Settings
+) -> None:
+    sender = Sender(phone=PHONE, bsuid=None)
+    await _append(appends, _text(sender, "wamid.0", "before"))
+    content = appends.event_log.content
+    assert content is not None
+    user = first_user_id(sender)
+    old_key = content.cached_for_writing(user)
+    await redis.delete(content.key_hash(user))  # as `mecove forget` destroys it
+
+    entry_ids = await _append(appends, _text(sender, "wamid.1", "one"),
+                              _text(sender, "wamid.2", "two"))
+
+    assert None not in entry_ids
+    received = await _received(redis, settings, appends)
+    assert [e.text for e in received][-2:] == ["one", "two"]
+    new_key = content.cached_for_writing(user)
+    assert old_key is not None and new_key is not None and new_key.key_id != old_key.key_id
+
+
+async def test_the_tracking_set_keeps_the_messages_of_the_window_before_the_latest(
+    appends: SenderAppends, redis: Redis, settings: Settings
+) -> None:
+    sender = Sender(phone=PHONE, bsuid=None)
+    window = settings.tracking_window_ms
+    start = 1_700_000_000_000
+
+    async def append_at(received_at: int, wamid: str) -> None:
+        text = _text(sender, wamid, wamid)
+
+        def build(resolutions: list[Resolution]) -> list[MessageReceived]:
+            return events_from_texts([text], received_at, resolutions)
+
+        await appends.append_texts([sender], build)
+
+    await append_at(start, "wamid.0")
+    user = first_user_id(sender)
+    log = appends.event_log
+    tracking = log.conversation.tracking(log.keys.partition_of(user), user)
+
+    async def tracked() -> list[float]:
+        return [score for _, score in await redis.zrange(tracking, 0, -1, withscores=True)]
+
+    await append_at(start + window, "wamid.1")  # known sender: the one-script path
+    assert await tracked() == [start, start + window]
+    await append_at(start + window + 1, "wamid.2")
+    assert await tracked() == [start + window, start + window + 1]
+    assert 0 < await redis.pttl(tracking) <= 2 * window

@@ -61,14 +61,37 @@ MAX_COALESCED = 64  # deliveries sharing one script call
 STALE_KEY = "!stale"  # what a sealing script answers when the key was destroyed meanwhile
 
 # One received message's atomic step, for scripts that append messages (needs ENTRY_LUA and
-# KEY_IS_CURRENT_LUA before it). Reads its inputs with next_key/next_arg:
+# KEY_IS_CURRENT_LUA before it). ``next_append_settings()`` reads the four settings a call's
+# messages share (EventLog.append_settings); ``append_message`` reads one message's inputs
+# with next_key/next_arg:
 # KEYS dedupe, tracking zset, recent list, turn hash, content key;
 # ARGV (packed: lua.packed_args) the entry values, tracking score, message id, text,
 # received at ms, key id ("" none).
 # Returns the new entry id, "" when the message is a duplicate, or STALE_KEY.
 APPEND_MESSAGE_STEP_LUA = """
-local function append_message(stream_key, dedupe_ttl_s, tracking_window_ms, context_ttl_s,
-                              recent_kept)
+-- Settings stay the strings the commands take: a Lua number given to redis.call is formatted
+-- (snprintf) on every call. Numbers only where the step computes (decision 0031).
+local function next_append_settings()
+  local dedupe_ttl_s = next_arg()
+  local tracking_window_ms = tonumber(next_arg())
+  local context_ttl_s = next_arg()
+  local recent_kept = tonumber(next_arg())
+  return {dedupe_ttl_s = dedupe_ttl_s, tracking_window_ms = tracking_window_ms,
+          tracking_ttl_ms = tostring(tracking_window_ms * 2), context_ttl_s = context_ttl_s,
+          recent_kept = recent_kept, recent_from = tostring(-recent_kept)}
+end
+-- The tracking trim's bound for a receipt time: formatted once per receipt time of a call
+-- (the messages of a delivery, and deliveries of the same millisecond, share it).
+local tracking_bounds = {}
+local function tracking_bound(received_at_ms, settings)
+  local bound = tracking_bounds[received_at_ms]
+  if bound == nil then
+    bound = '(' .. (received_at_ms - settings.tracking_window_ms)
+    tracking_bounds[received_at_ms] = bound
+  end
+  return bound
+end
+local function append_message(stream_key, settings)
   local dedupe_key = next_key()
   local tracking_key = next_key()
   local recent_key = next_key()
@@ -83,20 +106,23 @@ local function append_message(stream_key, dedupe_ttl_s, tracking_window_ms, cont
   if not key_is_current(content_key, key_id) then
     return '""" + STALE_KEY + """'
   end
-  if not redis.call('SET', dedupe_key, '1', 'NX', 'EX', dedupe_ttl_s) then
-    redis.call('EXPIRE', dedupe_key, dedupe_ttl_s)  -- a write, so a WAIT covers the first copy
+  if not redis.call('SET', dedupe_key, '1', 'NX', 'EX', settings.dedupe_ttl_s) then
+    -- a write, so a WAIT covers the first copy
+    redis.call('EXPIRE', dedupe_key, settings.dedupe_ttl_s)
     return ''
   end
   local entry_id = xadd_event(stream_key, event)
   redis.call('ZADD', tracking_key, tracking_score, message_id)
-  redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf',
-    '(' .. (received_at_ms - tracking_window_ms))
-  redis.call('PEXPIRE', tracking_key, tracking_window_ms * 2)
-  redis.call('RPUSH', recent_key, message_id)
-  redis.call('LTRIM', recent_key, -recent_kept, -1)
-  redis.call('EXPIRE', recent_key, context_ttl_s)
+  redis.call('ZREMRANGEBYSCORE', tracking_key, '-inf', tracking_bound(received_at_ms, settings))
+  redis.call('PEXPIRE', tracking_key, settings.tracking_ttl_ms)
+  -- Trimmed only when longer than kept (RPUSH answers the length): the same list, one
+  -- command less for a user with fewer messages than that (decision 0031).
+  if redis.call('RPUSH', recent_key, message_id) > settings.recent_kept then
+    redis.call('LTRIM', recent_key, settings.recent_from, '-1')
+  end
+  redis.call('EXPIRE', recent_key, settings.context_ttl_s)
   redis.call('HSET', turn_key, 't', text)
-  redis.call('EXPIRE', turn_key, context_ttl_s)
+  redis.call('EXPIRE', turn_key, settings.context_ttl_s)
   return entry_id
 end
 """
@@ -108,15 +134,11 @@ end
 APPEND_MESSAGES_LUA = script(ENTRY_LUA, KEY_IS_CURRENT_LUA, PACKED_ARGS_LUA,
                              APPEND_MESSAGE_STEP_LUA, """
 local stream_key = next_key()
-local dedupe_ttl_s = tonumber(next_arg())
-local tracking_window_ms = tonumber(next_arg())
-local context_ttl_s = tonumber(next_arg())
-local recent_kept = tonumber(next_arg())
+local settings = next_append_settings()
 unpack_args()
 local entry_ids = {}
 while has_more_keys() do
-  entry_ids[#entry_ids + 1] = append_message(stream_key, dedupe_ttl_s, tracking_window_ms,
-                                             context_ttl_s, recent_kept)
+  entry_ids[#entry_ids + 1] = append_message(stream_key, settings)
 end
 return entry_ids
 """)

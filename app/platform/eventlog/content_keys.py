@@ -61,9 +61,18 @@ return {key_id, wrapped}
 """)
 
 # For scripts that append sealed content: false when ``key_id`` is not the user's key any more.
+# A user's key id is read once per script call (nothing in the call changes it, and the call is
+# atomic): a call carrying several messages of a user asks once (decision 0031).
 KEY_IS_CURRENT_LUA = """
+local current_key_ids = {}
 local function key_is_current(key_hash, key_id)
-  return key_id == '' or redis.call('HGET', key_hash, 'id') == key_id
+  if key_id == '' then return true end
+  local current = current_key_ids[key_hash]
+  if current == nil then
+    current = redis.call('HGET', key_hash, 'id')
+    current_key_ids[key_hash] = current
+  end
+  return current == key_id
 end
 """
 
