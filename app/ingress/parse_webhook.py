@@ -330,7 +330,9 @@ def _delivery_status(raw: msgspec.Raw) -> DeliveryStatus | None:
         return None
     outbound = _string(status.get("id"))
     kind = status.get("status")
-    if outbound is None or len(outbound) > MAX_WAMID_LENGTH or kind not in DELIVERY_STATUSES:
+    # isinstance first: an object or array there is unhashable, and a set lookup would raise.
+    if outbound is None or len(outbound) > MAX_WAMID_LENGTH or not isinstance(kind, str) \
+            or kind not in DELIVERY_STATUSES:
         return None
     code: int | None = None
     title: str | None = None

@@ -196,6 +196,17 @@ def test_delivery_statuses_are_read_as_statuses() -> None:
     assert not parsed.unknown_shape
 
 
+@pytest.mark.parametrize("kind", [{"a": 1}, ["read"], 7, None])
+def test_a_status_whose_status_is_not_a_string_is_skipped_not_a_crash(kind: Any) -> None:
+    odd = _status("wamid.odd")
+    odd["status"] = kind
+    body = _webhook([_change(statuses=[odd, _status("wamid.ok")])])
+
+    parsed = parse_webhook(encode(body))
+
+    assert [s.outbound_message_id for s in parsed.statuses] == ["wamid.ok"]
+
+
 def test_non_text_messages_are_counted_as_ignored_beside_the_texts() -> None:
     image = {"from": SENDER, "id": "wamid.img", "timestamp": "1700000000", "type": "image",
              "image": {"id": "123", "mime_type": "image/jpeg"}}
