@@ -596,16 +596,17 @@ async def run_ingress_bench(options: IngressOptions) -> list[Figure]:
 
 
 async def local_redis_pid(redis_url: str) -> int | None:
-    """The pid of the Redis at ``redis_url`` when it runs on this machine, else None."""
+    """The pid of the Redis at ``redis_url`` when it runs on this machine (``INFO server``'s
+    ``process_id``), else None: remote, or not answering ``INFO``."""
+    if not is_local_redis(redis_url):
+        return None
     redis = Redis.from_url(redis_url)
     try:
-        info = await redis.info("server")
+        pid = (await redis.info("server")).get("process_id")
+    except (RedisError, OSError):
+        return None
     finally:
         await redis.aclose()
-    host = redis.connection_pool.connection_kwargs.get("host", "")
-    if host not in ("127.0.0.1", "localhost", "::1") and not str(host).startswith("127."):
-        return None
-    pid = info.get("process_id")
     return pid if isinstance(pid, int) else None
 
 

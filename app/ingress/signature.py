@@ -7,7 +7,6 @@ import hmac
 from functools import lru_cache
 
 BLOCK_BYTES = 64  # SHA-256's block: the HMAC key is padded (or first hashed) to this size
-_PREFIX = b"sha256="  # what ``sign_body``'s header starts with
 
 
 @lru_cache(maxsize=8)
@@ -36,17 +35,21 @@ def _digest(body: bytes, app_secret: str) -> bytes:
     return outer.digest()
 
 
+def _header(body: bytes, app_secret: str) -> bytes:
+    """The header value Meta would send for ``body``, as bytes (what the check compares)."""
+    return b"sha256=" + _digest(body, app_secret).hex().encode()
+
+
 def sign_body(body: bytes, app_secret: str) -> str:
     """The header value Meta would send for ``body``."""
-    return "sha256=" + _digest(body, app_secret).hex()
+    return _header(body, app_secret).decode()
 
 
 def signature_is_valid(body: bytes, header: str | None, app_secret: str) -> bool:
     """Constant-time check of the header against the body."""
     if not header:
         return False
-    return hmac.compare_digest(header.strip().encode(),
-                               _PREFIX + _digest(body, app_secret).hex().encode())
+    return hmac.compare_digest(header.strip().encode(), _header(body, app_secret))
 
 
 def tokens_match(given: str | None, expected: str) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from app.platform.eventlog.entries import as_text
 from app.platform.eventlog.lua import script
 from app.platform.metrics import IDENTITY_CONFLICTS, IDENTITY_LINKS
 from app.platform.redis_client import DurableWrites, RedisClient
@@ -199,9 +200,8 @@ class IdentityLinks:
         """A ``RESOLVE_SENDER_LUA`` answer {user id, phone state, links created} -> the
         sender's Resolution; counts the links and conflicts, and remembers the answer."""
         raw_user, raw_state, created = reply
-        # Per message: ``as_text`` inlined (Redis answers bytes, or str when decoding).
-        user_id: str = raw_user.decode() if type(raw_user) is bytes else raw_user  # type: ignore[assignment]
-        state = raw_state.decode() if type(raw_state) is bytes else raw_state
+        user_id = as_text(raw_user)  # type: ignore[arg-type]
+        state = as_text(raw_state)  # type: ignore[arg-type]
         if created and int(created):
             IDENTITY_LINKS.inc(int(created))
         if state == "conflict":

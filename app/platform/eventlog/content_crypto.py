@@ -251,35 +251,34 @@ def _change_content(event: Event, change: Callable[[str, Any], Any]) -> Event:
     return msgspec.structs.replace(event, **changes) if changes else event
 
 
+def _sealed(value: Any, key: DataKey, field: str) -> Any:
+    """A content field's value sealed with ``key``; None and sealed values come back as they
+    are. A ``msgspec.Raw`` is JSON already, sealed through its buffer: the ingress keeps each
+    message object's JSON as received (decision 0027)."""
+    if value is None or (isinstance(value, str) and value.startswith(SEALED_MARK)):
+        return value
+    return seal_value(
+        value if isinstance(value, (str, msgspec.Raw)) else _json.encode(value), key, field)
+
+
 def seal_event(event: Event, key: DataKey) -> Event:
     """The event with its content fields sealed (events without content come back as is)."""
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}
     for name in CONTENT_FIELDS.get(type(event), ()):  # a loop, not _change_content: per message
         value = getattr(event, name)
-        if value is None or (isinstance(value, str) and value.startswith(SEALED_MARK)):
-            continue  # nothing to seal, or sealed already
-        # A ``msgspec.Raw`` is JSON already, sealed through its buffer: the ingress keeps each
-        # message object's JSON as received (decision 0027).
-        changes[name] = seal_value(
-            value if isinstance(value, (str, msgspec.Raw)) else _json.encode(value), key, name)
+        if (sealed := _sealed(value, key, name)) is not value:
+            changes[name] = sealed
     return msgspec.structs.replace(event, **changes) if changes else event
 
 
 def seal_message(event: MessageReceived, key: DataKey) -> MessageReceived:
-    """``seal_event`` of a received message, its three content fields read by name: the
-    ingress seals every message, and ``seal_event``'s loop (the type's field names looked
-    up, each value read with ``getattr``, a dict of changes) cost more than its result."""
-    text = event.text
-    payload = event.raw_payload
-    username = event.username
-    if not text.startswith(SEALED_MARK):
-        text = seal_value(text, key, "text")
-    if payload is not None and not (isinstance(payload, str) and payload.startswith(SEALED_MARK)):
-        payload = seal_value(payload if isinstance(payload, (str, msgspec.Raw))
-                             else _json.encode(payload), key, "raw_payload")
-    if username is not None and not username.startswith(SEALED_MARK):
-        username = seal_value(username, key, "username")
-    return msgspec.structs.replace(event, text=text, raw_payload=payload, username=username)
+    """``seal_event`` of a received message, its three content fields named: the ingress
+    seals every message, and ``seal_event``'s loop (the type's field names looked up, each
+    value read with ``getattr``, a dict of changes) cost more than its result."""
+    return msgspec.structs.replace(
+        event, text=_sealed(event.text, key, "text"),
+        raw_payload=_sealed(event.raw_payload, key, "raw_payload"),
+        username=_sealed(event.username, key, "username"))
 
 
 def open_event(event: Event, keyring: Keyring, *, payload_as_raw_json: bool = False) -> Event:
