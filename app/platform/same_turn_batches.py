@@ -8,9 +8,9 @@ items. A failure of the run is every caller's failure, so each still answers on 
 (e.g. 503 so Meta redelivers).
 
 With ``max_running`` set, at most that many runs are in flight: callers that arrive while
-they are wait, and join one run started as soon as one ends (decision 0028). Fewer, larger
-runs: each run's own cost (a script call's packing, write, read and reply) is shared by more
-callers, at the price of at most one run's wait at saturation; with nothing in flight a run
+they are wait, and join one run started as soon as one ends (decisions 0028, 0035). Fewer,
+larger runs: each run's own cost (a script call's packing, write, read and reply) is shared by
+more callers, at the price of at most one run's wait at saturation; with a slot free a run
 starts on the next turn, as without the limit.
 """
 

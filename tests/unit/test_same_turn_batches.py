@@ -105,3 +105,38 @@ async def test_with_one_run_at_a_time_a_failed_run_still_starts_the_next() -> No
         await first
     assert await second == [2]
     assert calls == [[1], [2]]
+
+
+async def test_with_two_runs_in_flight_a_third_waits_and_runs_take_at_most_max_callers() -> None:
+    started: list[list[int]] = []
+    releases: list[asyncio.Event] = []
+
+    async def run(items: list[int]) -> list[int]:
+        started.append(items)
+        release = asyncio.Event()
+        releases.append(release)
+        await release.wait()
+        return [item * 10 for item in items]
+
+    async def turns(count: int) -> None:  # enough loop turns for the runs to start
+        for _ in range(count):
+            await asyncio.sleep(0)
+
+    batches = SameTurnBatches(run, max_callers=2, max_running=2)
+    first = [asyncio.ensure_future(batches.submit([n])) for n in (1, 2, 3)]
+    await turns(6)
+    assert started == [[1, 2], [3]]  # two runs: the cap split the turn's three callers
+    later = [asyncio.ensure_future(batches.submit([n])) for n in (4, 5, 6)]
+    await turns(6)
+    assert started == [[1, 2], [3]]  # 4, 5 and 6 wait while two runs are in flight
+    releases[1].set()
+    assert await first[2] == [30]
+    await turns(6)
+    assert started == [[1, 2], [3], [4, 5]]  # one slot freed: one run of at most two callers
+    releases[0].set()
+    assert [await call for call in first[:2]] == [[10], [20]]
+    await turns(6)
+    assert started == [[1, 2], [3], [4, 5], [6]]
+    for release in releases[2:]:
+        release.set()
+    assert [await call for call in later] == [[40], [50], [60]]
