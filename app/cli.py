@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import importlib.util
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -60,6 +61,9 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "timeout_graceful_shutdown": 10,
     "server_header": False,
+    # Responses in one write (decision 0036); uvicorn's own choice without httptools.
+    "http": ("app.ingress.one_write_responses:OneWriteHttpToolsProtocol"
+             if importlib.util.find_spec("httptools") else "auto"),
 }
 DEV_DATA_DIR = ".mecove"  # ``mecove dev --data-dir``'s default, where it publishes its URLs
 

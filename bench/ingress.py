@@ -183,7 +183,10 @@ class _Bench:
 
     async def start(self, target: str, port: int) -> tuple[Service, str]:
         """Start ``target`` on ``port``; returns it and the Redis key its work lands in."""
-        options = msgspec.json.encode(UVICORN_OPTIONS).decode()
+        # The Python peer runs stock uvicorn (in its own environment, without our package):
+        # what another team would write; bare Litestar and raw ASGI get ours too.
+        peer_options = {k: v for k, v in UVICORN_OPTIONS.items() if k != "http"}
+        options = msgspec.json.encode(peer_options).decode()
         redis_url = self.options.redis_url
         if target == INGRESS:
             prefix = self.scratch.key_prefix("in")

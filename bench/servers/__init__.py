@@ -2,5 +2,6 @@
 
 Every baseline gets ``app.cli.UVICORN_OPTIONS`` (one worker, no access log), the options
 ``mecove api`` passes to ``uvicorn.run``, as JSON on its command line, so the servers differ
-only in the application.
+only in the application. The FastAPI peer is the exception: it runs stock uvicorn (no ``http``
+option, decision 0036), as another team would, in an environment without this package.
 """
