@@ -316,13 +316,16 @@ def key_owners(events: Iterable[Event]) -> dict[str, str]:
     """Key id -> user id, for every key the events' sealed fields name."""
     found: dict[str, str] = {}
     for event in events:  # every message of a batch: ``_key_id_of`` inlined
-        fields = CONTENT_FIELDS.get(type(event))
-        if fields is None:
+        kind = type(event)
+        if kind is MessageReceived:  # its fields named: no lookup, no getattr by name
+            values: Iterable[object] = (event.text, event.raw_payload, event.username)  # type: ignore[attr-defined]
+        elif (fields := CONTENT_FIELDS.get(kind)) is not None:
+            values = [getattr(event, name) for name in fields]
+        else:
             continue
         user_id = event.user_id  # type: ignore[attr-defined]
-        for name in fields:
-            value = getattr(event, name)
-            if isinstance(value, str) and value.startswith(SEALED_MARK):
+        for value in values:
+            if type(value) is str and value.startswith(SEALED_MARK):
                 colon = value.find(":", _MARK_END)
                 found[value[_MARK_END:colon] if colon >= 0 else value[_MARK_END:]] = user_id
     return found
