@@ -54,6 +54,7 @@ from bench.scratch_space import DEFAULT_ADMIN_DATABASE_URL, DEFAULT_REDIS_URL, S
 from bench.sealed_log import LoggedEntry, append_sealed, logged_entries
 from bench.standalone import run_standalone
 from projections.row_changes import RowChanges
+from projections.write_rows import use_row_times
 from schema.events import MessageReceived
 
 POLL_S = 0.01
@@ -280,9 +281,11 @@ class Copy:
 
 
 async def copy_rows(database_url: str, records: CopyRecords, *, archive: bool) -> Copy:
-    """COPY the rows in one transaction: its seconds and CPU."""
+    """COPY the rows in one transaction: its seconds and CPU. The rows are ``RowChanges``',
+    times as integers: the connection takes them as the projector's does (``use_row_times``)."""
     connection = await asyncpg.connect(database_url)
     try:
+        await use_row_times(connection)
         backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
         backend_before = cpu_seconds(backend) or 0.0
         cpu_before = time.process_time()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -67,7 +67,13 @@ def _payload_json(value: object, keyring: Keyring) -> str | None:
 STATUS_RANKS = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
-_MILLIS = tuple(timedelta(milliseconds=n) for n in range(1_000))
+# A row's times are integers: microseconds since the Unix epoch, UTC (``RowTime``). The
+# writing connection encodes them into timestamptz (``write_rows.use_row_times``), asyncpg's
+# own encoder of a datetime cost ~7,000 instructions a value (two comparisons with naive
+# infinity datetimes, ``astimezone``, a timedelta), and making the datetime ~2,400 more.
+RowTime = int
+MS = 1_000  # microseconds in a millisecond (events' server times are milliseconds)
+SECOND = 1_000_000  # in a second (Meta's timestamps are seconds)
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -78,24 +84,23 @@ def ms_to_datetime(ms: int) -> datetime:
 class RowChanges:
     """Column-wise rows, ready for ``unnest``-based bulk statements."""
 
-    users: dict[str, datetime] = field(default_factory=dict)
+    users: dict[str, RowTime] = field(default_factory=dict)
     # id -> (user id, channel, key, created, kind, parent bsuid, username)
     identities: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     messages: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
-    replies: dict[str, tuple[datetime, str, str | None]] = field(default_factory=dict)
+    replies: dict[str, tuple[RowTime, str, str | None]] = field(default_factory=dict)
     unreadable: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     recovered: dict[str, str] = field(default_factory=dict)  # unreadable event id -> message id
     statuses: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     summaries: dict[str, tuple] = field(default_factory=dict)  # type: ignore[type-arg]
     archive: list[tuple] = field(default_factory=list)  # type: ignore[type-arg]
     # key id -> (user id, wrapped key, issued at): keys to store durably (content_rows)
-    user_keys: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
+    user_keys: dict[str, tuple[str, str, RowTime]] = field(default_factory=dict)
+    # user id -> (key ids, forgotten at): the erasure's parameter, a datetime (not a row)
     forgotten: dict[str, tuple[list[str], datetime]] = field(default_factory=dict)
     # Opens sealed content for the rows; the archive keeps it sealed. Absent key = erased.
     keyring: Keyring = field(default_factory=dict)
     archiving: bool = True  # False: leave ``archive`` empty (replay reads the archive)
-    # seconds since the epoch -> datetime, made once per batch (``_second``)
-    seconds: dict[int, datetime] = field(default_factory=dict, repr=False)
 
     def add(self, partition: int, entry_id: str, event: AnyEvent,
             body: bytes | None = None) -> None:
@@ -105,7 +110,7 @@ class RowChanges:
         kind = type(event)
         if kind is UserKeyIssued:  # never archived: the key's home is user_keys
             self.user_keys[event.key_id] = (event.user_id, event.wrapped_key,
-                                            ms_to_datetime(event.occurred_at))
+                                            event.occurred_at * MS)
             return
         if self.archiving:
             ms, seq = entry_position(entry_id)
@@ -118,7 +123,7 @@ class RowChanges:
             self._add_message(event)
         elif kind is ReplySent:
             self.replies[event.message_id] = (
-                ms_to_datetime(event.replied_at),
+                event.replied_at * MS,
                 _required_text(event.reply_text, self.keyring, "reply_text"),
                 event.outbound_message_id)
         elif kind is DeliveryStatusReceived:
@@ -127,7 +132,7 @@ class RowChanges:
             self._add_summary(event)
         elif kind is MessageUnreadable:
             self.unreadable[event.event_id] = (
-                ms_to_datetime(event.received_at), event.reason,
+                event.received_at * MS, event.reason,
                 event.raw_message.replace("\x00", "\ufffd"),
                 event.raw_contacts.replace("\x00", "\ufffd") if event.raw_contacts else None,
             )
@@ -137,7 +142,7 @@ class RowChanges:
 
     def _add_message(self, event: MessageReceived) -> None:
         keyring = self.keyring
-        received = self._time_at(event.received_at)
+        received = event.received_at * MS
         self.users.setdefault(event.user_id, received)
         self._add_identities(event, received)
         if event.recovered_from is not None:
@@ -151,34 +156,21 @@ class RowChanges:
             event.user_id,
             event.identity_id,
             received,
-            None if client is None else self._second(client),
+            None if client is None else client * SECOND,
             event.content_type,
             ERASED if text is None else text,
             None if payload is None else _payload_json(payload, keyring),
             event.source_message_id,
         )
 
-    def _second(self, seconds: int) -> datetime:
-        """A second since the epoch as a datetime, made once per batch: a batch's messages
-        share their seconds (Meta's timestamps, and at a high rate the received times)."""
-        at = self.seconds.get(seconds)
-        if at is None:
-            at = self.seconds[seconds] = datetime.fromtimestamp(seconds, UTC)
-        return at
-
-    def _time_at(self, ms: int) -> datetime:
-        """``ms_to_datetime(ms)``, equal, at half its cost when the second is made already."""
-        seconds, millis = divmod(ms, 1000)
-        return self._second(seconds) + _MILLIS[millis]
-
     def _add_summary(self, event: SummaryCreated) -> None:
         if event.summary_id in self.summaries:
             return
         self.summaries[event.summary_id] = (
             event.user_id,
-            ms_to_datetime(event.range_start),
-            ms_to_datetime(event.range_end),
-            ms_to_datetime(event.occurred_at),
+            event.range_start * MS,
+            event.range_end * MS,
+            event.occurred_at * MS,
             event.status,
             _optional_text(event.summary_text, self.keyring, "summary_text"),
             event.model_name,
@@ -188,7 +180,7 @@ class RowChanges:
             event.error,
         )
 
-    def _add_identities(self, event: MessageReceived, received: datetime) -> None:
+    def _add_identities(self, event: MessageReceived, received: RowTime) -> None:
         """Every identity the event names for its user (``_add_named_identities``). Most
         messages name one phone identity, their own: its first row is its row, taken without
         the loop, and no username is opened (a phone identity's row holds none)."""
@@ -204,7 +196,7 @@ class RowChanges:
             username = open_value(username, self.keyring, "username")
         self._add_named_identities(event, received, username)
 
-    def _add_named_identities(self, event: MessageReceived, received: datetime,
+    def _add_named_identities(self, event: MessageReceived, received: RowTime,
                               username: str | None) -> None:
         """Every identity the event names for its user; the first row of each id wins, but
         the username (``username``: the event's, opened) and parent BSUID of a BSUID identity
@@ -235,10 +227,9 @@ class RowChanges:
             return
         self.statuses[event.outbound_message_id] = (
             event.status, rank,
-            datetime.fromtimestamp(event.status_at, tz=UTC) if event.status_at is not None
-            else None,
+            None if event.status_at is None else event.status_at * SECOND,
             event.recipient, event.recipient_bsuid, event.error_code, event.error_title,
-            ms_to_datetime(event.received_at),
+            event.received_at * MS,
         )
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
+from cryptography.exceptions import InvalidTag
 
 from app.platform.eventlog import content_crypto
 from app.platform.eventlog.content_crypto import (
@@ -196,3 +199,32 @@ def test_a_message_sealed_by_name_seals_what_seal_event_seals(
     keyring = {key.key_id: key}
     assert open_event(by_name, keyring) == open_event(by_loop, keyring)
     assert seal_message(by_name, key) == by_name  # sealed already: left as it is
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda b64: b64 + "\n",  # a newline after it (binascii's default)
+    lambda b64: b64[:20] + "\n" + b64[20:],  # whitespace inside
+    lambda b64: b64.rstrip("="),  # padding left out where it decodes all the same
+    lambda b64: b64[:8] + '"' + b64[8:],  # a character no base64 (nor JSON string) holds
+])
+def test_base64_that_is_not_strict_still_opens_as_binascii_reads_it(spoil: Any) -> None:
+    """Strict base64 goes through msgspec; anything else through ``binascii`` as before:
+    the same plaintext, or the same error, for every value."""
+    key, _ = new_data_key()
+    sealed = seal_value("héllo wörld", key, "text")
+    head, _, b64 = sealed.rpartition(":")
+    value = f"{head}:{spoil(b64)}"
+    try:
+        expected: object = key.aead.decrypt(*_split(binascii.a2b_base64(spoil(b64))),
+                                             f"{key.key_id}:text".encode()).decode()
+    except (ValueError, InvalidTag) as exc:
+        expected = type(exc)
+    try:
+        opened: object = open_value(value, {key.key_id: key}, "text")
+    except ValueError as exc:
+        opened = type(exc)
+    assert opened == (None if expected is InvalidTag else expected)
+
+
+def _split(blob: bytes) -> tuple[bytes, bytes]:
+    return blob[:NONCE_BYTES], blob[NONCE_BYTES:]

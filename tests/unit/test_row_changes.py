@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -25,6 +25,12 @@ from schema.ids import identity_id_for
 
 AT = 1_700_000_000_123
 AT_DT = datetime(2023, 11, 14, 22, 13, 20, 123_000, tzinfo=UTC)
+AT_US = AT * 1_000  # AT as a row time (microseconds since the epoch)
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _as_datetime(row_time: int) -> datetime:
+    return UNIX_EPOCH + timedelta(microseconds=row_time)
 
 
 def _received(n: int = 1, *, user: str = "u-1", identity: str = "i-1",
@@ -64,13 +70,14 @@ def test_a_message_received_gives_one_user_one_identity_and_one_message_row() ->
     changes = RowChanges()
     changes.add(0, "1700000000000-0", _received(raw={"id": "wamid.1", "x": [1]}))
 
-    assert changes.users == {"u-1": AT_DT}
+    assert changes.users == {"u-1": AT_US}
     assert changes.identities == {
-        "i-1": ("u-1", "whatsapp", "+919130099484", AT_DT, "phone", None, None)}
+        "i-1": ("u-1", "whatsapp", "+919130099484", AT_US, "phone", None, None)}
     assert list(changes.messages) == ["m-1"]
     user, identity, received, client, content_type, text, raw, wamid = changes.messages["m-1"]
-    assert (user, identity, received) == ("u-1", "i-1", AT_DT)
-    assert client == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert (user, identity, received) == ("u-1", "i-1", AT_US)
+    assert _as_datetime(received) == AT_DT
+    assert _as_datetime(client) == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert (content_type, text, wamid) == ("text", "text 1", "wamid.1")
     assert json.loads(raw) == {"id": "wamid.1", "x": [1]}
     assert changes.replies == {}
@@ -114,8 +121,8 @@ def test_the_first_sighting_of_a_user_in_a_batch_is_kept() -> None:
     changes.add(0, "1-0", _received(1))
     changes.add(0, "1-1", later)
 
-    assert changes.users == {"u-1": AT_DT}
-    assert changes.identities["i-1"][3] == AT_DT
+    assert changes.users == {"u-1": AT_US}
+    assert changes.identities["i-1"][3] == AT_US
     assert len(changes.messages) == 2
 
 
@@ -123,7 +130,7 @@ def test_a_reply_sent_gives_a_reply_update_of_its_message() -> None:
     changes = RowChanges()
     changes.add(0, "1-0", _reply("m-1", "hello back", AT + 500))
 
-    assert changes.replies == {"m-1": (ms_to_datetime(AT + 500), "hello back", "wamid.out")}
+    assert changes.replies == {"m-1": ((AT + 500) * 1_000, "hello back", "wamid.out")}
     assert changes.messages == {}
     assert changes.users == {}
 
@@ -133,7 +140,7 @@ def test_the_later_reply_of_a_batch_wins() -> None:
     changes.add(0, "1-0", _reply("m-1", "first", AT + 1))
     changes.add(0, "1-1", _reply("m-1", "second", AT + 2))
 
-    assert changes.replies == {"m-1": (ms_to_datetime(AT + 2), "second", "wamid.out")}
+    assert changes.replies == {"m-1": ((AT + 2) * 1_000, "second", "wamid.out")}
 
 
 def test_a_summary_created_gives_a_summary_row() -> None:
@@ -141,7 +148,7 @@ def test_a_summary_created_gives_a_summary_row() -> None:
     changes.add(0, "1-0", _summary())
 
     assert changes.summaries == {
-        "s-1": ("u-1", ms_to_datetime(AT - 1_000), AT_DT, AT_DT, "ok", "summary", "llama",
+        "s-1": ("u-1", (AT - 1_000) * 1_000, AT_US, AT_US, "ok", "summary", "llama",
                 "v1", 4, "h", None),
     }
     assert changes.messages == {}
@@ -255,7 +262,7 @@ def test_a_message_unreadable_gives_an_unreadable_row_and_its_recovery_marks_it(
     changes.add(0, "1-0", recovered)  # the marker may come first: another partition
     changes.add(1, "1-0", unreadable)
 
-    assert changes.unreadable == {"u-e": (AT_DT, "no usable sender", '{"id":"w"}', None)}
+    assert changes.unreadable == {"u-e": (AT_US, "no usable sender", '{"id":"w"}', None)}
     assert changes.recovered == {"u-e": "m-1"}
 
 
@@ -318,12 +325,12 @@ def test_sealed_replies_summaries_and_usernames_give_the_rows_of_their_plaintext
 
 
 @pytest.mark.parametrize("ms", [0, 1, 999, 1_000, 1_001, AT, AT + 877, 4_102_444_800_999])
-def test_times_made_from_the_batch_s_seconds_equal_ms_to_datetime(ms: int) -> None:
+def test_row_times_are_the_microseconds_of_ms_to_datetime(ms: int) -> None:
     changes = RowChanges()
     changes.add(0, "1-0", msgspec.structs.replace(_received(), received_at=ms - 1))
     changes.add(0, "2-0", msgspec.structs.replace(_received(2), received_at=ms))
     created = changes.messages["m-2"][2]
-    assert created == ms_to_datetime(ms) and created.tzinfo is UTC
+    assert type(created) is int and _as_datetime(created) == ms_to_datetime(ms)
 
 
 def test_a_phone_only_message_s_identity_row_is_that_of_the_general_fold() -> None:
@@ -334,7 +341,7 @@ def test_a_phone_only_message_s_identity_row_is_that_of_the_general_fold() -> No
         event = msgspec.structs.replace(_received(n), received_at=at, phone="+919130099484",
                                         username="\x1esealed:1:no-such-key:AAAA")
         fast.add(0, f"{n}-0", event)
-        general._add_named_identities(event, general._time_at(at), None)  # noqa: SLF001
+        general._add_named_identities(event, at * 1_000, None)  # noqa: SLF001
     assert fast.identities == general.identities
     assert fast.identities["i-1"] == ("u-1", "whatsapp", "+919130099484",
-                                      ms_to_datetime(AT + 5), "phone", None, None)
+                                      (AT + 5) * 1_000, "phone", None, None)

@@ -66,6 +66,7 @@ REQUIRED_TEXT = frozenset({"text", "reply_text"})  # erased to ERASED; the other
 
 _json = msgspec.json.Encoder()
 _json_decode = msgspec.json.Decoder().decode
+_base64_bytes = msgspec.json.Decoder(bytes).decode  # a JSON string of standard base64 -> bytes
 
 
 class _RandomNonces:
@@ -211,8 +212,10 @@ def open_value(value: str, keyring: Keyring, field: str) -> str | None:
 
 def open_sealed(value: str, keyring: Keyring, field: str) -> bytes | None:
     """The plaintext bytes of a value known to carry ``SEALED_MARK``; None without its key.
-    Parsed in place, base64 without the ``base64`` module's wrapper (equally lenient): a
-    caller that builds rows opens each field with this, no opened copy of the event made."""
+    Parsed in place: a caller that builds rows opens each field with this, no opened copy
+    of the event made. The base64 (standard and padded, as every ``seal_value`` wrote it)
+    goes through msgspec's decoder as a JSON string, half the instructions of ``binascii``'s
+    loop; anything that decoder refuses goes to ``binascii``, as lenient as before."""
     colon = value.find(":", _MARK_END)  # the key id's end (``_key_id_of``, inlined: per field)
     if colon < 0:
         colon = len(value)
@@ -220,7 +223,10 @@ def open_sealed(value: str, keyring: Keyring, field: str) -> bytes | None:
     key = keyring.get(key_id)
     if key is None:
         return None
-    blob = binascii.a2b_base64(value[colon + 1:])
+    try:
+        blob = _base64_bytes(f'"{value[colon + 1:]}"')
+    except msgspec.DecodeError:  # not strict base64 (or not even a JSON string's content)
+        blob = binascii.a2b_base64(value[colon + 1:])
     try:
         return key.aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
                                 f"{key_id}:{field}".encode())
@@ -310,13 +316,16 @@ def key_owners(events: Iterable[Event]) -> dict[str, str]:
     """Key id -> user id, for every key the events' sealed fields name."""
     found: dict[str, str] = {}
     for event in events:  # every message of a batch: ``_key_id_of`` inlined
-        fields = CONTENT_FIELDS.get(type(event))
-        if fields is None:
+        kind = type(event)
+        if kind is MessageReceived:  # its fields named: no lookup, no getattr by name
+            values: Iterable[object] = (event.text, event.raw_payload, event.username)  # type: ignore[attr-defined]
+        elif (fields := CONTENT_FIELDS.get(kind)) is not None:
+            values = [getattr(event, name) for name in fields]
+        else:
             continue
         user_id = event.user_id  # type: ignore[attr-defined]
-        for name in fields:
-            value = getattr(event, name)
-            if isinstance(value, str) and value.startswith(SEALED_MARK):
+        for value in values:
+            if type(value) is str and value.startswith(SEALED_MARK):
                 colon = value.find(":", _MARK_END)
                 found[value[_MARK_END:colon] if colon >= 0 else value[_MARK_END:]] = user_id
     return found

@@ -210,11 +210,13 @@ def own_keys(events: Iterable[Event], wanted: Container[str],
     UserForgotten name leave ``unwrapped``. One pass: a batch holds few of either."""
     ring: dict[str, DataKey] = {}
     for event in events:
-        if isinstance(event, UserKeyIssued):
-            if event.key_id in wanted:
-                ring[event.key_id] = unwrapped.unwrap(event.wrapped_key, event.key_id)
-        elif isinstance(event, UserForgotten):
-            unwrapped.forget(event.key_ids)
+        kind = type(event)  # exact types (events have no subclasses): one lookup per event
+        if kind is UserKeyIssued:
+            if event.key_id in wanted:  # type: ignore[attr-defined]
+                ring[event.key_id] = unwrapped.unwrap(  # type: ignore[attr-defined]
+                    event.wrapped_key, event.key_id)  # type: ignore[attr-defined]
+        elif kind is UserForgotten:
+            unwrapped.forget(event.key_ids)  # type: ignore[attr-defined]
     return ring
 
 
