@@ -183,10 +183,6 @@ class _Bench:
 
     async def start(self, target: str, port: int) -> tuple[Service, str]:
         """Start ``target`` on ``port``; returns it and the Redis key its work lands in."""
-        # The Python peer runs stock uvicorn (in its own environment, without our package):
-        # what another team would write; bare Litestar and raw ASGI get ours too.
-        peer_options = {k: v for k, v in UVICORN_OPTIONS.items() if k != "http"}
-        options = msgspec.json.encode(peer_options).decode()
         redis_url = self.options.redis_url
         if target == INGRESS:
             prefix = self.scratch.key_prefix("in")
@@ -211,6 +207,10 @@ class _Bench:
         if target in NODE_SCRIPTS:
             return await self.start_node(target, port)
         assert self.peer_python is not None
+        # The Python peer runs stock uvicorn (in its own environment, without our package):
+        # what another team would write; bare Litestar and raw ASGI get ours too.
+        peer_options = {k: v for k, v in UVICORN_OPTIONS.items() if k != "http"}
+        options = msgspec.json.encode(peer_options).decode()
         queue = self.scratch.key_prefix("arq")
         self.scratch.delete_later(f"arq:job:wamid.HBgM{self.scratch.tag}*")
         self.scratch.delete_later(f"arq:result:wamid.HBgM{self.scratch.tag}*")

@@ -254,8 +254,7 @@ async def write_row_changes(
 ) -> None:
     """Apply ``changes`` idempotently, inside the caller's transaction, on a connection that
     ``prepare_staging`` readied: inserts skip existing keys, reply updates overwrite."""
-    if connection not in _TIMED:  # rows hold ints: asyncpg's own codec would refuse them
-        await use_row_times(connection)
+    await use_row_times(connection)  # rows hold ints: asyncpg's own codec would refuse them
     kinds = (*_KINDS, *((_USER_KEYS,) if tables.user_keys is not None else ()),
              *((_ARCHIVE,) if tables.archive is not None else ()))
     few: list[tuple[_Kind, Records]] = []  # kinds of few rows not written yet, in order
